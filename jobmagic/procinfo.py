@@ -1,0 +1,82 @@
+"""Facts about live processes, and signalling a job without hitting a reused pid."""
+
+from __future__ import annotations
+
+import os
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone.
+
+    Together with the pid this names one process for good: a pid can be reused, a
+    (pid, start time) pair cannot.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def same_process(pid: int | None, start_time: int | None) -> bool:
+    """True when ``pid`` is alive and is the process that started at ``start_time``."""
+    if pid is None or start_time is None:
+        return False
+    return process_start_time(pid) == start_time
+
+
+def is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but was not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
+
+
+def signal_job(pid: int | None, start_time: int | None, pgid: int | None, sig: int) -> bool:
+    """Send ``sig`` to a job's process group if its leader is still the recorded process.
+
+    Returns True when the signal was sent. Nothing is sent when the recorded start time
+    does not match the live process: the pid was reused by something else.
+    """
+    if pgid is None or not same_process(pid, start_time) or is_zombie(pid or 0):
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_members(pgid: int, exclude: int | None = None) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
+    members: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        # fields[0] is the state, fields[2] the process group.
+        if int(fields[2]) == pgid and fields[0] != b"Z" and int(entry.name) != exclude:
+            members.append(int(entry.name))
+    return members

@@ -1,0 +1,188 @@
+"""The one thread per service that waits for everything: exits, log growth, deadlines.
+
+It sleeps in ``epoll`` on a pidfd per job (readable when the process exits), one inotify
+descriptor (a log file was written; a file is watched only while someone follows it), and
+an eventfd that other threads use to wake it when they add a deadline. However many jobs
+run, this is one thread and one ``epoll_wait``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+
+import inotify_simple
+
+_log = logging.getLogger("jobmagic")
+_WATCH_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+
+Callback = Callable[[], None]
+
+
+class Timer:
+    """A deadline registered with :meth:`Watcher.call_later`; ``cancel()`` drops it."""
+
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callback) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (a no-op once it ran)."""
+        self.cancelled = True
+
+
+class FileWatch:
+    """A callback on one file's writes, from :meth:`Watcher.watch_file`."""
+
+    __slots__ = ("callback", "wd")
+
+    def __init__(self, wd: int, callback: Callback) -> None:
+        self.wd = wd
+        self.callback = callback
+
+
+class Watcher:
+    """Runs callbacks on the watcher thread when processes exit, files grow or time is up.
+
+    Callbacks must be quick and must not block; an exception in one is logged, never
+    propagated, so one job cannot stop the others from being watched.
+    """
+
+    def __init__(self, name: str = "jobmagic-watcher") -> None:
+        self._epoll = select.epoll()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._inotify = inotify_simple.INotify(nonblocking=True)
+        self._epoll.register(self._wake_fd, select.EPOLLIN)
+        self._epoll.register(self._inotify.fileno(), select.EPOLLIN)
+        # Guards the three registries below; callbacks run without it held.
+        self._lock = threading.Lock()
+        self._exits: dict[int, Callback] = {}
+        self._files: dict[int, list[FileWatch]] = {}
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- registration (any thread) ---------------------------------------------------
+    def watch_exit(self, pidfd: int, callback: Callback) -> None:
+        """Call ``callback`` once when the process behind ``pidfd`` exits."""
+        with self._lock:
+            self._exits[pidfd] = callback
+        self._epoll.register(pidfd, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def watch_file(self, path: str, callback: Callback) -> FileWatch:
+        """Call ``callback`` after writes to ``path`` until ``unwatch_file``."""
+        with self._lock:
+            wd = self._inotify.add_watch(path, _WATCH_MASK)
+            watch = FileWatch(wd, callback)
+            self._files.setdefault(wd, []).append(watch)
+        return watch
+
+    def unwatch_file(self, watch: FileWatch) -> None:
+        """Stop calling a file watch's callback; the last one removes the inotify watch."""
+        with self._lock:
+            watches = self._files.get(watch.wd, [])
+            if watch in watches:
+                watches.remove(watch)
+            if not watches and self._files.pop(watch.wd, None) is not None:
+                # The file may be gone, and the kernel then dropped the watch already.
+                with contextlib.suppress(OSError):
+                    self._inotify.rm_watch(watch.wd)
+
+    def call_later(self, delay: float, callback: Callback) -> Timer:
+        """Call ``callback`` after ``delay`` seconds (monotonic clock)."""
+        timer = Timer(time.monotonic() + max(0.0, delay), callback)
+        with self._lock:
+            heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
+            earliest = self._timers[0][2] is timer
+        if earliest:
+            os.eventfd_write(self._wake_fd, 1)
+        return timer
+
+    def close(self) -> None:
+        """End the thread and release its descriptors (pending callbacks are dropped)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        os.eventfd_write(self._wake_fd, 1)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The watcher thread."""
+        return self._thread
+
+    # -- the thread ----------------------------------------------------------------
+    def _next_timeout(self) -> float:
+        with self._lock:
+            while self._timers and self._timers[0][2].cancelled:
+                heapq.heappop(self._timers)
+            if not self._timers:
+                return -1.0
+            return max(0.0, self._timers[0][0] - time.monotonic())
+
+    def _run(self) -> None:
+        inotify_fd = self._inotify.fileno()
+        while True:
+            events = self._epoll.poll(self._next_timeout())
+            if self._closed:
+                break
+            for fd, _mask in events:
+                if fd == self._wake_fd:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(self._wake_fd)
+                elif fd == inotify_fd:
+                    self._dispatch_file_events()
+                else:
+                    self._dispatch_exit(fd)
+            self._dispatch_timers()
+        self._epoll.close()
+        self._inotify.close()
+        os.close(self._wake_fd)
+
+    def _dispatch_exit(self, pidfd: int) -> None:
+        with self._lock:
+            callback = self._exits.pop(pidfd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(pidfd)
+        if callback is not None:
+            _run_callback(callback)
+
+    def _dispatch_file_events(self) -> None:
+        wds = {event.wd for event in self._inotify.read(timeout=0)}
+        for wd in wds:
+            with self._lock:
+                watches = list(self._files.get(wd, ()))
+            for watch in watches:
+                _run_callback(watch.callback)
+
+    def _dispatch_timers(self) -> None:
+        now = time.monotonic()
+        due: list[Timer] = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+        for timer in due:
+            if not timer.cancelled:
+                timer.cancelled = True
+                _run_callback(timer.callback)
+
+
+def _run_callback(callback: Callback) -> None:
+    try:
+        callback()
+    except Exception:  # noqa: BLE001 - a failing callback must not end the watcher
+        _log.exception("jobmagic watcher callback failed")

@@ -1,0 +1,707 @@
+"""``Worker``: one job, its process, its log, and everyone waiting on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import terminal_text
+from .errors import JobmagicError, StoreError
+from .home import create_private_file
+from .procinfo import group_members, process_start_time, same_process, signal_job
+from .spawn import spawn
+from .state import JobState
+from .store import JobRecord, final_state, read_status_file
+
+if TYPE_CHECKING:
+    from .service import WorkerService
+    from .watcher import FileWatch, Timer
+
+#: How much of a log's end is read to explain a failure ("command not found: pyhton").
+_DIAGNOSIS_BYTES = 4096
+# The shell's exit statuses for "not found" and "found but not executable".
+_NOT_FOUND_STATUS = 127
+_NOT_EXECUTABLE_STATUS = 126
+_NOT_FOUND = re.compile(
+    rb"(?:^|\n)[^\n]*?:(?: line)? ?\d*:? ?([^\n:]+): (?:command )?not found\s*$"
+)
+_NOT_EXECUTABLE = re.compile(rb"(?:^|\n)[^\n]*?: ?\d*:? ?([^\n:]+): Permission denied\s*$")
+
+
+class Worker:
+    r"""One job: a shell command run in its own process group, its output in a log file.
+
+    Create it with :meth:`WorkerService.start`, or build it and hand it to
+    :meth:`WorkerService.add`, then call :meth:`start` (the original two-step design).
+    Every method is safe to call from any thread.
+
+    Parameters
+    ----------
+    command:
+        A shell command line, run as ``shell -c command``.
+    logger:
+        Where output chunks go while handlers listen; ``None`` means a child of the
+        service's logger named after the job id.
+    name:
+        An alias for the id; unique among queued and running jobs.
+    cwd:
+        Working directory; ``None`` means the kernel's.
+    env:
+        Variables added to the kernel's environment (``PYTHONUNBUFFERED=1`` is set unless
+        given). Only their names are stored, never their values.
+    timeout:
+        Seconds after which the job is stopped and marked "timed out"; ``None``: no limit.
+    pty:
+        Run under a pseudo-terminal, for programs that only show progress bars or colours
+        on a terminal (lines then end in ``\r\n``).
+    detach:
+        Keep the job running when its kernel shuts down or restarts.
+    shell:
+        The shell that runs ``command``.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        logger: logging.Logger | None = None,
+        *,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        pty: bool = False,
+        detach: bool = False,
+        shell: str = "/bin/sh",
+    ) -> None:
+        # Callers may be untyped notebook code: check what the annotations promise.
+        if not isinstance(command, str) or not command.strip():  # type: ignore[redundant-expr]
+            raise ValueError("empty command")
+        for key, value in (env or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):  # type: ignore[redundant-expr]
+                raise TypeError(f"environment variable {key!r} must map a str to a str")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        self.command = command
+        self.name = name
+        self.cwd = os.fspath(cwd) if cwd is not None else None
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.pty = pty
+        self.detach = detach
+        self.shell = shell
+        self._logger = logger
+
+        # Guards every field below that changes after construction; `_changed` is notified
+        # whenever the state changes or the log grows (`_log_generation`).
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._service: WorkerService | None = None
+        self._record: JobRecord | None = None
+        self._owned = True
+        self._state = JobState.QUEUED
+        self._exit_code: int | None = None
+        self._error: str | None = None
+        self._pid: int | None = None
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None
+        self._launched = False
+        self._stop_requested_by: str | None = None
+        self._timers: list[Timer] = []
+        self._log_generation = 0
+        self._followers = 0
+        self._file_watch: FileWatch | None = None
+        self._handlers_listening = False
+        self._emit_offset = 0
+        self._decoder = terminal_text.incremental_decoder()
+        self._done_callbacks: list[Callable[[Worker], None]] = []
+        self._draining: set[int] = set()  # pidfds of group members left after the leader
+
+    # -- identity and status ---------------------------------------------------------
+    @property
+    def id(self) -> int | None:
+        """The store's id for this job (None until added to a service)."""
+        return self._record.id if self._record is not None else None
+
+    @property
+    def state(self) -> JobState:
+        """The job's :class:`JobState`."""
+        return self._state
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code; negative N means killed by signal N; None while it runs."""
+        return self._exit_code
+
+    @property
+    def error(self) -> str | None:
+        """One line a person can act on when the job failed or was stopped, else None."""
+        return self._error
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the job's process group leader (its wrapper)."""
+        return self._pid
+
+    @property
+    def started_at(self) -> float | None:
+        """When the process started, in epoch seconds."""
+        return self._started_at
+
+    @property
+    def ended_at(self) -> float | None:
+        """When the job ended, in epoch seconds; None while queued or running."""
+        return self._ended_at
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds it has run (so far), or None before it started."""
+        if self._started_at is None:
+            return None
+        return (self._ended_at or time.time()) - self._started_at
+
+    @property
+    def log_path(self) -> Path:
+        """The log file holding the job's merged stdout and stderr."""
+        if self._record is None:
+            raise JobmagicError("the job has no log until it is added to a WorkerService")
+        return Path(self._record.log_path)
+
+    @property
+    def orphaned(self) -> bool:
+        """True for another kernel's RUNNING job whose kernel is dead (see ``adopt``)."""
+        return not self._owned and self._record is not None and self._record.orphaned
+
+    @property
+    def owned(self) -> bool:
+        """True when this kernel started or adopted the job and so controls it."""
+        return self._owned
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger that receives this job's output chunks while handlers listen."""
+        if self._logger is None:
+            if self._service is None or self.id is None:
+                raise JobmagicError("the job has no logger until it is added to a WorkerService")
+            self._logger = self._service.logger.getChild(str(self.id))
+            if self._logger.level == logging.NOTSET:
+                self._logger.setLevel(logging.INFO)
+        return self._logger
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        code = f" exit_code={self._exit_code}" if self._exit_code is not None else ""
+        return f"<Worker {self.id}{label} {self._state.value}{code}: {self.command!r}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> Worker:
+        """Spawn the process. A command that cannot start leaves the job FAILED.
+
+        Raises
+        ------
+        JobmagicError
+            When the job was already started.
+        """
+        if self._service is None:
+            from .service import get_service
+
+            get_service().add(self)
+        service = self._service
+        assert service is not None
+        assert self._record is not None
+        with self._lock:
+            if self._launched or self._state is not JobState.QUEUED or not self._owned:
+                raise JobmagicError(f"job {self.id} was already started")
+            self._launched = True
+            failure = self._launch(service)
+        if failure is not None:
+            self._finish(JobState.FAILED, None, failure)
+            return self
+        service._job_changed(self)
+        return self
+
+    def _launch(self, service: WorkerService) -> str | None:
+        """Spawn under the lock; returns why it could not start, or None."""
+        record = self._record
+        assert record is not None
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            return f"working directory not found: {self.cwd}"
+        try:
+            log_fd = create_private_file(Path(record.log_path))
+        except OSError as exc:
+            return f"cannot create the log {record.log_path}: {exc.strerror}"
+        try:
+            popen = spawn(
+                self.command,
+                log_fd=log_fd,
+                status_path=record.status_path,
+                shell=self.shell,
+                cwd=self.cwd,
+                env=self.env,
+                pty=self.pty,
+            )
+        except OSError as exc:
+            return f"could not start: {exc.strerror or exc}"
+        finally:
+            os.close(log_fd)
+        self._popen = popen
+        self._pid = popen.pid
+        self._started_at = time.time()
+        self._pidfd = os.pidfd_open(popen.pid)
+        self._state = JobState.RUNNING
+        try:
+            service.store.update(
+                record.id,
+                state=JobState.RUNNING,
+                pid=popen.pid,
+                pid_start=process_start_time(popen.pid),
+                pgid=popen.pid,
+                started_at=self._started_at,
+            )
+        except StoreError as exc:
+            self._error = f"the job runs but its record could not be saved: {exc}"
+        service.watcher.watch_exit(self._pidfd, self._on_exit)
+        if self.timeout is not None:
+            self._timers.append(service.watcher.call_later(self.timeout, self._on_timeout))
+        if self._logger_listens():
+            self._start_emitting(from_offset=0)
+        self._changed.notify_all()
+        return None
+
+    def _attach_adopted(self, service: WorkerService, record: JobRecord) -> None:
+        """Follow a running job another (dead) kernel started; called by ``adopt``."""
+        pidfd = os.pidfd_open(record.pid or 0)
+        if not same_process(record.pid, record.pid_start):
+            os.close(pidfd)
+            raise JobmagicError(f"job {record.id} is no longer running")
+        with self._lock:
+            self._pidfd = pidfd
+            self._pid = record.pid
+            self._launched = True
+            self._state = JobState.RUNNING
+            self._started_at = record.started_at
+            self._stop_requested_by = record.stop_requested_by
+            if self._logger_listens():
+                self._start_emitting(from_offset=0)
+        service.watcher.watch_exit(pidfd, self._on_exit)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the job ends; return its exit code.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns
+        -------
+        The exit code, or None when the timeout passed first (or no exit code is known).
+        """
+        self._refresh_foreign()
+        with self._lock:
+            if not self._state.is_finished and not self._owned:
+                raise JobmagicError(self._not_owned_message())
+            self._changed.wait_for(lambda: self._state.is_finished, timeout)
+            return self._exit_code
+
+    async def wait_async(self, timeout: float | None = None) -> int | None:  # noqa: ASYNC109 - mirrors wait(timeout)
+        """Like :meth:`wait`, without blocking the event loop (``await w.wait_async()``)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def finished(_worker: Worker) -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        self.add_done_callback(finished)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return None
+        return self._exit_code
+
+    def __await__(self) -> Generator[Any, None, int | None]:
+        return self.wait_async().__await__()
+
+    def add_done_callback(self, callback: Callable[[Worker], None]) -> None:
+        """Call ``callback(worker)`` once the job has ended (now, if it has already)."""
+        with self._lock:
+            if not self._state.is_finished:
+                if not self._owned:
+                    raise JobmagicError(self._not_owned_message())
+                self._done_callbacks.append(callback)
+                return
+        callback(self)
+
+    def stop(self, timeout: float | None = None, wait: bool = True, *, by: str = "kernel") -> None:
+        """Stop the whole job: SIGTERM to its process group, SIGKILL after ``timeout``.
+
+        Idempotent, and safe from any thread while others wait or stream. A job that has
+        already ended is left as it is.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds between SIGTERM and SIGKILL; ``None`` means the service's
+            ``stop_timeout`` (5 s unless configured).
+        wait:
+            Block until the job has ended.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        if not self._owned:
+            self._stop_foreign(by)
+            return
+        service = self._service
+        with self._lock:
+            if self._state.is_finished:
+                return
+            first_request = self._stop_requested_by is None
+            if first_request:
+                self._stop_requested_by = by
+            if self._state is JobState.QUEUED:
+                queued = True
+            else:
+                queued = False
+                if first_request:
+                    self._signal(signal.SIGTERM)
+                    assert service is not None
+                    grace = service.stop_timeout if timeout is None else timeout
+                    self._timers.append(service.watcher.call_later(grace, self._kill))
+        if service is not None and self.id is not None and first_request:
+            with contextlib.suppress(StoreError):
+                service.store.request_stop(self.id, by)
+        if queued:
+            self._finish(JobState.STOPPED, None, None)
+        if wait:
+            with self._lock:
+                self._changed.wait_for(lambda: self._state.is_finished)
+
+    def _signal(self, sig: int) -> None:
+        """Signal the job's group (the lock is held and the job is running)."""
+        if self._popen is not None:
+            # Our own child is not reaped before `_on_exit`, so its pid (the group id)
+            # cannot have been reused: signalling the group is safe.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._popen.pid, sig)
+        elif self._record is not None:
+            signal_job(self._record.pid, self._record.pid_start, self._record.pgid, sig)
+
+    def _kill(self) -> None:
+        with self._lock:
+            if not self._state.is_finished:
+                self._signal(signal.SIGKILL)
+
+    def _on_timeout(self) -> None:
+        self.stop(wait=False, by="timeout")
+
+    def _on_exit(self) -> None:
+        """The wrapper exited (watcher thread): drain a stopping group, then finish."""
+        # The command's shell may die of SIGTERM while the program it ran is still shutting
+        # down gracefully: give the rest of the group its grace period (the SIGKILL timer is
+        # still armed). The unreaped wrapper keeps the group id ours meanwhile.
+        stopping = self._popen is not None and self._stop_requested_by is not None
+        if stopping and self._watch_group_members():
+            return
+        self._complete_exit()
+
+    def _watch_group_members(self) -> bool:
+        """Watch the group's live processes; True while any is left."""
+        assert self._popen is not None
+        assert self._service is not None
+        leader = self._popen.pid
+        for pid in group_members(leader, exclude=leader):
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            self._service.watcher.watch_exit(pidfd, functools.partial(self._on_member_exit, pidfd))
+            self._draining.add(pidfd)
+        return bool(self._draining)
+
+    def _on_member_exit(self, pidfd: int) -> None:
+        os.close(pidfd)
+        self._draining.discard(pidfd)
+        if not self._draining and not self._watch_group_members():
+            self._complete_exit()
+
+    def _complete_exit(self) -> None:
+        """Reap the wrapper, read the exit status it wrote, record the end."""
+        status: int | None = None
+        if self._popen is not None:
+            # Kill whatever the command left running in its group before reaping the
+            # leader: until then the group id cannot be reused by an unrelated process.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._popen.pid, signal.SIGKILL)
+            status = self._popen.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        record = self._record
+        assert record is not None
+        exit_code = read_status_file(record.status_path)
+        if exit_code is None:
+            exit_code = status
+        state, error = final_state(exit_code, self._stop_requested_by, self.timeout)
+        if state is JobState.FAILED and exit_code in (_NOT_EXECUTABLE_STATUS, _NOT_FOUND_STATUS):
+            error = self._diagnose(exit_code) or error
+        self._finish(state, exit_code, error)
+
+    def _diagnose(self, exit_code: int) -> str | None:
+        """Explain exit 127/126 from the shell's message at the end of the log."""
+        try:
+            tail = terminal_text.read_tail(self.log_path, _DIAGNOSIS_BYTES).rstrip()
+        except OSError:
+            return None
+        pattern = _NOT_FOUND if exit_code == _NOT_FOUND_STATUS else _NOT_EXECUTABLE
+        match = pattern.search(tail)
+        if match is None:
+            return None
+        what = terminal_text.decode(match.group(1)).strip()
+        if exit_code == _NOT_FOUND_STATUS:
+            return f"command not found: {what}"
+        return f"not executable: {what}"
+
+    def _finish(self, state: JobState, exit_code: int | None, error: str | None) -> None:
+        service = self._service
+        ended_at = time.time()
+        if service is not None and self.id is not None:
+            try:
+                service.store.finish(self.id, state, exit_code, error, ended_at=ended_at)
+            except StoreError as exc:
+                error = f"{error}; " if error else ""
+                error += f"the job's end could not be recorded: {exc}"
+        with self._lock:
+            self._emit_pending_output(final=True)
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+            self._state = state
+            self._exit_code = exit_code
+            if error is not None or self._error is None:
+                self._error = error
+            self._ended_at = ended_at
+            self._popen = None
+            self._stop_emitting_watch()
+            self._log_generation += 1
+            self._changed.notify_all()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logging.getLogger("jobmagic").exception("job done callback failed")
+        if service is not None:
+            service._job_changed(self)
+            service._job_finished()
+
+    # -- output ------------------------------------------------------------------------
+    def output(self) -> bytes:
+        """Everything the job has written so far, byte for byte."""
+        try:
+            return self.log_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def tail(self, lines: int = 20) -> str:
+        r"""The last ``lines`` lines as a terminal would show them (``\r`` collapsed)."""
+        try:
+            return terminal_text.tail_of_log(self.log_path, lines)
+        except FileNotFoundError:
+            return ""
+
+    def stream(self, chunk_size: int = 65536) -> Iterator[bytes]:
+        """Yield the log from its first byte, then live output until the job has ended.
+
+        Any number of readers may stream at once; each has its own position. The iterator
+        ends once the job has ended and every byte was delivered.
+        """
+        self._refresh_foreign()
+        with self._lock:
+            if not self._owned and not self._state.is_finished:
+                raise JobmagicError(self._not_owned_message())
+        try:
+            fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if self._state.is_finished:
+                return
+            raise
+        self._follow(+1)
+        try:
+            while True:
+                with self._lock:
+                    generation = self._log_generation
+                    ended = self._state.is_finished
+                data = os.read(fd, chunk_size)
+                if data:
+                    yield data
+                    continue
+                if ended:
+                    return
+                with self._lock:
+                    while self._log_generation == generation:
+                        self._changed.wait()
+        finally:
+            self._follow(-1)
+            os.close(fd)
+
+    def add_handler(self, handler: logging.Handler) -> None:
+        """Attach a logging handler to this job's logger and start feeding it output.
+
+        Records carry decoded text (``record.getMessage()``), the raw bytes
+        (``record.data``) and ``record.job_id``. A handler attached while the job runs
+        receives output written from then on; :meth:`tail` has what came before.
+        """
+        self.logger.addHandler(handler)
+        with self._lock:
+            if self._state is JobState.RUNNING and not self._handlers_listening:
+                self._start_emitting(from_offset=None)
+
+    def remove_handler(self, handler: logging.Handler) -> None:
+        """Detach a handler added with :meth:`add_handler`."""
+        self.logger.removeHandler(handler)
+        with self._lock:
+            if self._handlers_listening and not self._logger_listens():
+                self._handlers_listening = False
+                self._update_file_watch()
+
+    def _logger_listens(self) -> bool:
+        if self._service is None or self.id is None:
+            return False
+        logger = self.logger
+        return bool(logger.handlers) or (
+            logger.parent is self._service.logger and bool(self._service.logger.handlers)
+        )
+
+    def _start_emitting(self, from_offset: int | None) -> None:
+        """Begin feeding the logger (lock held); None starts at the log's current end."""
+        if from_offset is None:
+            try:
+                from_offset = os.stat(self.log_path).st_size
+            except OSError:
+                from_offset = 0
+        self._emit_offset = from_offset
+        self._decoder = terminal_text.incremental_decoder()
+        self._handlers_listening = True
+        self._update_file_watch()
+        self._emit_pending_output(final=False)
+
+    def _emit_pending_output(self, final: bool) -> None:
+        """Send the log's new bytes to the logger (lock held)."""
+        if not self._handlers_listening or self._record is None:
+            return
+        logger = self.logger
+        try:
+            fd = os.open(self._record.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            while True:
+                data = os.pread(fd, 1 << 20, self._emit_offset)
+                if not data:
+                    break
+                self._emit_offset += len(data)
+                text = self._decoder.decode(data)
+                logger.info(text, extra={"data": data, "job_id": self.id})
+            if final:
+                rest = self._decoder.decode(b"", final=True)
+                if rest:
+                    logger.info(rest, extra={"data": b"", "job_id": self.id})
+        finally:
+            os.close(fd)
+
+    def _follow(self, delta: int) -> None:
+        with self._lock:
+            self._followers += delta
+            self._update_file_watch()
+
+    def _update_file_watch(self) -> None:
+        """Watch the log file only while a reader follows it or handlers listen."""
+        wanted = (self._followers > 0 or self._handlers_listening) and (
+            self._state is JobState.RUNNING and self._service is not None
+        )
+        if wanted and self._file_watch is None:
+            assert self._service is not None
+            self._file_watch = self._service.watcher.watch_file(
+                str(self.log_path), self._on_log_written
+            )
+        elif not wanted and self._file_watch is not None:
+            self._stop_emitting_watch()
+
+    def _stop_emitting_watch(self) -> None:
+        if self._file_watch is not None and self._service is not None:
+            self._service.watcher.unwatch_file(self._file_watch)
+        self._file_watch = None
+
+    def _on_log_written(self) -> None:
+        with self._lock:
+            self._log_generation += 1
+            self._changed.notify_all()
+            self._emit_pending_output(final=False)
+
+    # -- jobs of other kernels ---------------------------------------------------------
+    @classmethod
+    def _from_record(cls, record: JobRecord, service: WorkerService) -> Worker:
+        """A view of a job this kernel does not own (another kernel's, or history)."""
+        worker = cls(
+            record.command,
+            name=record.name,
+            cwd=record.cwd,
+            timeout=record.timeout,
+            pty=record.pty,
+            detach=record.detached,
+        )
+        worker._service = service
+        worker._owned = False
+        worker._apply_record(record)
+        return worker
+
+    def _apply_record(self, record: JobRecord) -> None:
+        with self._lock:
+            self._record = record
+            self._state = record.state
+            self._exit_code = record.exit_code
+            self._error = record.error
+            self._pid = record.pid
+            self._started_at = record.started_at
+            self._ended_at = record.ended_at
+
+    def _refresh_foreign(self) -> None:
+        if self._owned or self._service is None or self.id is None:
+            return
+        self._service.store.reconcile()
+        record = self._service.store.get(self.id)
+        if record is not None:
+            self._apply_record(record)
+
+    def _not_owned_message(self) -> str:
+        assert self._record is not None
+        if self._record.orphaned:
+            return (
+                f"job {self.id} was started by a kernel that is gone; adopt it first "
+                f"(svc.adopt({self.id}) or %job adopt {self.id})"
+            )
+        return f"job {self.id} belongs to another kernel ({self._record.owner}); follow it there"
+
+    def _stop_foreign(self, by: str) -> None:
+        self._refresh_foreign()
+        record = self._record
+        if record is None or record.state.is_finished or self._service is None:
+            return
+        self._service.store.request_stop(record.id, by)
+        signal_job(record.pid, record.pid_start, record.pgid, signal.SIGTERM)
