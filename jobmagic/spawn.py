@@ -25,6 +25,7 @@ from collections.abc import Mapping
 # positional parameters cleared as `sh -c` would have them.
 WRAPPER = """trap : TERM INT HUP
 exec 3>&1 >/dev/null 2>&1
+[ -n "${PYTHONUNBUFFERED+set}" ] || export PYTHONUNBUFFERED=1
 cmd=$3
 if [ "$4" = pty ]; then
   SHELL="$2" script -q -e -f -E never -c "$cmd" /dev/null >&3 2>&3 3>&-
@@ -39,12 +40,16 @@ exit "$st"
 """
 
 
-def job_environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The kernel's environment plus the caller's ``env``, with Python output unbuffered."""
+def job_environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The kernel's environment plus the caller's ``env``; None means the kernel's as is.
+
+    The wrapper sets ``PYTHONUNBUFFERED=1`` unless it is set, so Python scripts stream
+    live; copying the environment only when the caller adds to it keeps spawns cheap.
+    """
+    if not env:
+        return None
     merged = dict(os.environ)
-    merged.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        merged.update(env)
+    merged.update(env)
     return merged
 
 

@@ -145,7 +145,13 @@ class JobRecord:
 def this_process_owner() -> tuple[str, int, int | None]:
     """The (owner label, pid, start time) that names the current process as an owner."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}", pid, process_start_time(pid)
+    if _owner_cache.get(pid) is None:
+        _owner_cache.clear()  # a forked child is a different owner
+        _owner_cache[pid] = (f"{socket.gethostname()}:{pid}", pid, process_start_time(pid))
+    return _owner_cache[pid]
+
+
+_owner_cache: dict[int, tuple[str, int, int | None]] = {}
 
 
 def read_status_file(path: str) -> int | None:

@@ -583,10 +583,11 @@ class Worker:
     def _logger_listens(self) -> bool:
         if self._service is None or self.id is None:
             return False
-        logger = self.logger
-        return bool(logger.handlers) or (
-            logger.parent is self._service.logger and bool(self._service.logger.handlers)
-        )
+        # Only a logger someone asked for (w.logger, add_handler) can have handlers of its
+        # own: do not create one per job just to look, loggers are never freed.
+        if self._logger is not None and self._logger.handlers:
+            return True
+        return bool(self._service.logger.handlers)
 
     def _start_emitting(self, from_offset: int | None) -> None:
         """Begin feeding the logger (lock held); None starts at the log's current end."""
