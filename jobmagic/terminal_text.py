@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from collections import deque
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def tail_of_log(path: Path, lines: int, max_bytes: int = 1 << 20) -> str:
     return tail_lines(text, lines)
 
 
+_LINE_CONTROL = re.compile(r"(\r\n|\r|\n)")
+
+
 class TailBuffer:
     r"""A bounded, incremental terminal view of a stream of text.
 
@@ -90,6 +94,7 @@ class TailBuffer:
         self.max_line_chars = max_line_chars
         self._lines: deque[str] = deque(maxlen=max_lines)
         self._current = ""
+        self._cursor = 0  # where the next character lands in the line in progress
         self._pending_cr = False
         #: Bumped whenever what ``text()`` returns may have changed.
         self.version = 0
@@ -105,12 +110,30 @@ class TailBuffer:
             # A lone "\r" at a chunk's end may be half of "\r\n": decide on the next chunk.
             text = text[:-1]
             self._pending_cr = True
-        text = text.replace("\r\n", "\n")
-        pieces = text.split("\n")
-        for finished in pieces[:-1]:
-            self._lines.append(self._clip(collapse_line(self._current + finished)))
-            self._current = ""
-        self._current = self._clip(collapse_line(self._current + pieces[-1]))
+        # Only the last max_lines lines can survive: skip whole lines before them.
+        cut = len(text)
+        for _ in range(self.max_lines + 1):
+            cut = text.rfind("\n", 0, cut)
+            if cut < 0:
+                break
+        if cut >= 0:
+            self._lines.clear()
+            self._current, self._cursor = "", 0
+            text = text[cut + 1 :]
+        for piece in _LINE_CONTROL.split(text):
+            if piece in ("\n", "\r\n"):
+                self._lines.append(self._clip(self._current))
+                self._current, self._cursor = "", 0
+            elif piece == "\r":
+                self._cursor = 0
+            elif piece:
+                end = self._cursor + len(piece)
+                self._current = self._current[: self._cursor] + piece + self._current[end:]
+                self._cursor = end
+                if len(self._current) > 2 * self.max_line_chars:
+                    drop = len(self._current) - self.max_line_chars
+                    self._current = self._current[drop:]
+                    self._cursor = max(0, self._cursor - drop)
         self.version += 1
 
     def _clip(self, line: str) -> str:
@@ -124,6 +147,6 @@ class TailBuffer:
     def clear(self) -> None:
         """Forget everything kept."""
         self._lines.clear()
-        self._current = ""
+        self._current, self._cursor = "", 0
         self._pending_cr = False
         self.version += 1
