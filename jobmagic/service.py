@@ -12,9 +12,11 @@ import resource
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import JobmagicError, JobNotFound, StoreError
+from .home import create_private_file
 from .state import JobState
 from .store import JobStore
 from .watcher import Watcher
@@ -27,6 +29,8 @@ _log = logging.getLogger("jobmagic")
 
 #: The logger the default service hands its jobs' output to (as children named by id).
 DEFAULT_LOGGER_NAME = "jobmagic.job"
+# Job output is not a diagnostic: keep it out of the root logger's handlers.
+logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +72,7 @@ class WorkerService:
         keep_finished: int = 1000,
         max_log_bytes: int = 5 << 30,
     ) -> None:
-        if logger is None:
-            logger = logging.getLogger(DEFAULT_LOGGER_NAME)
-            logger.propagate = False
-        self.logger = logger
+        self.logger = logger or logging.getLogger(DEFAULT_LOGGER_NAME)
         self.stop_timeout = stop_timeout
         self.keep_finished = keep_finished
         self.max_log_bytes = max_log_bytes
@@ -141,6 +142,8 @@ class WorkerService:
             pty=worker.pty,
             timeout=worker.timeout,
         )
+        # The log exists from the start, so that stream() of a queued job can wait on it.
+        os.close(create_private_file(Path(record.log_path)))
         with self._lock:
             worker._service = self
             worker._record = record

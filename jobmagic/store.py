@@ -154,6 +154,11 @@ def this_process_owner() -> tuple[str, int, int | None]:
 _owner_cache: dict[int, tuple[str, int, int | None]] = {}
 
 
+def stop_marker_path(record: JobRecord) -> str:
+    """The file whose presence tells a job's wrapper, still starting, not to run it."""
+    return record.status_path + ".stop"
+
+
 def read_status_file(path: str) -> int | None:
     """The exit code a job's wrapper wrote, or None when it wrote nothing (yet)."""
     try:
@@ -411,7 +416,7 @@ class JobStore:
         with self._write() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         if record is not None:
-            for path in (record.log_path, record.status_path):
+            for path in (record.log_path, record.status_path, stop_marker_path(record)):
                 if path:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)

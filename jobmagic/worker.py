@@ -22,7 +22,7 @@ from .home import create_private_file
 from .procinfo import group_members, process_start_time, same_process, signal_job
 from .spawn import spawn
 from .state import JobState
-from .store import JobRecord, final_state, read_status_file
+from .store import JobRecord, final_state, read_status_file, stop_marker_path
 
 if TYPE_CHECKING:
     from .service import WorkerService
@@ -222,6 +222,8 @@ class Worker:
         assert service is not None
         assert self._record is not None
         with self._lock:
+            if self._stop_requested_by is not None and not self._launched:
+                return self  # stopped while queued: there is nothing left to start
             if self._launched or self._state is not JobState.QUEUED or not self._owned:
                 raise JobmagicError(f"job {self.id} was already started")
             self._launched = True
@@ -247,6 +249,7 @@ class Worker:
                 self.command,
                 log_fd=log_fd,
                 status_path=record.status_path,
+                stop_path=stop_marker_path(record),
                 shell=self.shell,
                 cwd=self.cwd,
                 env=self.env,
@@ -277,6 +280,8 @@ class Worker:
             self._timers.append(service.watcher.call_later(self.timeout, self._on_timeout))
         if self._logger_listens():
             self._start_emitting(from_offset=0)
+        self._log_generation += 1
+        self._update_file_watch()
         self._changed.notify_all()
         return None
 
@@ -326,13 +331,16 @@ class Worker:
                 done.set_result(None)
 
         def finished(_worker: Worker) -> None:
-            loop.call_soon_threadsafe(resolve)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(resolve)
 
         self.add_done_callback(finished)
         try:
             await asyncio.wait_for(done, timeout)
         except TimeoutError:
             return None
+        finally:
+            self._remove_done_callback(finished)
         return self._exit_code
 
     def __await__(self) -> Generator[Any, None, int | None]:
@@ -347,6 +355,11 @@ class Worker:
                 self._done_callbacks.append(callback)
                 return
         callback(self)
+
+    def _remove_done_callback(self, callback: Callable[[Worker], None]) -> None:
+        with self._lock:
+            if callback in self._done_callbacks:
+                self._done_callbacks.remove(callback)
 
     def stop(self, timeout: float | None = None, wait: bool = True, *, by: str = "kernel") -> None:
         """Stop the whole job: SIGTERM to its process group, SIGKILL after ``timeout``.
@@ -379,6 +392,7 @@ class Worker:
             else:
                 queued = False
                 if first_request:
+                    self._mark_stop_requested()
                     self._signal(signal.SIGTERM)
                     assert service is not None
                     grace = service.stop_timeout if timeout is None else timeout
@@ -391,6 +405,12 @@ class Worker:
         if wait:
             with self._lock:
                 self._changed.wait_for(lambda: self._state.is_finished)
+
+    def _mark_stop_requested(self) -> None:
+        """Leave the marker that a wrapper still starting up checks before the command."""
+        if self._record is not None:
+            with contextlib.suppress(OSError):
+                os.close(create_private_file(Path(stop_marker_path(self._record))))
 
     def _signal(self, sig: int) -> None:
         """Signal the job's group (the lock is held and the job is running)."""
