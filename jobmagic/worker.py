@@ -580,17 +580,50 @@ class Worker:
             self._follow(-1)
             os.close(fd)
 
-    def add_handler(self, handler: logging.Handler) -> None:
+    def add_handler(self, handler: logging.Handler, backlog_bytes: int = 0) -> None:
         """Attach a logging handler to this job's logger and start feeding it output.
 
         Records carry decoded text (``record.getMessage()``), the raw bytes
-        (``record.data``) and ``record.job_id``. A handler attached while the job runs
-        receives output written from then on; :meth:`tail` has what came before.
+        (``record.data``) and ``record.job_id``.
+
+        Parameters
+        ----------
+        handler:
+            The handler; it receives output written from now on.
+        backlog_bytes:
+            Also hand it up to this many bytes of what was written before (starting at a
+            line boundary), with nothing lost or repeated between backlog and live output.
         """
-        self.logger.addHandler(handler)
         with self._lock:
+            end = self._emit_offset if self._handlers_listening else _file_size(self.log_path)
+            if backlog_bytes > 0:
+                self._replay(handler, max(0, end - backlog_bytes), end)
+            self.logger.addHandler(handler)
             if self._state is JobState.RUNNING and not self._handlers_listening:
-                self._start_emitting(from_offset=None)
+                self._start_emitting(from_offset=end)
+
+    def _replay(self, handler: logging.Handler, start: int, end: int) -> None:
+        """Hand bytes [start, end) of the log to one handler (lock held)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(start)
+                data = log.read(end - start)
+        except OSError:
+            return
+        if start > 0 and b"\n" in data:
+            data = data[data.index(b"\n") + 1 :]  # begin at a whole line
+        if data:
+            record = self.logger.makeRecord(
+                self.logger.name,
+                logging.INFO,
+                "(jobmagic)",
+                0,
+                terminal_text.decode(data),
+                (),
+                None,
+                extra={"data": data, "job_id": self.id},
+            )
+            handler.handle(record)
 
     def remove_handler(self, handler: logging.Handler) -> None:
         """Detach a handler added with :meth:`add_handler`."""
@@ -609,13 +642,8 @@ class Worker:
             return True
         return bool(self._service.logger.handlers)
 
-    def _start_emitting(self, from_offset: int | None) -> None:
-        """Begin feeding the logger (lock held); None starts at the log's current end."""
-        if from_offset is None:
-            try:
-                from_offset = os.stat(self.log_path).st_size
-            except OSError:
-                from_offset = 0
+    def _start_emitting(self, from_offset: int) -> None:
+        """Begin feeding the logger from ``from_offset`` of the log (lock held)."""
         self._emit_offset = from_offset
         self._decoder = terminal_text.incremental_decoder()
         self._handlers_listening = True
@@ -726,3 +754,10 @@ class Worker:
             return
         self._service.store.request_stop(record.id, by)
         signal_job(record.pid, record.pid_start, record.pgid, signal.SIGTERM)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,125 @@
+"""The panel's traffic to the frontend, measured on a real kernel's iopub channel.
+
+A job writes 100 MB as fast as it can while the panel shows its output: the kernel must
+send at most 2 MB of comm traffic in total and at most 20 comm messages per second, on
+average and in any one-second window.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+
+MAX_BYTES = 2_000_000
+MAX_MESSAGES_PER_SECOND = 20
+WRITER = "head -c 100M /dev/urandom | base64; echo END-MARKER"
+
+SETUP = """
+from jobmagic import get_service
+from jobmagic.panel import JobPanel
+
+svc = get_service()
+panel = JobPanel(svc)
+display(panel)
+"""
+
+# Starts the writer with its output shown, waits for it to end and for the panel to show
+# its last line (the handler's final flush), then reports what it saw.
+RUN = f"""
+import threading, time
+
+job = svc.start({WRITER!r})
+panel.show_output(job.id)
+job.wait(300)
+row = panel.rows[job.id]
+shown = threading.Event()
+
+def _check(_change=None):
+    if "END-MARKER" in row.output.value:
+        shown.set()
+
+row.output.observe(_check, names="value")
+_check()
+print("shown" if shown.wait(60) else "not shown", job.state.value, job.log_path.stat().st_size)
+row.output.unobserve(_check, names="value")
+"""
+
+
+def run_collecting_all(
+    kernel: Any, code: str, timeout: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Execute ``code`` and return its reply and every iopub message until it is idle.
+
+    Unlike ``kernel.execute`` this keeps messages whatever their parent header: comm
+    messages sent from the panel's threads are counted even if they carry another one.
+    """
+    msg_id = kernel.kc.execute(code, allow_stdin=False)
+    deadline = time.monotonic() + timeout
+    messages = []
+    while True:
+        try:
+            msg = kernel.kc.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.001))
+        except queue.Empty:
+            raise TimeoutError(f"kernel did not finish {code!r} in time") from None
+        parent = msg["parent_header"].get("msg_id")
+        if parent == msg_id and msg["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "idle":
+                break
+            continue
+        messages.append(msg)
+    while True:
+        reply = kernel.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.001))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"], messages
+
+
+def message_bytes(msg: dict[str, Any]) -> int:
+    """Size of a message's content serialized as JSON, plus its binary buffers."""
+    content = json.dumps(msg["content"], default=str).encode()
+    return len(content) + sum(len(b) for b in msg.get("buffers") or ())
+
+
+@pytest.mark.timeout(300)
+def test_panel_traffic_stays_within_budget_while_a_job_writes_100_mb(kernel: Any) -> None:
+    reply, messages = kernel.execute(SETUP, timeout=60)
+    assert reply["status"] == "ok", reply
+    assert any(m["msg_type"] == "display_data" for m in messages)
+
+    # Drain what the panel sent after the setup cell (its thread's first update).
+    reply, _ = run_collecting_all(kernel, "pass", timeout=30)
+    assert reply["status"] == "ok"
+
+    started = time.monotonic()
+    reply, messages = run_collecting_all(kernel, RUN, timeout=280)
+    window = time.monotonic() - started
+    assert reply["status"] == "ok", reply
+    printed = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+    shown, state, size = printed.split()
+    assert shown == "shown", printed
+    assert state == "succeeded"
+    assert int(size) > 100 * 2**20 * 4 // 3  # 100 MiB, base64-encoded
+
+    comm = [m for m in messages if m["msg_type"] in ("comm_open", "comm_msg")]
+    comm_msgs = [m for m in messages if m["msg_type"] == "comm_msg"]
+    total = sum(message_bytes(m) for m in comm)
+    sent_at = sorted(m["header"]["date"].timestamp() for m in comm_msgs)
+    span = max(sent_at[-1] - sent_at[0], 1.0)
+    busiest = max(sum(1 for t in sent_at if start <= t < start + 1.0) for start in sent_at)
+    print(  # noqa: T201 - the measured figures are this test's report (-s shows them)
+        f"\npanel traffic: {total} bytes in {len(comm)} comm messages "
+        f"({len(comm_msgs)} comm_msg over {span:.1f} s, busiest second {busiest}); "
+        f"cell took {window:.1f} s"
+    )
+    assert len(comm_msgs) >= 3  # the output was updated live, not only at the end
+    assert total <= MAX_BYTES
+    assert len(comm_msgs) / span <= MAX_MESSAGES_PER_SECOND
+    assert busiest <= MAX_MESSAGES_PER_SECOND
+
+    reply, _ = kernel.execute("panel.close(); svc.shutdown()", timeout=60)
+    assert reply["status"] == "ok", reply
