@@ -5,37 +5,42 @@ from __future__ import annotations
 import os
 
 
-def process_start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone.
-
-    Together with the pid this names one process for good: a pid can be reused, a
-    (pid, start time) pair cannot.
-    """
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3 onwards of ``/proc/PID/stat`` (state first), or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone.
+
+    Together with the pid this names one process for good: a pid can be reused, a
+    (pid, start time) pair cannot.
+    """
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None else None
 
 
 def same_process(pid: int | None, start_time: int | None) -> bool:
-    """True when ``pid`` is alive and is the process that started at ``start_time``."""
+    """True when ``pid`` is alive and is the process that started at ``start_time``.
+
+    A zombie (exited, its status not yet collected) does not count as alive.
+    """
     if pid is None or start_time is None:
         return False
-    return process_start_time(pid) == start_time
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != b"Z" and int(fields[19]) == start_time
 
 
 def is_zombie(pid: int) -> bool:
     """True when ``pid`` has exited but was not reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] == b"Z"
 
 
 def signal_job(pid: int | None, start_time: int | None, pgid: int | None, sig: int) -> bool:
@@ -44,7 +49,7 @@ def signal_job(pid: int | None, start_time: int | None, pgid: int | None, sig: i
     Returns True when the signal was sent. Nothing is sent when the recorded start time
     does not match the live process: the pid was reused by something else.
     """
-    if pgid is None or not same_process(pid, start_time) or is_zombie(pid or 0):
+    if pgid is None or not same_process(pid, start_time):
         return False
     try:
         os.killpg(pgid, sig)
@@ -68,15 +73,10 @@ def group_members(pgid: int, exclude: int | None = None) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
     members: list[int] = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == exclude:
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
+        fields = _stat_fields(int(entry.name))
         # fields[0] is the state, fields[2] the process group.
-        if int(fields[2]) == pgid and fields[0] != b"Z" and int(entry.name) != exclude:
+        if fields is not None and int(fields[2]) == pgid and fields[0] != b"Z":
             members.append(int(entry.name))
     return members

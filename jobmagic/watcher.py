@@ -118,7 +118,9 @@ class Watcher:
             self._closed = True
         os.eventfd_write(self._wake_fd, 1)
         if threading.current_thread() is not self._thread:
-            self._thread.join()
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                _log.warning("jobmagic watcher did not end within 10 s (a callback blocks)")
 
     @property
     def thread(self) -> threading.Thread:

@@ -477,6 +477,12 @@ class Worker:
         exit_code = read_status_file(record.status_path)
         if exit_code is None:
             exit_code = status
+        if self._stop_requested_by is None and self._service is not None:
+            # Someone else (the Jobs sidebar) may have asked it to stop.
+            with contextlib.suppress(StoreError):
+                stored = self._service.store.get(record.id)
+                if stored is not None:
+                    self._stop_requested_by = stored.stop_requested_by
         state, error = final_state(exit_code, self._stop_requested_by, self.timeout)
         if state is JobState.FAILED and exit_code in (_NOT_EXECUTABLE_STATUS, _NOT_FOUND_STATUS):
             error = self._diagnose(exit_code) or error
