@@ -1,0 +1,44 @@
+"""The jobmagic Jupyter server extension: a REST API over the job store.
+
+It serves ``{base_url}jobmagic/api/`` (see ``handlers``) for JupyterLab's sidebar and log
+view. It reads the store every kernel writes, wakes on inotify and pidfd events instead of
+polling, and imports neither IPython nor ipywidgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+from typing import TYPE_CHECKING, Any
+
+from jobmagic.store import JobStore
+
+from .extension import JobmagicServer
+from .handlers import api_handlers
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
+
+__all__ = ["JobmagicServer"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    return [{"module": "jobmagic.server"}]
+
+
+def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
+    """Open the job store, create the shared state and add the API handlers."""
+    jobmagic = JobmagicServer(store=JobStore(), parent=serverapp, log=serverapp.log)
+    web_app = serverapp.web_app
+    web_app.settings["jobmagic"] = jobmagic
+    web_app.add_handlers(".*$", api_handlers(web_app.settings["base_url"]))  # type: ignore[no-untyped-call]
+    # Module-based extensions get no shutdown hook from jupyter_server; at exit, close()
+    # still gives SIGKILL to jobs that a UI stop is waiting on.
+    atexit.register(jobmagic.close)
+    serverapp.log.info("jobmagic: serving the job API for the store in %s", jobmagic.store.home)
+
+
+async def _start_jupyter_server_extension(serverapp: ServerApp) -> None:
+    """Attach the watchers to the running event loop (before any request arrives)."""
+    jobmagic: JobmagicServer = serverapp.web_app.settings["jobmagic"]
+    jobmagic.attach(asyncio.get_running_loop())

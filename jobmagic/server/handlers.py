@@ -1,0 +1,289 @@
+"""The REST API under ``{base_url}jobmagic/api/``: jobs, their logs, and stopping them.
+
+Every handler is a Jupyter ``APIHandler`` behind ``@tornado.web.authenticated`` and
+``@authorized`` (resource ``"jobmagic"``): an unauthenticated request gets 403, and a POST
+authenticated by cookie must carry the XSRF token (token-header requests need none).
+Errors are JSON ``{"message": ...}``. The long-polls (``?wait_for=``, ``?follow=1``) take
+an optional ``?timeout=`` in seconds, at most ``JobmagicServer.long_poll_timeout`` (30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, cast
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from jobmagic.state import JobState
+from jobmagic.store import JobRecord
+
+from .extension import JobmagicServer
+from .file_events import file_size
+
+#: Bytes a log request returns when it names no ``length``.
+DEFAULT_LOG_LENGTH = 1 << 20
+#: The most bytes one log request returns, whatever ``length`` it asks for.
+MAX_LOG_LENGTH = 8 << 20
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def job_json(record: JobRecord) -> dict[str, Any]:
+    """Return a job as the API shows it: ``to_json()`` with ``runtime`` and ``orphaned``."""
+    data = record.to_json()
+    data.setdefault("runtime", record.runtime)
+    data.setdefault("orphaned", record.orphaned)
+    return data
+
+
+class JobmagicHandler(APIHandler):
+    """Shared parsing and lookups for the jobmagic API handlers."""
+
+    auth_resource = "jobmagic"
+    _client_gone: asyncio.Future[None] | None = None
+
+    @property
+    def jobmagic(self) -> JobmagicServer:
+        """The server's shared jobmagic state."""
+        return cast(JobmagicServer, self.settings["jobmagic"])
+
+    def set_default_headers(self) -> None:
+        """Forbid caching: every answer describes the jobs at one moment."""
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self) -> None:
+        """Send no ETag: a 304 would hide a change the client is waiting for."""
+        return
+
+    def on_connection_close(self) -> None:
+        """End the long-poll of a client that went away, rather than at the timeout."""
+        if self._client_gone is not None and not self._client_gone.done():
+            self._client_gone.set_result(None)
+        super().on_connection_close()
+
+    def client_gone(self) -> asyncio.Future[None]:
+        """Return a future resolved when the client disconnects."""
+        if self._client_gone is None:
+            self._client_gone = asyncio.get_running_loop().create_future()
+        return self._client_gone
+
+    def job_id(self, text: str) -> int:
+        """Parse the id in the URL; 400 when it is not an integer."""
+        try:
+            return int(text)
+        except ValueError:
+            raise web.HTTPError(400, f"a job id is an integer, not {text!r}") from None
+
+    def job(self, job_id: int) -> JobRecord:
+        """Return the job's (reconciled) record; 404 when there is none."""
+        record = self.jobmagic.get(job_id)
+        if record is None:
+            raise web.HTTPError(404, f"no job {job_id}")
+        return record
+
+    def int_argument(self, name: str) -> int | None:
+        """Parse query argument ``name`` as an integer >= 0 (None when absent; else 400)."""
+        text = self.get_argument(name, None)
+        if text is None:
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise web.HTTPError(400, f"{name} must be an integer, not {text!r}") from None
+        if value < 0:
+            raise web.HTTPError(400, f"{name} must be >= 0, not {value}")
+        return value
+
+    def wait_argument(self) -> float:
+        """Parse ``?timeout=``: the seconds a long-poll may wait, capped by the server's limit."""
+        text = self.get_argument("timeout", None)
+        if text is None:
+            return self.jobmagic.clamp_wait(None)
+        try:
+            value = float(text)
+        except ValueError:
+            raise web.HTTPError(400, f"timeout must be a number of seconds, not {text!r}") from None
+        if not value >= 0:  # also rejects NaN
+            raise web.HTTPError(400, f"timeout must be >= 0 seconds, not {text}")
+        return self.jobmagic.clamp_wait(value)
+
+    def finish_json(self, data: dict[str, Any], status: int = 200) -> None:
+        """Send ``data`` as the JSON body."""
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+
+class JobListHandler(JobmagicHandler):
+    """``GET jobs[?state=S...][&wait_for=VERSION[&timeout=SECONDS]]``.
+
+    Every job in the store (all kernels, orphans, history), oldest first:
+    ``{"jobs": [job, ...], "version": int}``. ``state`` (repeatable) keeps only jobs in
+    those states. With ``wait_for``, the answer waits until the store's version differs
+    from ``VERSION`` (or the timeout passes; then it answers with the same version).
+
+    ``version`` is opaque: compare it for equality only. It moves whenever a job record
+    changes (and a job's ``orphaned`` flag), sometimes also for a write that changed no
+    job; a client just asks again with the new version.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """List the jobs, after an optional wait for a change."""
+        states = self.states_argument()
+        wait_for = self.get_argument("wait_for", None)
+        feed = self.jobmagic.feed
+        feed.reconcile()
+        if wait_for is not None:
+            try:
+                known = int(wait_for)
+            except ValueError:
+                raise web.HTTPError(
+                    400, f"wait_for must be an integer version, not {wait_for!r}"
+                ) from None
+            timeout = self.wait_argument()
+            if feed.refresh() == known:
+                gone = self.client_gone()
+                await asyncio.wait(
+                    [feed.next_change(), gone],
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if gone.done():
+                    return
+        version = feed.refresh()
+        records = self.jobmagic.store.list(states=states)
+        self.finish_json({"jobs": [job_json(r) for r in records], "version": version})
+
+    def states_argument(self) -> list[JobState] | None:
+        """Parse the ``state`` arguments as ``JobState``s; None when there are none."""
+        values = self.get_arguments("state")
+        if not values:
+            return None
+        states: list[JobState] = []
+        for value in values:
+            try:
+                states.append(JobState(value))
+            except ValueError:
+                known = ", ".join(s.value for s in JobState)
+                raise web.HTTPError(400, f"unknown state {value!r}; use one of: {known}") from None
+        return states
+
+
+class JobHandler(JobmagicHandler):
+    """``GET jobs/{id}``: one job; 404 when there is no such job."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        """Show one job."""
+        self.finish_json(job_json(self.job(self.job_id(job_id))))
+
+
+class StopHandler(JobmagicHandler):
+    """``POST jobs/{id}/stop``: stop a running job; 202 with the job.
+
+    SIGTERM goes to the job's process group now and SIGKILL after
+    ``JobmagicServer.stop_timeout`` seconds if the job is still there; the record notes
+    ``stop_requested_by == "ui"`` and ends STOPPED once the job has exited (follow it with
+    the change feed). A job that has already finished gets 409.
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        """Stop the job."""
+        record = self.job(self.job_id(job_id))
+        if record.state.is_finished:
+            raise web.HTTPError(409, f"job {record.id} has already {record.state.value}")
+        self.jobmagic.stopper.stop(record, by="ui")
+        record = self.jobmagic.store.get(record.id) or record
+        self.finish_json(job_json(record), status=202)
+
+
+class LogHandler(JobmagicHandler):
+    """``GET jobs/{id}/log?offset=N[&length=M][&follow=1[&timeout=SECONDS]]``.
+
+    The bytes of the job's log from ``offset`` (default 0), at most ``length`` bytes
+    (default 1 MiB, never more than 8 MiB), as ``application/octet-stream``. Headers:
+    ``X-Log-Size`` (the log's size in bytes when read) and ``X-Job-State``. An offset past
+    the end, or a negative or non-integer offset or length, gets 400.
+
+    With ``follow=1`` this is a long-poll, not a websocket: when the log has nothing past
+    ``offset`` and the job still runs, the answer waits until new bytes arrive, the job
+    ends, or the timeout passes (then the body may be empty). Follow a log by asking again
+    from ``offset + len(body)`` until ``X-Job-State`` is a finished state and the body is
+    empty.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        """Read (or wait for) a range of the job's log."""
+        record = self.job(self.job_id(job_id))
+        offset = self.int_argument("offset") or 0
+        length = self.int_argument("length")
+        length = DEFAULT_LOG_LENGTH if length is None else min(length, MAX_LOG_LENGTH)
+        follow = self.get_argument("follow", "0").lower() in _TRUE
+        timeout = self.wait_argument()
+        path = self.log_path(record)
+        size = file_size(path)
+        if offset > size:
+            raise web.HTTPError(
+                400, f"offset {offset} is past the end of the log of job {record.id} ({size} bytes)"
+            )
+        if follow and offset == size and not record.state.is_finished:
+            await self.jobmagic.followers.wait(record.id, path, offset, timeout, self.client_gone())
+            if self.client_gone().done():
+                return
+            record = self.jobmagic.store.get(record.id) or record
+        loop = asyncio.get_running_loop()
+        # A large range from a cold disk should not stall every other request.
+        data, size = await loop.run_in_executor(None, _read_range, path, offset, length)
+        self.set_header("X-Log-Size", str(size))
+        self.set_header("X-Job-State", record.state.value)
+        self.finish(data, set_content_type="application/octet-stream")
+
+    def log_path(self, record: JobRecord) -> Path:
+        """Return the job's log file; 404 unless it lies in the store's ``logs/``.
+
+        The server sends a file's bytes to the browser: it sends only files the store
+        keeps, whatever path a record holds.
+        """
+        logs_dir = self.jobmagic.store.logs_dir.resolve()
+        path = (logs_dir / f"{record.id}.log") if not record.log_path else Path(record.log_path)
+        if not path.resolve().is_relative_to(logs_dir):
+            raise web.HTTPError(404, f"job {record.id} has no log in {logs_dir}")
+        return path
+
+
+def _read_range(path: Path, offset: int, length: int) -> tuple[bytes, int]:
+    """Up to ``length`` bytes of ``path`` from ``offset``, and the file's size then."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b"", 0
+    try:
+        size = os.fstat(fd).st_size
+        # Never past the size reported with the data, so offset + len(data) <= X-Log-Size.
+        return os.pread(fd, max(0, min(length, size - offset)), offset), size
+    finally:
+        os.close(fd)
+
+
+def api_handlers(base_url: str) -> list[tuple[str, type[JobmagicHandler]]]:
+    """Return the URL patterns of the API under ``base_url``."""
+    api = url_path_join(base_url, "jobmagic", "api", "jobs")
+    return [
+        (api, JobListHandler),
+        (api + r"/([^/]+)", JobHandler),
+        (api + r"/([^/]+)/stop", StopHandler),
+        (api + r"/([^/]+)/log", LogHandler),
+    ]
