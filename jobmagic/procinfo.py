@@ -37,6 +37,12 @@ def same_process(pid: int | None, start_time: int | None) -> bool:
     return fields is not None and fields[0] != b"Z" and int(fields[19]) == start_time
 
 
+def is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but its exit status was not collected yet."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] == b"Z"
+
+
 def signal_job(pid: int | None, start_time: int | None, pgid: int | None, sig: int) -> bool:
     """Send ``sig`` to a job's process group if its leader is still the recorded process.
 

@@ -206,12 +206,13 @@ class JobStore:
             # Create the file ourselves so it is 0600 from the start; SQLite gives its
             # -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
-            db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
             self._check_and_migrate(db)
         except sqlite3.DatabaseError as exc:
+            db.close()
             raise self._damaged(exc) from exc
         return db
 
@@ -223,19 +224,14 @@ class JobStore:
         )
 
     def _check_and_migrate(self, db: sqlite3.Connection) -> None:
+        # Look before writing anything: switching a foreign file to WAL would change it.
+        self._check_identity(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if app_id != APPLICATION_ID and (app_id != 0 or tables):
-                raise sqlite3.DatabaseError("it is not a jobmagic job store")
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"it was written by a newer jobmagic (schema {version} > {SCHEMA_VERSION})"
-                )
+            # Again under the write lock: another process may have migrated meanwhile.
+            version = self._check_identity(db)
             for number in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
@@ -246,6 +242,20 @@ class JobStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _check_identity(db: sqlite3.Connection) -> int:
+        """Refuse foreign or newer files; return the file's schema version."""
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            raise sqlite3.DatabaseError("it is not a jobmagic job store")
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"it was written by a newer jobmagic (schema {version} > {SCHEMA_VERSION})"
+            )
+        return version
 
     # -- low-level access ------------------------------------------------------------
     @contextlib.contextmanager

@@ -241,9 +241,14 @@ class Worker:
         if self.cwd is not None and not os.path.isdir(self.cwd):
             return f"working directory not found: {self.cwd}"
         try:
+            # The wrapper writes the status file with `>`, which keeps an existing file's
+            # mode: create it private first.
+            os.close(create_private_file(Path(record.status_path)))
             log_fd = create_private_file(Path(record.log_path))
         except OSError as exc:
-            return f"cannot create the log {record.log_path}: {exc.strerror}"
+            return (
+                f"cannot create the job's files in {Path(record.log_path).parent}: {exc.strerror}"
+            )
         try:
             popen = spawn(
                 self.command,

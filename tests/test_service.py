@@ -1,0 +1,416 @@
+"""``WorkerService`` with real processes: finding jobs, names, the two-step flow, many jobs
+at once, races between threads, how it spawns, events and shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import python_cmd
+
+import jobmagic.spawn
+from jobmagic import JobState, Worker, WorkerService
+from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound
+from jobmagic.procinfo import group_members, is_zombie, process_start_time
+from jobmagic.service import JobEvent
+
+pytestmark = pytest.mark.timeout(60)
+
+READY = re.compile(rb"ready (\d+)\n")
+SLEEPER = python_cmd("import os, signal; print('ready', os.getpid()); signal.pause()")
+_LOGGER_NUMBERS = itertools.count()
+
+
+def quiet_logger() -> logging.Logger:
+    """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
+    return logging.getLogger(f"jobmagic-tests.service.{next(_LOGGER_NUMBERS)}")
+
+
+def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
+    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
+    seen = b""
+    with contextlib.closing(worker.stream()) as chunks:
+        for chunk in chunks:
+            seen += chunk
+            match = pattern.search(seen)
+            if match:
+                return match
+    raise AssertionError(
+        f"job ended ({worker.state}) before printing {pattern.pattern!r}: {seen!r}"
+    )
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` is a live process (a zombie has exited)."""
+    return process_start_time(pid) is not None and not is_zombie(pid)
+
+
+def flush_watcher(service: WorkerService) -> None:
+    """Return once the watcher thread has run every callback that was due before this call."""
+    done = threading.Event()
+    service.watcher.call_later(0, done.set)
+    assert done.wait(10), "the watcher thread is stuck"
+
+
+@pytest.fixture
+def svc() -> Iterator[WorkerService]:
+    service = WorkerService(logger=quiet_logger(), stop_timeout=5.0)
+    yield service
+    service.shutdown()
+
+
+# -- finding jobs --------------------------------------------------------------------------
+def test_get_by_id_and_by_name(svc: WorkerService) -> None:
+    w = svc.start("true", name="train")
+    w.wait()
+    assert svc.get(w.id or 0) is w
+    assert svc.get(str(w.id)) is w
+    assert svc.get(f"#{w.id}") is w
+    assert svc.get("train") is w
+
+
+def test_unknown_name_lists_close_names(svc: WorkerService) -> None:
+    for name in ("train", "trainer", "evaluate"):
+        svc.start("true", name=name).wait()
+    with pytest.raises(JobNotFound) as caught:
+        svc.get("trian")
+    message = str(caught.value)
+    assert "'trian'" in message
+    assert "train" in message
+    assert "evaluate" not in message
+
+
+def test_unknown_id_lists_known_jobs(svc: WorkerService) -> None:
+    ids = [svc.start("true").id for _ in range(3)]
+    for job_id in ids:
+        svc.get(job_id or 0).wait()
+    with pytest.raises(JobNotFound) as caught:
+        svc.get(99)
+    message = str(caught.value)
+    assert "99" in message
+    assert all(str(job_id) in message for job_id in ids), message
+
+
+def test_unknown_job_in_an_empty_store(svc: WorkerService) -> None:
+    with pytest.raises(JobNotFound, match="no jobs yet"):
+        svc.get("anything")
+    with pytest.raises(LookupError):  # JobNotFound is a LookupError too
+        svc.get(1)
+
+
+def test_running_name_cannot_be_reused_until_the_job_ends(svc: WorkerService) -> None:
+    first = svc.start(SLEEPER, name="train")
+    read_until(first, READY)
+    with pytest.raises(JobNameInUse, match="train"):
+        svc.start("true", name="train")
+    with pytest.raises(ValueError, match="train"):  # JobNameInUse is a ValueError too
+        svc.add(Worker("true", name="train"))
+    first.stop(timeout=5)
+    second = svc.start("echo again", name="train")
+    assert second.wait() == 0
+    assert svc.get("train") is second, "a name means its newest job"
+    assert [w.id for w in svc.list()] == [first.id, second.id]
+
+
+def test_names_of_ended_jobs_in_the_store_resolve(svc: WorkerService) -> None:
+    w = svc.start("exit 2", name="old")
+    w.wait()
+    other = WorkerService(logger=quiet_logger())
+    try:
+        view = other.get("old")
+        assert (view.id, view.state, view.exit_code) == (w.id, JobState.FAILED, 2)
+        assert not view.owned
+        assert view.output() == b""
+    finally:
+        other.shutdown()
+
+
+# -- the seed's two-step flow --------------------------------------------------------------
+def test_two_step_flow(svc: WorkerService) -> None:
+    w = Worker("echo hi")
+    assert w.id is None
+    assert w.state is JobState.QUEUED
+    assert svc.add(w) is w
+    assert w.id is not None
+    assert w.state is JobState.QUEUED
+    assert w.start() is w
+    assert w.wait() == 0
+    assert w.output() == b"hi\n"
+    assert svc.list() == [w]
+    assert len(svc) == 1
+
+
+def test_adding_a_worker_to_two_services_is_refused(svc: WorkerService) -> None:
+    w = svc.add(Worker("true"))
+    other = WorkerService(logger=quiet_logger())
+    try:
+        with pytest.raises(JobmagicError, match="already belongs"):
+            other.add(w)
+    finally:
+        other.shutdown()
+    w.start()
+    w.wait()
+
+
+def test_stream_of_a_job_added_but_not_started_waits_for_it(svc: WorkerService) -> None:
+    w = svc.add(Worker("echo hi"))
+    starter = threading.Timer(0.2, w.start)
+    starter.start()
+    try:
+        assert b"".join(w.stream()) == b"hi\n"
+    finally:
+        starter.join()
+        w.wait()
+
+
+def test_stop_before_start_leaves_the_job_stopped(svc: WorkerService) -> None:
+    # E.g. the panel's "stop all" sees the QUEUED job of a cell that is starting it.
+    def stop_new_jobs(event: JobEvent) -> None:
+        if event.kind == "added":
+            event.worker.stop(timeout=1)
+
+    unsubscribe = svc.subscribe(stop_new_jobs)
+    try:
+        w = svc.start("echo never")
+    finally:
+        unsubscribe()
+    assert (w.state, w.pid) == (JobState.STOPPED, None)
+    assert w.output() == b""
+
+
+# -- many jobs -----------------------------------------------------------------------------
+def test_thread_count_stays_flat_from_1_to_200_jobs(svc: WorkerService) -> None:
+    first = svc.start("sleep 1000")
+    threads_with_one = threading.active_count()
+    others = [svc.start("sleep 1000") for _ in range(199)]
+    assert all(w.state is JobState.RUNNING for w in [first, *others])
+    assert threading.active_count() == threads_with_one
+    svc.stop_all(timeout=5)
+    assert all(w.state is JobState.STOPPED for w in [first, *others])
+    assert threading.active_count() == threads_with_one
+
+
+def _payload(i: int) -> bytes:
+    return f"job {i}\n".encode() + b"".join(b"%d\n" % k for k in range(i, i + 51))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_500_jobs_at_once_keep_their_own_output_and_exit_code(svc: WorkerService) -> None:
+    workers = [
+        svc.start(f"printf 'job {i}\\n'; seq {i} {i + 50}; exit {i % 100}") for i in range(500)
+    ]
+    for i, w in enumerate(workers):
+        assert w.wait() == i % 100
+    for i, w in enumerate(workers):
+        assert w.output() == _payload(i), f"job {i}"
+        assert w.state is (JobState.SUCCEEDED if i % 100 == 0 else JobState.FAILED)
+    records = {r.id: r for r in svc.store.list()}
+    assert len({w.id for w in workers}) == 500
+    for i, w in enumerate(workers):
+        assert records[w.id or 0].exit_code == i % 100
+
+
+@pytest.mark.timeout(90)
+def test_stop_races_start_wait_and_stream(svc: WorkerService) -> None:
+    errors: list[BaseException] = []
+    started: list[Worker] = []
+    threads: list[threading.Thread] = []
+    lock = threading.Lock()  # guards errors, started and threads
+
+    def guarded(target: Any, *args: Any) -> None:
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever a thread raised
+            with lock:
+                errors.append(exc)
+
+    def spawn_thread(target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=guarded, args=(target, *args), daemon=True)
+        with lock:
+            threads.append(thread)
+        thread.start()
+
+    def on_event(event: JobEvent) -> None:
+        if event.kind == "added":
+            w = event.worker
+            spawn_thread(w.stop, 2.0)
+            spawn_thread(w.wait)
+            spawn_thread(lambda: b"".join(w.stream()))
+
+    def starter(n: int) -> None:
+        for i in range(n):
+            w = svc.start(SLEEPER if i % 2 else "echo quick")
+            with lock:
+                started.append(w)
+            spawn_thread(w.stop, 2.0)
+
+    svc.subscribe(on_event)
+    starters = [threading.Thread(target=guarded, args=(starter, 15)) for _ in range(2)]
+    for thread in starters:
+        thread.start()
+    for thread in starters:
+        thread.join(60)
+        assert not thread.is_alive(), "svc.start hung"
+    with lock:
+        pending = list(threads)
+    for thread in pending:
+        thread.join(30)
+        assert not thread.is_alive(), "a stop, wait or stream hung"
+    assert errors == []
+    assert len(started) == 30
+    for w in started:
+        assert w.state.is_finished
+        if w.pid is not None:
+            assert group_members(w.pid) == []
+
+
+# -- how jobs are spawned ------------------------------------------------------------------
+def test_spawn_stays_on_the_vfork_path(svc: WorkerService, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class RecordingPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            calls.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(jobmagic.spawn.subprocess, "Popen", RecordingPopen)
+    w = svc.start("echo spawned")
+    assert w.wait() == 0
+    assert w.output() == b"spawned\n"
+    assert len(calls) == 1
+    kwargs = calls[0]
+    # CPython uses vfork only when no preexec_fn (nor user/group changes) is given.
+    assert subprocess._USE_VFORK is True  # type: ignore[attr-defined]
+    for disabling in ("preexec_fn", "user", "group", "extra_groups"):
+        assert kwargs.get(disabling) is None, disabling
+    assert kwargs.get("umask", -1) == -1
+    assert kwargs.get("start_new_session") or kwargs.get("process_group") == 0
+
+
+def test_each_job_is_its_own_session_and_process_group(svc: WorkerService) -> None:
+    w = svc.start(SLEEPER)
+    pid = int(read_until(w, READY).group(1))
+    assert w.pid is not None
+    assert os.getsid(w.pid) == w.pid
+    assert os.getpgid(w.pid) == w.pid
+    assert os.getpgid(pid) == w.pid, "the command runs in the job's group"
+    assert os.getpgid(0) != w.pid
+    w.stop(timeout=5)
+
+
+# -- events --------------------------------------------------------------------------------
+def test_subscribers_see_added_and_state_changes(svc: WorkerService) -> None:
+    seen: list[tuple[str, JobState]] = []
+    unsubscribe = svc.subscribe(lambda e: seen.append((e.kind, e.worker.state)))
+    assert svc.listener_count == 1
+    w = svc.start("exit 2")
+    w.wait()
+    flush_watcher(svc)
+    assert seen == [
+        ("added", JobState.QUEUED),
+        ("state", JobState.RUNNING),
+        ("state", JobState.FAILED),
+    ]
+    svc.remove(w.id or 0)
+    assert seen[-1] == ("removed", JobState.FAILED)
+    unsubscribe()
+    assert svc.listener_count == 0
+    svc.start("true").wait()
+    flush_watcher(svc)
+    assert len(seen) == 4
+
+
+def test_a_failing_listener_does_not_break_the_service(svc: WorkerService) -> None:
+    def broken(_event: JobEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    svc.subscribe(broken)
+    w = svc.start("echo still works")
+    assert w.wait() == 0
+
+
+# -- removing ------------------------------------------------------------------------------
+def test_remove_deletes_a_finished_job_and_refuses_a_running_one(svc: WorkerService) -> None:
+    running = svc.start(SLEEPER)
+    read_until(running, READY)
+    with pytest.raises(JobmagicError, match="stop it first"):
+        svc.remove(running.id or 0)
+    done = svc.start("echo x")
+    done.wait()
+    log = done.log_path
+    assert log.exists()
+    svc.remove(done.id or 0)
+    assert not log.exists()
+    with pytest.raises(JobNotFound):
+        svc.get(done.id or 0)
+    running.stop(timeout=5)
+    assert svc.remove_finished() == 1
+    assert svc.list(all=True) == []
+
+
+# -- shutdown ------------------------------------------------------------------------------
+def test_shutdown_stops_attached_jobs_and_leaves_detached_ones() -> None:
+    svc = WorkerService(logger=quiet_logger(), stop_timeout=5.0)
+    attached = svc.start(SLEEPER)
+    detached = svc.start(SLEEPER, detach=True)
+    attached_pid = int(read_until(attached, READY).group(1))
+    detached_pid = int(read_until(detached, READY).group(1))
+    leader = detached.pid
+    assert leader is not None
+    try:
+        svc.shutdown()
+        assert attached.state is JobState.STOPPED
+        assert not alive(attached_pid)
+        assert alive(detached_pid), "a detached job outlives its service"
+        assert detached.state is JobState.RUNNING
+        record = svc.store.get(detached.id or 0)
+        assert record is not None
+        assert record.state is JobState.RUNNING
+        with pytest.raises(JobmagicError, match="shut down"):
+            svc.start("true")
+    finally:
+        os.killpg(leader, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(leader, 0)  # the watcher that would reap it is gone
+
+
+def test_shutdown_is_idempotent() -> None:
+    svc = WorkerService(logger=quiet_logger())
+    w = svc.start("true")
+    w.wait()
+    svc.shutdown()
+    svc.shutdown()
+    assert not svc.watcher.thread.is_alive()
+
+
+def test_stop_all_stops_jobs_in_parallel(svc: WorkerService) -> None:
+    workers = [
+        svc.start(
+            python_cmd(
+                "import os, signal, sys\n"
+                "signal.signal(signal.SIGTERM, lambda *a: None)\n"
+                "print('ready', os.getpid())\n"
+                "while True: signal.pause()"
+            )
+        )
+        for _ in range(5)
+    ]
+    for w in workers:
+        read_until(w, READY)
+    started = time.monotonic()
+    svc.stop_all(timeout=1)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 4.5, "five 1-second grace periods run side by side, not in turn"
+    assert all(w.state is JobState.STOPPED for w in workers)

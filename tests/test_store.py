@@ -1,0 +1,495 @@
+"""The job store: a real SQLite file in a private directory, shared by processes.
+
+Permissions, secrets, ids allocated by two processes at once, retention, damaged and
+foreign files, schema versions, reconciling jobs nobody watched, and pid reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import select
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import python_cmd
+
+from jobmagic import JobState, Worker, WorkerService
+from jobmagic.errors import JobNotFound, StoreError
+from jobmagic.procinfo import is_zombie, process_start_time, signal_job
+from jobmagic.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, JobStore
+
+pytestmark = pytest.mark.timeout(60)
+
+PROGRAMS = Path(__file__).parent / "programs"
+REPO = Path(__file__).parent.parent
+READY = re.compile(rb"ready (\d+)\n")
+SLEEPER = python_cmd("import os, signal; print('ready', os.getpid()); signal.pause()")
+_LOGGER_NUMBERS = itertools.count()
+
+
+def quiet_logger() -> logging.Logger:
+    """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
+    return logging.getLogger(f"jobmagic-tests.store.{next(_LOGGER_NUMBERS)}")
+
+
+@pytest.fixture
+def svc() -> Iterator[WorkerService]:
+    service = WorkerService(logger=quiet_logger(), stop_timeout=5.0)
+    yield service
+    service.shutdown()
+
+
+def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
+    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
+    seen = b""
+    with contextlib.closing(worker.stream()) as chunks:
+        for chunk in chunks:
+            seen += chunk
+            match = pattern.search(seen)
+            if match:
+                return match
+    raise AssertionError(
+        f"job ended ({worker.state}) before printing {pattern.pattern!r}: {seen!r}"
+    )
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` is a live process (a zombie has exited)."""
+    return process_start_time(pid) is not None and not is_zombie(pid)
+
+
+def flush_watcher(service: WorkerService) -> None:
+    """Return once the watcher thread has run every callback that was due before this call."""
+    done = threading.Event()
+    service.watcher.call_later(0, done.set)
+    assert done.wait(10), "the watcher thread is stuck"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@contextlib.contextmanager
+def umask(value: int) -> Iterator[None]:
+    previous = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def dead_pid() -> tuple[int, int]:
+    """The pid and start time of a process that has exited (and was reaped)."""
+    child = subprocess.Popen(["true"])
+    start = process_start_time(child.pid)
+    child.wait()
+    assert start is not None
+    return child.pid, start
+
+
+# -- files and permissions -----------------------------------------------------------------
+@pytest.mark.parametrize("mask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_home_is_private_and_files_are_owner_only(tmp_path: Path, mask: int) -> None:
+    home = tmp_path / "new" / "home"
+    with umask(mask):
+        service = WorkerService(logger=quiet_logger(), home=home)
+        try:
+            w = service.start("echo to the log")
+            assert w.wait() == 0
+            files = {
+                "db": home / DB_NAME,
+                "wal": home / f"{DB_NAME}-wal",
+                "shm": home / f"{DB_NAME}-shm",
+                "log": w.log_path,
+                "status": home / "status" / f"{w.id}.status",
+            }
+            dirs = {"home": home, "logs": home / "logs", "status dir": home / "status"}
+            modes = {name: oct(mode(p)) for name, p in {**files, **dirs}.items()}
+            expected = {name: oct(0o600) for name in files} | {name: oct(0o700) for name in dirs}
+            assert modes == expected
+        finally:
+            service.shutdown()
+
+
+def test_an_existing_home_is_made_private(tmp_path: Path) -> None:
+    home = tmp_path / "shared-home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    store = JobStore(home)
+    try:
+        assert mode(home) == 0o700
+    finally:
+        store.close()
+
+
+def test_env_values_are_never_stored(svc: WorkerService) -> None:
+    secret = "s3cr3t-Token-9f8e7d6c5b4a"  # noqa: S105 - a made-up value to look for
+    w = svc.start('printf "%s" "${#API_TOKEN}"', env={"API_TOKEN": secret})
+    assert w.wait() == 0
+    assert w.output() == str(len(secret)).encode(), "the job got the value"
+    record = svc.store.get(w.id or 0)
+    assert record is not None
+    assert record.env_keys == ["API_TOKEN"]
+    assert (svc.store.home / f"{DB_NAME}-wal").exists(), "the WAL is read too"
+    for path in sorted(svc.store.home.rglob("*")):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"{path} holds the secret"
+
+
+def test_schema_version_and_application_id_are_recorded(svc: WorkerService) -> None:
+    db = sqlite3.connect(svc.store.path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+# -- two processes at once -----------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_two_processes_allocate_distinct_ids_at_the_same_moment(jobmagic_home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JOBMAGIC_HOME": str(jobmagic_home)}
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(PROGRAMS / "start_many.py"), "200"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"ready\n"
+        for child in children:  # both are waiting: release them together
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        results = []
+        for child in children:
+            out, err = child.communicate(timeout=150)
+            assert child.returncode == 0, err.decode()
+            results.append(json.loads(out))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    ids = [job_id for result in results for job_id in result["ids"]]
+    assert len(ids) == 400
+    assert len(set(ids)) == 400
+    assert all(code == 0 for result in results for code in result["codes"])
+    store = JobStore(jobmagic_home)
+    try:
+        records = store.list()
+        assert sorted(r.id for r in records) == sorted(ids)
+        assert {r.state for r in records} == {JobState.SUCCEEDED}
+        assert len({r.owner for r in records}) == 2
+    finally:
+        store.close()
+
+
+# -- retention -----------------------------------------------------------------------------
+def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path: Path) -> None:
+    svc = WorkerService(logger=quiet_logger(), keep_finished=3)
+    try:
+        running = svc.start(SLEEPER)
+        read_until(running, READY)
+        done = []
+        for i in range(5):
+            w = svc.start(f"echo {i}")
+            w.wait()
+            done.append(w)
+        flush_watcher(svc)  # pruning runs on the watcher thread after each job's end
+        kept = [r.id for r in svc.store.list()]
+        assert kept == [running.id] + [w.id for w in done[2:]]
+        for pruned in done[:2]:
+            assert not pruned.log_path.exists()
+            assert not (svc.store.status_dir / f"{pruned.id}.status").exists()
+            with pytest.raises(JobNotFound):
+                svc.get(pruned.id or 0)
+        assert [w.id for w in svc.list()] == kept
+        assert running.state is JobState.RUNNING
+    finally:
+        svc.shutdown()
+
+
+def test_retention_by_log_bytes_keeps_what_fits(tmp_path: Path) -> None:
+    svc = WorkerService(logger=quiet_logger(), max_log_bytes=2500)
+    try:
+        big_running = svc.start("head -c 5000 /dev/zero; " + SLEEPER)
+        read_until(big_running, READY)
+        done = []
+        for _ in range(4):
+            w = svc.start("head -c 1000 /dev/zero")
+            w.wait()
+            done.append(w)
+        flush_watcher(svc)
+        assert [r.id for r in svc.store.list()] == [big_running.id] + [w.id for w in done[2:]]
+        assert sum(r.log_size for r in svc.store.list() if r.state.is_finished) == 2000
+    finally:
+        svc.shutdown()
+
+
+def test_prune_at_the_limit_removes_nothing(svc: WorkerService) -> None:
+    for _ in range(3):
+        svc.start("echo x").wait()
+    flush_watcher(svc)
+    assert svc.store.prune(keep_finished=3, max_log_bytes=6) == []
+    assert len(svc.store.list()) == 3
+    queued = svc.store.create("never started")
+    assert svc.store.prune(keep_finished=0, max_log_bytes=0) == [1, 2, 3]
+    assert [r.id for r in svc.store.list()] == [queued.id]
+
+
+# -- damaged, foreign and newer files ------------------------------------------------------
+def test_damaged_file_gives_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / DB_NAME
+    db.write_bytes(b"this is not a database, it was overwritten\n" * 200)
+    with pytest.raises(StoreError) as caught:
+        JobStore(home)
+    message = str(caught.value)
+    assert str(db) in message
+    assert f"mv {db} {db}.bad" in message
+    with pytest.raises(StoreError):
+        WorkerService(home=home)
+
+
+def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db_path = home / DB_NAME
+    foreign = sqlite3.connect(db_path)
+    foreign.execute("CREATE TABLE notes (body TEXT)")
+    foreign.execute("INSERT INTO notes VALUES ('mine')")
+    foreign.commit()
+    foreign.close()
+    before = db_path.read_bytes()
+    with pytest.raises(StoreError, match="not a jobmagic job store") as caught:
+        JobStore(home)
+    assert str(db_path) in str(caught.value)
+    assert "mv " in str(caught.value)
+    assert db_path.read_bytes() == before, "a foreign database must not be written to"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    JobStore(home).close()
+    db = sqlite3.connect(home / DB_NAME)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer") as caught:
+        JobStore(home)
+    assert str(home / DB_NAME) in str(caught.value)
+
+
+def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / DB_NAME).touch()
+    store = JobStore(home)
+    try:
+        assert store.create("true").id == 1
+    finally:
+        store.close()
+
+
+# -- records -------------------------------------------------------------------------------
+def test_records_are_shared_between_store_connections(svc: WorkerService) -> None:
+    reader = JobStore(svc.store.home)
+    try:
+        version = reader.data_version()
+        w = svc.start("exit 5", name="five")
+        w.wait()
+        assert reader.data_version() != version
+        record = reader.get(w.id or 0)
+        assert record is not None
+        assert (record.name, record.command, record.state, record.exit_code) == (
+            "five",
+            "exit 5",
+            JobState.FAILED,
+            5,
+        )
+        assert record.pid == w.pid
+        assert record.pgid == w.pid
+        assert record.pid_start is not None
+        assert record.log_path == str(w.log_path)
+        data = record.to_json()
+        assert json.loads(json.dumps(data)) == data
+        assert data["state"] == "failed"
+        assert reader.list(states=[JobState.RUNNING]) == []
+        assert [r.id for r in reader.list(states=[JobState.FAILED])] == [w.id]
+    finally:
+        reader.close()
+
+
+def test_update_refuses_unknown_fields(svc: WorkerService) -> None:
+    record = svc.store.create("true")
+    with pytest.raises(ValueError, match="bogus"):
+        svc.store.update(record.id, bogus=1)
+
+
+# -- reconciling jobs nobody watched -------------------------------------------------------
+def _orphan(store: JobStore, status: bytes | None, stop_requested_by: str | None = None) -> int:
+    """A RUNNING record whose owner and process are both gone, with ``status`` on disk."""
+    record = store.create("a job whose kernel died")
+    owner_pid, owner_start = dead_pid()
+    job_pid, job_start = dead_pid()
+    store.update(
+        record.id,
+        state=JobState.RUNNING,
+        pid=job_pid,
+        pid_start=job_start,
+        pgid=job_pid,
+        owner_pid=owner_pid,
+        owner_start=owner_start,
+        started_at=1.0,
+        stop_requested_by=stop_requested_by,
+    )
+    if status is not None:
+        Path(record.status_path).write_bytes(status)
+    return record.id
+
+
+UNKNOWN = "ended while no kernel was watching it; its exit status is unknown"
+
+
+@pytest.mark.parametrize(
+    ("status", "stop_by", "expected"),
+    [
+        (b"7\n", None, (JobState.FAILED, 7, "exit code 7")),
+        (b"0\n", None, (JobState.SUCCEEDED, 0, None)),
+        (b"137\n", None, (JobState.FAILED, -9, "killed by SIGKILL")),
+        (b"143\n", "ui", (JobState.STOPPED, -15, None)),
+        (None, None, (JobState.FAILED, None, UNKNOWN)),
+        (b"7", None, (JobState.FAILED, None, UNKNOWN)),  # half-written: no newline yet
+    ],
+    ids=["exit-7", "exit-0", "killed", "stopped-by-ui", "no-status", "partial-status"],
+)
+def test_reconcile_records_the_true_end_of_an_orphan(
+    jobmagic_home: Path,
+    status: bytes | None,
+    stop_by: str | None,
+    expected: tuple[JobState, int | None, str | None],
+) -> None:
+    store = JobStore(jobmagic_home)
+    try:
+        job_id = _orphan(store, status, stop_by)
+        assert store.reconcile() == [job_id]
+        record = store.get(job_id)
+        assert record is not None
+        assert (record.state, record.exit_code, record.error) == expected
+        assert record.ended_at is not None
+        assert store.reconcile() == [], "a finished record is left alone"
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def zombie() -> Iterator[tuple[int, int]]:
+    """A child that has exited but is not reaped yet (as under a slow or absent init)."""
+    child = subprocess.Popen(["true"])
+    start = process_start_time(child.pid)
+    assert start is not None
+    fd = os.pidfd_open(child.pid)
+    try:
+        assert select.select([fd], [], [], 10)[0], "the child did not exit"
+    finally:
+        os.close(fd)
+    assert is_zombie(child.pid)
+    try:
+        yield child.pid, start
+    finally:
+        child.wait()
+
+
+@pytest.mark.parametrize("who", ["job", "owner"])
+def test_reconcile_treats_an_unreaped_process_as_ended(jobmagic_home: Path, who: str) -> None:
+    # An orphaned job's wrapper is reaped by init, a crashed kernel by its server: until
+    # then it is a zombie, which has ended all the same.
+    store = JobStore(jobmagic_home)
+    try:
+        job_id = _orphan(store, b"7\n")
+        with zombie() as (pid, start):
+            if who == "job":
+                store.update(job_id, pid=pid, pid_start=start, pgid=pid)
+            else:
+                store.update(job_id, owner_pid=pid, owner_start=start)
+            record = store.get(job_id)
+            assert record is not None
+            assert not record.owner_alive
+            assert store.reconcile() == [job_id]
+        record = store.get(job_id)
+        assert record is not None
+        assert (record.state, record.exit_code) == (JobState.FAILED, 7)
+    finally:
+        store.close()
+
+
+def test_reconcile_fails_a_queued_job_whose_kernel_died(jobmagic_home: Path) -> None:
+    store = JobStore(jobmagic_home)
+    try:
+        record = store.create("never started")
+        owner_pid, owner_start = dead_pid()
+        store.update(record.id, owner_pid=owner_pid, owner_start=owner_start)
+        assert store.reconcile() == [record.id]
+        after = store.get(record.id)
+        assert after is not None
+        assert (after.state, after.error) == (JobState.FAILED, "its kernel died before it started")
+    finally:
+        store.close()
+
+
+def test_reconcile_leaves_jobs_of_live_owners_alone(svc: WorkerService) -> None:
+    w = svc.start(SLEEPER)
+    read_until(w, READY)
+    assert svc.store.reconcile() == []
+    w.stop(timeout=5)
+
+
+# -- pid reuse -----------------------------------------------------------------------------
+def test_a_reused_pid_is_never_signalled(svc: WorkerService) -> None:
+    w = svc.start(SLEEPER)
+    child = int(read_until(w, READY).group(1))
+    assert w.pid is not None
+    assert w.id is not None
+    real_start = process_start_time(w.pid)
+    assert real_start is not None
+    # As if the job ended and an unrelated process got its pid: the start time differs.
+    svc.store.update(w.id, pid_start=real_start - 1)
+    assert signal_job(w.pid, real_start - 1, w.pid, signal.SIGTERM) is False
+    assert alive(w.pid)
+    assert alive(child)
+    # The server's and other kernels' stop goes through the record: it sends nothing.
+    other = WorkerService(logger=quiet_logger())
+    try:
+        view = other.get(w.id)
+        assert not view.owned
+        view.stop()
+        assert alive(w.pid)
+        assert alive(child)
+        assert other.store.reconcile() == [], "the owner (this process) is alive"
+    finally:
+        other.shutdown()
+    assert w.state is JobState.RUNNING
+    w.stop(timeout=5)  # the owner still holds the process itself and can stop it
+    assert not alive(child)
+    assert signal_job(w.pid, real_start, w.pid, signal.SIGTERM) is False, "gone is gone"
