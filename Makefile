@@ -1,0 +1,90 @@
+# Developer entry points. Needs only python3 (3.11+), node 20 + npm, make and git.
+#   make lab     JupyterLab with jobmagic, opened on notebooks/quickstart.ipynb
+#   make test    every check CI runs: lint, types, unit/kernel/browser tests, notebooks
+#   make bench   benchmarks (CHECK=1 fails when a budget is exceeded)
+#   make clean   remove everything the targets above create
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+# The installed package is rebuilt only when something that goes into the build changed.
+STAMP := $(VENV)/.jobmagic-installed
+BUILD_INPUTS := pyproject.toml jupyter-config/server-config/jobmagic.json \
+	labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
+	$(shell find labextension/src labextension/style -type f 2>/dev/null)
+NODE_MODULES := labextension/node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# npm scripts call `jupyter-builder`, which lives in the venv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: lab test lint typecheck pytest nbval bench clean chromium
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(NODE_MODULES): labextension/package.json labextension/package-lock.json
+	cd labextension && npm install
+	touch $@
+
+# Editable install: Python changes need no reinstall; the hatch build hook runs the npm
+# build into jobmagic/labextension when labextension/src is newer than the last build.
+$(STAMP): $(VPY) $(NODE_MODULES) $(BUILD_INPUTS)
+	$(VPY) -m pip install --disable-pip-version-check -e '.[test,dev]'
+	touch $@
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(ALLOW_ROOT) notebooks/quickstart.ipynb
+
+# Browser tests drive Debian's Chromium; Playwright may not download its own.
+chromium:
+	@if [ -x $(CHROMIUM) ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "NOTE: $(CHROMIUM) is missing and you are not root: browser tests will be SKIPPED."; \
+		echo "      Install it with: sudo apt-get install chromium"; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd labextension && npm run --silent lint
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+	cd labextension && npm run --silent typecheck
+
+# pytest exits 5 when it collected nothing: for us that is a failure, not a pass.
+define run_pytest
+	rc=0; $(VPY) -m pytest $(1) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests ($(1))" >&2; exit 1; fi; \
+	exit $$rc
+endef
+
+pytest: $(STAMP) chromium
+	$(call run_pytest,tests)
+
+# Each notebook runs top to bottom in a fresh kernel and its outputs are compared with
+# the saved ones. Jobs go to a throwaway JOBMAGIC_HOME, not the developer's own.
+nbval: $(STAMP)
+	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "ERROR: no notebooks in notebooks/ for nbval" >&2; exit 1; }
+	home=$$(mktemp -d); trap 'rm -rf "$$home"' EXIT; export JOBMAGIC_HOME=$$home; \
+	$(call run_pytest,--nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider)
+
+test: lint typecheck pytest nbval
+
+bench: $(STAMP)
+	$(VPY) benchmarks/run.py $(if $(CHECK),--check,)
+
+clean:
+	rm -rf $(VENV) labextension/node_modules labextension/lib labextension/tsconfig.tsbuildinfo \
+		jobmagic/labextension build dist .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,144 @@
+/**
+ * The REST client for the jobmagic server extension (`{baseUrl}jobmagic/api/`).
+ *
+ * Every request goes through `ServerConnection.makeRequest`, so Jupyter's
+ * token and XSRF headers are set the same way as for JupyterLab's own calls.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** A job's lifecycle state, as the server spells it. */
+export type JobState =
+  'queued' | 'running' | 'succeeded' | 'failed' | 'stopped';
+
+/** One job record as `GET jobs` returns it (times are epoch seconds). */
+export interface IJob {
+  id: number;
+  name: string | null;
+  command: string;
+  cwd: string | null;
+  state: JobState;
+  pid: number | null;
+  created_at?: number;
+  started_at: number | null;
+  ended_at: number | null;
+  exit_code: number | null;
+  error: string | null;
+  log_size: number;
+  /** RUNNING, but the kernel that started it is gone and nobody adopted it. */
+  orphaned: boolean;
+  /** Seconds the job ran (so far, when the server computed it). */
+  runtime: number | null;
+  owner: string | null;
+  detached: boolean;
+  stop_requested_by?: string | null;
+}
+
+/** The answer of `GET jobs`: every job in the store plus the store's version. */
+export interface IJobList {
+  jobs: IJob[];
+  version: number;
+}
+
+/** A slice of a job's log and what the server said about the log around it. */
+export interface ILogChunk {
+  /** The bytes, exactly as the job wrote them. */
+  data: Uint8Array;
+  /** The log's size in bytes when the server answered (`X-Log-Size`), if sent. */
+  logSize: number | null;
+  /** The job's state when the server answered (`X-Job-State`), if sent. */
+  state: JobState | null;
+}
+
+/** Options for reading a job's log. */
+export interface ILogRequest {
+  /** The first byte to read. */
+  offset: number;
+  /** At most this many bytes; the server's own limit when omitted. */
+  length?: number;
+  /** Long-poll until there are bytes past `offset` or the job has ended. */
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Whether a job has reached a final state. */
+export function isFinished(state: JobState): boolean {
+  return state === 'succeeded' || state === 'failed' || state === 'stopped';
+}
+
+/**
+ * A client for the jobmagic REST API.
+ *
+ * Methods reject with `ServerConnection.ResponseError` for an HTTP error, and
+ * with the fetch `AbortError` when their signal is aborted.
+ */
+export class JobsApi {
+  constructor(serverSettings?: ServerConnection.ISettings) {
+    this.serverSettings = serverSettings ?? ServerConnection.makeSettings();
+  }
+
+  readonly serverSettings: ServerConnection.ISettings;
+
+  /**
+   * All jobs in the store.
+   *
+   * @param waitFor - When given, long-poll (up to ~30 s on the server) until
+   *   the store's version differs from this one.
+   */
+  async listJobs(waitFor?: number, signal?: AbortSignal): Promise<IJobList> {
+    const query = waitFor === undefined ? '' : `?wait_for=${waitFor}`;
+    const response = await this._request('jobs', query, { signal });
+    return (await response.json()) as IJobList;
+  }
+
+  /** One job by id. */
+  async getJob(id: number, signal?: AbortSignal): Promise<IJob> {
+    const response = await this._request(`jobs/${id}`, '', { signal });
+    return (await response.json()) as IJob;
+  }
+
+  /** Ask the server to stop a job (SIGTERM to its group, SIGKILL later). */
+  async stopJob(id: number): Promise<void> {
+    await this._request(`jobs/${id}/stop`, '', { method: 'POST' });
+  }
+
+  /** Read bytes from a job's log; see `ILogRequest`. */
+  async readLog(id: number, request: ILogRequest): Promise<ILogChunk> {
+    const params = new URLSearchParams({ offset: String(request.offset) });
+    if (request.length !== undefined) {
+      params.set('length', String(request.length));
+    }
+    if (request.follow) {
+      params.set('follow', '1');
+    }
+    const response = await this._request(`jobs/${id}/log`, `?${params}`, {
+      signal: request.signal
+    });
+    const data = new Uint8Array(await response.arrayBuffer());
+    const size = response.headers.get('X-Log-Size');
+    const state = response.headers.get('X-Job-State');
+    return {
+      data,
+      logSize: size === null ? null : Number(size),
+      state: state === null ? null : (state as JobState)
+    };
+  }
+
+  private async _request(
+    path: string,
+    query: string,
+    init: RequestInit
+  ): Promise<Response> {
+    const base = this.serverSettings.baseUrl;
+    const url = URLExt.join(base, 'jobmagic/api', path) + query;
+    const response = await ServerConnection.makeRequest(
+      url,
+      init,
+      this.serverSettings
+    );
+    if (!response.ok) {
+      throw await ServerConnection.ResponseError.create(response);
+    }
+    return response;
+  }
+}

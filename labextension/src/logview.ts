@@ -1,0 +1,258 @@
+/**
+ * The "Job log" main-area panel: a status line and the live tail of a job's
+ * log, drawn as a terminal would show it.
+ */
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import {
+  ToolbarButton,
+  stopIcon,
+  terminalIcon
+} from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { IJob, isFinished } from './api';
+import { SecondTicker } from './clock';
+import {
+  briefState,
+  describeExit,
+  formatBytes,
+  formatDuration,
+  jobLabel,
+  jobTooltip
+} from './describe';
+import { ILogSink, LogFollower } from './logfollower';
+import { JobsModel } from './model';
+import { TerminalText } from './terminal';
+import { TerminalRenderer } from './terminaldom';
+
+/** Bytes of log kept in view unless told otherwise: 256 KiB. */
+export const DEFAULT_WINDOW_BYTES = 256 * 1024;
+
+/** Options for a `JobLogView`. */
+export interface IJobLogViewOptions {
+  model: JobsModel;
+  jobId: number;
+  /** Bytes of log read first and kept in the DOM. */
+  windowBytes?: number;
+}
+
+/**
+ * The live tail of one job's log. It follows the log only while it is
+ * visible, and keeps at most `windowBytes` characters in the DOM.
+ */
+export class JobLogView extends Widget implements ILogSink {
+  constructor(options: IJobLogViewOptions) {
+    super();
+    this.model = options.model;
+    this.jobId = options.jobId;
+    const windowBytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
+    this.addClass('jp-JobLog');
+    this.node.dataset.jobId = String(this.jobId);
+
+    this._status.className = 'jp-JobLog-status';
+    this._state.className = 'jp-JobLog-state';
+    this._details.className = 'jp-JobLog-details';
+    this._problem.className = 'jp-JobLog-problem';
+    this._status.append(this._state, this._details, this._problem);
+    this._output.className = 'jp-JobLog-output';
+    this._omitted.className = 'jp-JobLog-omitted';
+    this._terminal = new TerminalText({ maxChars: windowBytes });
+    this._renderer = new TerminalRenderer(this._terminal);
+    this._output.append(this._omitted, this._renderer.node);
+    this.node.append(this._status, this._output);
+    this._output.addEventListener('scroll', () => {
+      const { scrollHeight, scrollTop, clientHeight } = this._output;
+      this._stickToEnd = scrollHeight - scrollTop - clientHeight < 8;
+    });
+
+    this.model.changed.connect(this._updateStatus);
+    this._updateStatus();
+    this._follower = new LogFollower({
+      api: this.model.api,
+      jobId: this.jobId,
+      sink: this,
+      windowBytes
+    });
+    this._follower.paused = true;
+  }
+
+  readonly model: JobsModel;
+  readonly jobId: number;
+
+  /** The job as last reported, if the store has it. */
+  get job(): IJob | undefined {
+    return this.model.job(this.jobId);
+  }
+
+  restart(offset: number): void {
+    this._terminal.reset();
+    this._renderer.clear();
+    this._omitted.textContent =
+      offset > 0 ? `… ${formatBytes(offset)} of earlier output not shown` : '';
+    delete this.node.dataset.complete;
+    this._scheduleRender();
+  }
+
+  append(text: string): void {
+    this._terminal.write(text);
+    this._scheduleRender();
+  }
+
+  end(): void {
+    // Marks the view for anyone (tests, styles) who asks whether the log is whole.
+    this.node.dataset.complete = 'true';
+  }
+
+  problem(message: string | null): void {
+    this._problem.textContent = message ?? '';
+  }
+
+  override dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._follower.dispose();
+    this._ticker.dispose();
+    cancelAnimationFrame(this._frame);
+    this.model.changed.disconnect(this._updateStatus);
+    super.dispose();
+  }
+
+  protected override onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._setVisible(true);
+  }
+
+  protected override onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._setVisible(this.isVisible);
+  }
+
+  protected override onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    this._setVisible(false);
+  }
+
+  protected override onBeforeDetach(msg: Message): void {
+    this._setVisible(false);
+    super.onBeforeDetach(msg);
+  }
+
+  private _setVisible(visible: boolean): void {
+    this._visible = visible;
+    this._follower.paused = !visible;
+    this._updateStatus();
+    if (visible) {
+      this._scheduleRender();
+    }
+  }
+
+  private readonly _updateStatus = (): void => {
+    const job = this.job;
+    this._ticker.enabled = this._visible && job?.state === 'running';
+    if (!job) {
+      this._state.textContent = this.model.loaded ? 'unknown job' : 'loading';
+      this._state.dataset.state = '';
+      this._details.textContent = '';
+      return;
+    }
+    this._state.textContent = briefState(job);
+    this._state.dataset.state = job.state;
+    this._state.className = `jp-JobLog-state jp-mod-${job.state}`;
+    const details: string[] = [];
+    if (job.pid !== null && !isFinished(job.state)) {
+      details.push(`pid ${job.pid}`);
+    }
+    const runtime = formatDuration(this.model.runtime(job));
+    if (runtime) {
+      details.push(runtime);
+    }
+    if (job.exit_code !== null && job.exit_code !== undefined) {
+      const signal =
+        job.exit_code < 0 ? ` (${describeExit(job.exit_code)})` : '';
+      details.push(`exit code ${job.exit_code}${signal}`);
+    }
+    if (job.error) {
+      details.push(job.error);
+    }
+    this._details.textContent = details.join(' · ');
+    this._status.title = jobTooltip(job);
+  };
+
+  /** Draw at most once per animation frame, whatever the rate of output. */
+  private _scheduleRender(): void {
+    if (this._frame || !this._visible) {
+      return;
+    }
+    this._frame = requestAnimationFrame(() => {
+      this._frame = 0;
+      this._render();
+    });
+  }
+
+  private _render(): void {
+    this._renderer.render();
+    if (this._stickToEnd) {
+      this._output.scrollTop = this._output.scrollHeight;
+    }
+  }
+
+  private readonly _status = document.createElement('div');
+  private readonly _state = document.createElement('span');
+  private readonly _details = document.createElement('span');
+  private readonly _problem = document.createElement('span');
+  private readonly _output = document.createElement('div');
+  private readonly _omitted = document.createElement('div');
+  private readonly _terminal: TerminalText;
+  private readonly _renderer: TerminalRenderer;
+  private readonly _follower: LogFollower;
+  private readonly _ticker = new SecondTicker(() => this._updateStatus());
+  private _frame = 0;
+  private _visible = false;
+  private _stickToEnd = true;
+}
+
+/**
+ * A main-area panel around a `JobLogView`, with a toolbar button that stops
+ * the job while it runs.
+ */
+export function createLogPanel(
+  options: IJobLogViewOptions
+): MainAreaWidget<JobLogView> {
+  const content = new JobLogView(options);
+  const panel = new MainAreaWidget({ content });
+  panel.id = `jobmagic-log-${options.jobId}`;
+  panel.addClass('jp-JobLogPanel');
+  panel.title.icon = terminalIcon;
+  panel.title.closable = true;
+  const stop = new ToolbarButton({
+    icon: stopIcon,
+    label: 'Stop',
+    tooltip: 'Stop this job (SIGTERM, then SIGKILL)',
+    className: 'jp-JobLog-stop',
+    onClick: () => {
+      content.model.stop(options.jobId).catch(reason => {
+        content.problem(`Could not stop the job: ${String(reason)}`);
+      });
+    }
+  });
+  panel.toolbar.addItem('stop', stop);
+  const update = (job: IJob | undefined): void => {
+    const label = job ? jobLabel(job) : `job ${options.jobId}`;
+    panel.title.label = `Log: ${truncate(label, 40)}`;
+    panel.title.caption = job ? jobTooltip(job) : `Job ${options.jobId}`;
+    stop.enabled = !!job && !isFinished(job.state);
+  };
+  const onModelChanged = (): void => update(content.job);
+  content.model.changed.connect(onModelChanged);
+  panel.disposed.connect(() =>
+    content.model.changed.disconnect(onModelChanged)
+  );
+  update(content.job);
+  return panel;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

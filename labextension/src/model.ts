@@ -1,0 +1,199 @@
+/**
+ * The browser's copy of the job list, kept current by the server's long-poll
+ * change feed (`GET jobs?wait_for=VERSION`).
+ *
+ * One request is open at a time and the server answers it only when the
+ * store changed (or after ~30 s), so an idle page costs nothing; a change
+ * reaches the page as soon as the server sees it.
+ */
+import { ServerConnection } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { IJob, IJobList, JobsApi, isFinished } from './api';
+
+/** Options for a `JobsModel`. */
+export interface IJobsModelOptions {
+  api: JobsApi;
+  /** First delay after a failed request, in milliseconds. */
+  minBackoff?: number;
+  /** Longest delay between retries, in milliseconds. */
+  maxBackoff?: number;
+}
+
+/** Every job in the store, as last reported by the server. */
+export class JobsModel implements IDisposable {
+  constructor(options: IJobsModelOptions) {
+    this.api = options.api;
+    this._minBackoff = options.minBackoff ?? 1000;
+    this._maxBackoff = options.maxBackoff ?? 30000;
+  }
+
+  readonly api: JobsApi;
+
+  /** Emitted whenever the job list changed. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** All jobs, by ascending id. */
+  get jobs(): ReadonlyArray<IJob> {
+    return this._jobs;
+  }
+
+  /** The number of jobs whose process is running. */
+  get runningCount(): number {
+    return this._jobs.filter(job => job.state === 'running').length;
+  }
+
+  /** Whether the model has heard from the server at least once. */
+  get loaded(): boolean {
+    return this._version !== undefined;
+  }
+
+  get isDisposed(): boolean {
+    return this._abort.signal.aborted;
+  }
+
+  /** A job by id, if the store has it. */
+  job(id: number): IJob | undefined {
+    return this._byId.get(id);
+  }
+
+  /**
+   * A job's runtime in seconds now: the server's figure plus the time since
+   * the server sent it, for running jobs (so clock skew does not matter).
+   */
+  runtime(job: IJob, now = Date.now()): number | null {
+    if (job.runtime === null || job.runtime === undefined) {
+      return null;
+    }
+    if (job.state !== 'running') {
+      return job.runtime;
+    }
+    return job.runtime + Math.max(0, now - this._receivedAt) / 1000;
+  }
+
+  /** Start following the change feed (once). */
+  start(): void {
+    if (!this._started && !this.isDisposed) {
+      this._started = true;
+      void this._follow();
+    }
+  }
+
+  /** Fetch the job list now (the feed keeps it current anyway). */
+  async refresh(): Promise<void> {
+    this._apply(await this.api.listJobs(undefined, this._abort.signal));
+  }
+
+  /**
+   * Ask the server to stop a job; the feed reports the new state. A job that
+   * finished meanwhile is not an error.
+   */
+  async stop(id: number): Promise<void> {
+    try {
+      await this.api.stopJob(id);
+    } catch (reason) {
+      const finished =
+        reason instanceof ServerConnection.ResponseError &&
+        reason.response.status === 409;
+      if (!finished) {
+        throw reason;
+      }
+    }
+  }
+
+  /** Stop following the feed and drop pending requests. */
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._abort.abort();
+    Signal.clearData(this);
+  }
+
+  private async _follow(): Promise<void> {
+    let backoff = this._minBackoff;
+    while (!this.isDisposed) {
+      const asked = this._version;
+      const sent = Date.now();
+      try {
+        this._apply(await this.api.listJobs(asked, this._abort.signal));
+        backoff = this._minBackoff;
+      } catch (reason) {
+        if (this.isDisposed) {
+          return;
+        }
+        console.warn(`jobmagic: job list unavailable, retrying`, reason);
+        await this._sleep(backoff);
+        backoff = Math.min(backoff * 2, this._maxBackoff);
+        continue;
+      }
+      if (asked !== undefined && this._version === asked) {
+        // The server's wait ended without a change. If it answered at once,
+        // it is not long-polling: wait rather than spin.
+        const elapsed = Date.now() - sent;
+        if (elapsed < this._minBackoff) {
+          await this._sleep(this._minBackoff - elapsed);
+        }
+      }
+    }
+  }
+
+  private _apply(list: IJobList): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._receivedAt = Date.now();
+    this._version = list.version;
+    const jobs = [...list.jobs].sort((a, b) => a.id - b.id);
+    const same =
+      jobs.length === this._jobs.length &&
+      jobs.every((job, i) => sameJob(job, this._jobs[i]));
+    this._jobs = jobs;
+    this._byId = new Map(jobs.map(job => [job.id, job]));
+    if (!same) {
+      this._changed.emit();
+    }
+  }
+
+  private _sleep(ms: number): Promise<void> {
+    return new Promise(resolve => {
+      const timer = setTimeout(done, ms);
+      const signal = this._abort.signal;
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done);
+    });
+  }
+
+  private readonly _minBackoff: number;
+  private readonly _maxBackoff: number;
+  private readonly _abort = new AbortController();
+  private readonly _changed = new Signal<this, void>(this);
+  private _started = false;
+  private _version: number | undefined = undefined;
+  private _receivedAt = Date.now();
+  private _jobs: IJob[] = [];
+  private _byId = new Map<number, IJob>();
+}
+
+/** Whether two reports of a job differ in anything but the running clock. */
+function sameJob(a: IJob, b: IJob | undefined): boolean {
+  if (!b || a.id !== b.id || a.state !== b.state) {
+    return false;
+  }
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  keys.delete('runtime');
+  for (const key of keys) {
+    const k = key as keyof IJob;
+    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) {
+      return false;
+    }
+  }
+  return isFinished(a.state) ? a.runtime === b.runtime : true;
+}

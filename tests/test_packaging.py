@@ -1,0 +1,116 @@
+"""The package installs as one piece: Python code, prebuilt JupyterLab extension and the
+server extension's enabling config, with one version everywhere."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import runpy
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import strip_ansi
+
+REPO = Path(__file__).resolve().parent.parent
+VERSION = runpy.run_path(str(REPO / "jobmagic" / "_version.py"))["__version__"]
+SERVER_CONFIG = Path("etc/jupyter/jupyter_server_config.d/jobmagic.json")
+
+
+def jupyter(*args: str) -> str:
+    """Run ``python -m jupyter ARGS`` with this interpreter; its output without colors."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return strip_ansi(result.stdout + result.stderr)
+
+
+def test_python_and_npm_versions_match() -> None:
+    package_json = json.loads((REPO / "labextension" / "package.json").read_text())
+    assert package_json["version"] == VERSION
+    assert importlib.metadata.version("jobmagic") == VERSION
+
+
+def test_built_labextension_has_the_same_version() -> None:
+    built = json.loads((REPO / "jobmagic" / "labextension" / "package.json").read_text())
+    assert built["name"] == "jobmagic"
+    assert built["version"] == VERSION
+    assert built["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+
+
+def test_npm_lock_file_resolves_from_the_registry_only() -> None:
+    lock = json.loads((REPO / "labextension" / "package-lock.json").read_text())
+    assert lock["packages"][""]["version"] == VERSION
+    foreign = {
+        path: entry.get("resolved") or entry.get("version")
+        for path, entry in lock["packages"].items()
+        if re.search(
+            r"github|gitlab|^git[+:]|^file:|^https?:(?!//registry\.npmjs\.org/)",
+            str(entry.get("resolved") or entry.get("version") or ""),
+        )
+    }
+    assert foreign == {}
+
+
+def test_jupyterlab_lists_the_prebuilt_extension_enabled_and_ok() -> None:
+    output = jupyter("labextension", "list")
+    assert re.search(rf"^\s*jobmagic v{re.escape(VERSION)} enabled OK", output, re.MULTILINE), (
+        output
+    )
+
+
+def test_jupyter_server_lists_the_server_extension_enabled_and_ok() -> None:
+    output = jupyter("server", "extension", "list")
+    assert re.search(r"^\s*jobmagic enabled\s*$", output, re.MULTILINE), output
+    assert re.search(rf"^\s*jobmagic {re.escape(VERSION)} OK\s*$", output, re.MULTILINE), output
+
+
+def test_server_extension_config_is_installed() -> None:
+    installed = Path(sys.prefix) / SERVER_CONFIG
+    assert json.loads(installed.read_text()) == {
+        "ServerApp": {"jpserver_extensions": {"jobmagic": True}}
+    }
+
+
+def test_extension_hooks_point_at_the_shipped_pieces() -> None:
+    import jobmagic
+
+    [server] = jobmagic._jupyter_server_extension_points()
+    assert server == {"module": "jobmagic.server"}
+    assert callable(importlib.import_module(server["module"])._load_jupyter_server_extension)
+    [lab] = jobmagic._jupyter_labextension_paths()
+    assert lab == {"src": "labextension", "dest": "jobmagic"}
+    assert (Path(jobmagic.__file__).parent / lab["src"] / "package.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_wheel_ships_typing_marker_labextension_and_config(tmp_path: Path) -> None:
+    # A real `pip wheel .` (the built extension exists, so the npm build is skipped).
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        timeout=540,
+    )
+    [wheel] = tmp_path.glob("jobmagic-*.whl")
+    assert wheel.name.startswith(f"jobmagic-{VERSION}-py3-none-any")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = f"jobmagic-{VERSION}.data/data"
+    expected = {
+        "jobmagic/py.typed",
+        "jobmagic/_version.py",
+        "jobmagic/labextension/package.json",
+        "jobmagic/labextension/static/style.js",
+        f"{data}/share/jupyter/labextensions/jobmagic/package.json",
+        f"{data}/share/jupyter/labextensions/jobmagic/static/style.js",
+        f"{data}/{SERVER_CONFIG}",
+    }
+    assert expected <= names, sorted(expected - names)
+    assert not [n for n in names if "node_modules" in n or n.startswith("tests/")]
