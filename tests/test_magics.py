@@ -22,7 +22,9 @@ from IPython.core.error import UsageError
 
 from jobmagic import JobState, Worker, get_service
 from jobmagic.listing import JobStatus, JobTable
-from jobmagic.magics import SUBCOMMANDS, JobMagics, LivePrinter, _parser, split_start_line
+from jobmagic.log_display import LivePrinter
+from jobmagic.magic_parsing import SUBCOMMANDS, _parser, split_start_line
+from jobmagic.magics import JobMagics
 from jobmagic.terminal_text import collapse_carriage_returns
 
 pytestmark = pytest.mark.timeout(60)
