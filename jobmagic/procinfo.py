@@ -69,14 +69,38 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def group_members(pgid: int, exclude: int | None = None) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
-    members: list[int] = []
+class ProcessGroups:
+    """Process-group membership read from ``/proc`` once and shared by many lookups.
+
+    A scan costs a read per process on the machine; a thousand jobs ending together must
+    not cost a thousand scans. Lookups with the same ``snapshot`` key share one scan.
+    Not thread-safe: one owner thread uses it.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: object = None
+        self._groups: dict[int, list[int]] = {}
+
+    def members(self, pgid: int, snapshot: object, exclude: int | None = None) -> list[int]:
+        """The live (not zombie) processes of group ``pgid`` as of scan ``snapshot``."""
+        if snapshot != self._snapshot or self._snapshot is None:
+            self._groups = _scan_groups()
+            self._snapshot = snapshot
+        return [pid for pid in self._groups.get(pgid, ()) if pid != exclude]
+
+
+def _scan_groups() -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == exclude:
+        if not entry.name.isdigit():
             continue
         fields = _stat_fields(int(entry.name))
         # fields[0] is the state, fields[2] the process group.
-        if fields is not None and int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry.name))
-    return members
+        if fields is not None and fields[0] != b"Z":
+            groups.setdefault(int(fields[2]), []).append(int(entry.name))
+    return groups
+
+
+def group_members(pgid: int, exclude: int | None = None) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
+    return [pid for pid in _scan_groups().get(pgid, ()) if pid != exclude]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import JobmagicError, JobNotFound, StoreError
 from .home import create_private_file
+from .procinfo import ProcessGroups
 from .state import JobState
 from .store import JobStore
 from .watcher import Watcher
@@ -78,6 +79,8 @@ class WorkerService:
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
+        #: Used on the watcher thread to find what is left of a stopping job's group.
+        self.process_groups = ProcessGroups()
         # Guards _workers, _listeners and _closed.
         self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}

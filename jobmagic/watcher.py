@@ -71,6 +71,8 @@ class Watcher:
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._closed = False
+        #: Counts the thread's wake-ups: callbacks of one wake-up share this value.
+        self.iteration = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -142,6 +144,7 @@ class Watcher:
             events = self._epoll.poll(self._next_timeout())
             if self._closed:
                 break
+            self.iteration += 1
             for fd, _mask in events:
                 if fd == self._wake_fd:
                     with contextlib.suppress(BlockingIOError):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import terminal_text
 from .errors import JobmagicError, StoreError
 from .home import create_private_file
-from .procinfo import group_members, process_start_time, same_process, signal_job
+from .procinfo import process_start_time, same_process, signal_job
 from .spawn import spawn
 from .state import JobState
 from .store import JobRecord, final_state, read_status_file, stop_marker_path
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 
 #: How much of a log's end is read to explain a failure ("command not found: pyhton").
 _DIAGNOSIS_BYTES = 4096
+#: Seconds output may gather before it is handed to the job's logging handlers.
+_EMIT_INTERVAL = 0.05
+#: The largest output chunk in one log record, in bytes.
+_EMIT_CHUNK = 4 << 20
+#: Readers of a fast writer are woken at most this often (seconds); a writer that pauses
+#: longer than this wakes them at once.
+_READER_WAKE_INTERVAL = 0.002
 # The shell's exit statuses for "not found" and "found but not executable".
 _NOT_FOUND_STATUS = 127
 _NOT_EXECUTABLE_STATUS = 126
@@ -121,12 +128,15 @@ class Worker:
         self._stop_requested_by: str | None = None
         self._timers: list[Timer] = []
         self._log_generation = 0
-        self._followers = 0
+        self._reader_waiting = False  # a stream() reader waits at the log's end
         self._file_watch: FileWatch | None = None
         self._handlers_listening = False
         self._emit_offset = 0
         self._decoder = terminal_text.incremental_decoder()
         self._done_callbacks: list[Callable[[Worker], None]] = []
+        self._emit_scheduled = False
+        self._wake_scheduled = False  # a timer will wake the waiting readers
+        self._last_reader_wake = 0.0  # time.monotonic() of the last wake
         self._draining: set[int] = set()  # pidfds of group members left after the leader
 
     # -- identity and status ---------------------------------------------------------
@@ -450,7 +460,9 @@ class Worker:
         assert self._popen is not None
         assert self._service is not None
         leader = self._popen.pid
-        for pid in group_members(leader, exclude=leader):
+        # Exits that arrive together (stop_all) share one read of /proc.
+        snapshot = self._service.watcher.iteration
+        for pid in self._service.process_groups.members(leader, snapshot, exclude=leader):
             try:
                 pidfd = os.pidfd_open(pid)
             except ProcessLookupError:
@@ -572,7 +584,6 @@ class Worker:
             if self._state.is_finished:
                 return
             raise
-        self._follow(+1)
         try:
             while True:
                 with self._lock:
@@ -584,12 +595,23 @@ class Worker:
                     continue
                 if ended:
                     return
-                with self._lock:
-                    while self._log_generation == generation:
-                        self._changed.wait()
+                self._wait_for_more(fd, generation)
         finally:
-            self._follow(-1)
             os.close(fd)
+
+    def _wait_for_more(self, fd: int, generation: int) -> None:
+        """Block a reader that reached the log's end until it grows or the job ends."""
+        with self._lock:
+            if self._log_generation != generation:
+                return
+            # The log is watched only while a reader waits at its end: a fast writer then
+            # costs one wake-up per time a reader catches up, not one per block written.
+            self._reader_waiting = True
+            self._update_file_watch()
+            if os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR):
+                return  # written between the reader's last read and the watch
+            while self._log_generation == generation:
+                self._changed.wait()
 
     def add_handler(self, handler: logging.Handler, backlog_bytes: int = 0) -> None:
         """Attach a logging handler to this job's logger and start feeding it output.
@@ -671,8 +693,11 @@ class Worker:
         except OSError:
             return
         try:
-            while True:
-                data = os.pread(fd, 1 << 20, self._emit_offset)
+            # Up to the size seen now, not chasing a writer that keeps writing: the rest
+            # goes in the next batch.
+            end = os.fstat(fd).st_size
+            while self._emit_offset < end:
+                data = os.pread(fd, min(_EMIT_CHUNK, end - self._emit_offset), self._emit_offset)
                 if not data:
                     break
                 self._emit_offset += len(data)
@@ -685,14 +710,10 @@ class Worker:
         finally:
             os.close(fd)
 
-    def _follow(self, delta: int) -> None:
-        with self._lock:
-            self._followers += delta
-            self._update_file_watch()
-
     def _update_file_watch(self) -> None:
-        """Watch the log file only while a reader follows it or handlers listen."""
-        wanted = (self._followers > 0 or self._handlers_listening) and (
+        """Watch the log only while a reader waits at its end or handlers await output."""
+        handlers_waiting = self._handlers_listening and not self._emit_scheduled
+        wanted = (self._reader_waiting or handlers_waiting) and (
             self._state is JobState.RUNNING and self._service is not None
         )
         if wanted and self._file_watch is None:
@@ -710,8 +731,35 @@ class Worker:
 
     def _on_log_written(self) -> None:
         with self._lock:
-            self._log_generation += 1
-            self._changed.notify_all()
+            if self._reader_waiting and not self._wake_scheduled and self._service:
+                delay = self._last_reader_wake + _READER_WAKE_INTERVAL - time.monotonic()
+                if delay <= 0:
+                    self._wake_readers_locked()
+                else:
+                    self._wake_scheduled = True
+                    self._service.watcher.call_later(delay, self._wake_readers)
+            self._reader_waiting = False  # they are woken now or by the timer
+            # Handlers get output in batches: a fast writer writes block after block, and
+            # a record per block would cost the kernel more than the writer's own work.
+            if self._handlers_listening and not self._emit_scheduled and self._service:
+                self._emit_scheduled = True
+                self._service.watcher.call_later(_EMIT_INTERVAL, self._emit_batch)
+            self._update_file_watch()
+
+    def _wake_readers(self) -> None:
+        with self._lock:
+            self._wake_scheduled = False
+            self._wake_readers_locked()
+
+    def _wake_readers_locked(self) -> None:
+        self._last_reader_wake = time.monotonic()
+        self._log_generation += 1
+        self._changed.notify_all()
+
+    def _emit_batch(self) -> None:
+        with self._lock:
+            self._emit_scheduled = False
+            self._update_file_watch()  # watch again first, then read: no write slips by
             self._emit_pending_output(final=False)
 
     # -- jobs of other kernels ---------------------------------------------------------
