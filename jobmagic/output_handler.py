@@ -271,8 +271,10 @@ class OutputWidgetHandler(logging.Handler):
         self._closed = False
         self._thread: threading.Thread | None = None
         self._next_flush = 0.0  # time.monotonic() before which no flush happens
-        self._flush_now = False  # flush() asked for a flush outside the throttle
         self._shown_version = self._version  # the buffer version the widget shows
+        # flush() wants this version shown outside the throttle. A version, not a flag:
+        # a push already under way when flush() asks does not answer it.
+        self._flush_version = self._version
 
     def emit(self, record: logging.LogRecord) -> None:
         """Feed the record's text (``record.getMessage()``) to the view; never blocks long."""
@@ -319,8 +321,7 @@ class OutputWidgetHandler(logging.Handler):
                 return
             if self._thread is threading.current_thread():
                 return  # called back from our own widget update: it flushes next anyway
-            wanted = self._version
-            self._flush_now = True
+            wanted = self._flush_version = self._version
             self._cond.notify_all()
             self._cond.wait_for(
                 lambda: self._closed or self._shown_version >= wanted, timeout=_FLUSH_WAIT
@@ -342,7 +343,7 @@ class OutputWidgetHandler(logging.Handler):
                 while not self._closed:
                     if self._dirty:
                         delay = self._next_flush - time.monotonic()
-                        if delay <= 0 or self._flush_now:
+                        if delay <= 0 or self._flush_version > self._shown_version:
                             break
                         self._cond.wait(delay)
                     else:
@@ -361,7 +362,6 @@ class OutputWidgetHandler(logging.Handler):
             with self._cond:
                 self.flush_count += 1
                 self._shown_version = version
-                self._flush_now = False
                 pause = max(self.min_interval, size / self.max_bytes_per_second)
                 self._next_flush = time.monotonic() + pause
                 self._cond.notify_all()

@@ -7,7 +7,11 @@ output is shown by an ``OutputWidgetHandler`` attached to the job's logger only 
 its output toggle is on, so the engine reads no log that nobody watches.
 
 Standard widgets only (VBox, HBox, HTML, Button, ToggleButton): it works in JupyterLab,
-Notebook 7 and VS Code.
+Notebook 7 and VS Code. Every widget costs the kernel a ``comm_open`` message, and
+ipywidgets 8 gives each one its own Layout and Style widget (two more) unless it is given
+one. So the widgets of a panel share their Layout and Style widgets (``_SharedParts``), a
+row is one box (no nested boxes) and its output widget is created when first shown: a new
+row costs 4 ``comm_open`` messages, not 16.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets
+from ipywidgets.widgets.widget_bool import ToggleButtonStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from jobmagic.output_handler import OutputWidgetHandler
 from jobmagic.state import JobState, describe_exit
@@ -84,24 +90,36 @@ def _cell(text: str, width: str | None, title: str | None = None, css: str = "")
     )
 
 
-def _grow_layout() -> Any:
-    """A widget that takes the free width of its row (and clips what does not fit)."""
-    return ipywidgets.Layout(flex="1 1 auto", width="auto", min_width="0", overflow="hidden")
+class _SharedParts:
+    """The Layout and Style widgets of one panel, each shared by all widgets of one kind.
 
+    A Layout or Style widget may be referenced by any number of widgets, and the panel
+    never changes one after it is made, so one of each is enough whatever the number of
+    rows. Whoever makes the parts closes them, after the widgets that use them.
+    """
 
-def _button_layout() -> Any:
-    """A button as wide as its label, never squeezed."""
-    return ipywidgets.Layout(flex="0 0 auto", width="auto")
+    def __init__(self) -> None:
+        # Takes the free width of its line and clips what does not fit. Basis 0, not
+        # auto: in a row that wraps, a long summary must shrink, not push the buttons
+        # onto a line of their own.
+        self.grow = ipywidgets.Layout(flex="1 1 0%", width="auto", min_width="0", overflow="hidden")
+        self.button = ipywidgets.Layout(flex="0 0 auto", width="auto")  # as wide as its label
+        # A job's row: summary and buttons on one line; the output, a full-width item,
+        # wraps onto the next one.
+        self.row = ipywidgets.Layout(flex_flow="row wrap", align_items="center")
+        # A full line (without margin, which would not fit beside 100% and make the row
+        # scroll sideways; the padding keeps the row's 2 px inset).
+        self.output = ipywidgets.Layout(flex="0 0 100%", margin="0", padding="0 2px")
+        self.header = ipywidgets.Layout(align_items="center", justify_content="space-between")
+        self.column = ipywidgets.Layout()  # the VBoxes' (default) layout
+        self.html_style = HTMLStyle()
+        self.button_style = ipywidgets.ButtonStyle()
+        self.toggle_style = ToggleButtonStyle()
 
-
-def _close_widgets(*widgets: Any) -> None:
-    """Close widgets and the Layout and Style widgets each one created for itself."""
-    for widget in widgets:
-        parts = [getattr(widget, "layout", None), getattr(widget, "style", None)]
-        widget.close()
-        for part in parts:
-            if part is not None:
-                part.close()
+    def close(self) -> None:
+        """Close every part (once no open widget uses them)."""
+        for part in vars(self).values():
+            part.close()
 
 
 def _render_summary(w: Worker) -> tuple[JobState, str]:
@@ -135,7 +153,8 @@ class JobRow:
 
     ``summary`` is one ``HTML`` (id, name or command, state badge, pid, runtime, exit code
     or error) so that a change costs one message; ``output`` shows the job's output tail
-    while ``output_toggle`` is on.
+    while ``output_toggle`` is on. ``widget`` is the row: one box that holds the summary
+    and the buttons on one line and, while the toggle is on, the output below them.
 
     Its widgets carry CSS classes for styling and tests: ``jobmagic-row`` and
     ``jobmagic-job-<id>`` on the row, ``jobmagic-summary`` (with ``data-state``),
@@ -147,16 +166,23 @@ class JobRow:
         The job shown.
     tail_lines : int
         Lines of output shown when the toggle is on.
+    shared : _SharedParts
+        The panel's Layout and Style widgets; the row uses them and never closes them.
+    show_output : bool
+        Whether the output is shown from the start (the toggle on); default False.
     """
 
-    def __init__(self, worker: Worker, tail_lines: int) -> None:
+    def __init__(
+        self, worker: Worker, tail_lines: int, shared: _SharedParts, show_output: bool = False
+    ) -> None:
         self.worker = worker
         self.tail_lines = tail_lines
+        self._shared = shared
         # Built with their first values: each later change is one message.
         self.state: JobState  # the state last rendered
         self.state, summary = _render_summary(worker)
         self.summary: Any = ipywidgets.HTML(
-            value=summary, tooltip=worker.command, layout=_grow_layout()
+            value=summary, tooltip=worker.command, layout=shared.grow, style=shared.html_style
         )
         self.stop_button: Any = ipywidgets.Button(
             description="Stop",
@@ -164,32 +190,37 @@ class JobRow:
             button_style="danger",
             disabled=self.state.is_finished,
             tooltip=f"Stop job {worker.id} (SIGTERM to the whole job, then SIGKILL)",
-            layout=_button_layout(),
+            layout=shared.button,
+            style=shared.button_style,
             _dom_classes=("jobmagic-stop",),
         )
         self.output_toggle: Any = ipywidgets.ToggleButton(
+            value=show_output,
             description="Output",
             icon="terminal",
             tooltip=f"Show the last {tail_lines} lines of job {worker.id}'s output",
-            layout=_button_layout(),
+            layout=shared.button,
+            style=shared.toggle_style,
             _dom_classes=("jobmagic-output-toggle",),
         )
-        self.output: Any = ipywidgets.HTML(
-            layout=ipywidgets.Layout(display="none"), _dom_classes=("jobmagic-output",)
-        )
-        self.header: Any = ipywidgets.HBox(
-            [self.summary, self.stop_button, self.output_toggle],
-            layout=ipywidgets.Layout(align_items="center"),
-        )
-        self.widget: Any = ipywidgets.VBox(
-            [self.header, self.output], _dom_classes=("jobmagic-row", f"jobmagic-job-{worker.id}")
-        )
-        # Guards _handler and _stop_requested: the toggle and Stop callbacks (subshell or
-        # main thread), the panel thread and close() may act on this row at once.
+        self._line = (self.summary, self.stop_button, self.output_toggle)
+        # Guards _handler, _output, _stop_requested, _closed and which children the row
+        # shows: the toggle and Stop callbacks (subshell or main thread), the panel
+        # thread and close() may act on this row at once.
         self._lock = threading.Lock()
         self._handler: OutputWidgetHandler | None = None
+        self._output: Any = None  # made when the output is first shown
         self._stop_requested = False
         self._closed = False
+        if show_output:
+            self._open_output()  # before the row's box: it opens with the output in it
+        with self._lock:
+            children = self._children()
+        self.widget: Any = ipywidgets.HBox(
+            children,
+            layout=shared.row,
+            _dom_classes=("jobmagic-row", f"jobmagic-job-{worker.id}"),
+        )
         self.stop_button.on_click(self._on_stop)
         self.output_toggle.observe(self._on_toggle, names="value")
 
@@ -198,6 +229,15 @@ class JobRow:
         """The output handler attached to the job while the output is shown, else None."""
         with self._lock:
             return self._handler
+
+    @property
+    def output(self) -> Any:
+        """The ``ipywidgets.HTML`` that shows the output; None until it is first shown.
+
+        It stays (with the last tail shown) while the toggle is off, out of the row.
+        """
+        with self._lock:
+            return self._output
 
     def refresh(self) -> None:
         """Render the job's current state into the summary and the Stop button."""
@@ -213,14 +253,15 @@ class JobRow:
         self.output_toggle.value = show
 
     def close(self) -> None:
-        """Detach the output handler and close the row's widgets."""
+        """Detach the output handler and close the row's widgets (not the shared parts)."""
         with self._lock:
             self._closed = True
         self._close_output()
-        _close_widgets(
-            self.summary, self.stop_button, self.output_toggle, self.output, self.header,
-            self.widget,
-        )  # fmt: skip
+        with self._lock:
+            output = self._output
+        for widget in (*self._line, output, self.widget):
+            if widget is not None:
+                widget.close()
 
     def _on_stop(self, _button: Any) -> None:
         with self._lock:
@@ -240,20 +281,36 @@ class JobRow:
             self._open_output()
         else:
             self._close_output()
-            self.output.layout.display = "none"
+        self._place_output()
 
     def _open_output(self) -> None:
         with self._lock:
             if self._closed or self._handler is not None:
                 return
-            handler = OutputWidgetHandler(widget=self.output, tail_lines=self.tail_lines)
+            if self._output is None:
+                self._output = ipywidgets.HTML(
+                    layout=self._shared.output,
+                    style=self._shared.html_style,
+                    _dom_classes=("jobmagic-output",),
+                )
+            handler = OutputWidgetHandler(widget=self._output, tail_lines=self.tail_lines)
             # The engine hands the handler the end of the log, then live output, with
             # nothing lost or shown twice in between. Under the row's lock so that close()
             # cannot run between attach and record: add_handler never calls into this row.
             self.worker.add_handler(handler, backlog_bytes=_SEED_BYTES)
             self._handler = handler
-        handler.flush()
-        self.output.layout.display = None
+        handler.flush()  # the seed is in the widget before the widget is in the row
+
+    def _children(self) -> tuple[Any, ...]:
+        """The row's widgets: the output too while a handler feeds it (lock held)."""
+        return self._line if self._handler is None else (*self._line, self._output)
+
+    def _place_output(self) -> None:
+        """Show the output in the row while a handler feeds it, else leave it out."""
+        with self._lock:
+            if not self._closed:
+                # One message, and none when the row already shows what it should.
+                self.widget.children = self._children()
 
     def _close_output(self) -> None:
         with self._lock:
@@ -309,24 +366,24 @@ class JobPanel:
             service = get_service()
         self.service = service
         self.tail_lines = tail_lines
-        self.counts: Any = ipywidgets.HTML(layout=_grow_layout())
+        shared = self._shared = _SharedParts()
+        self.counts: Any = ipywidgets.HTML(layout=shared.grow, style=shared.html_style)
         self.stop_all_button: Any = ipywidgets.Button(
             description="Stop all",
             icon="stop",
             button_style="danger",
             tooltip="Stop every running job of this kernel",
-            layout=_button_layout(),
+            layout=shared.button,
+            style=shared.button_style,
             _dom_classes=("jobmagic-stop-all",),
         )
         self.stop_all_button.on_click(self._on_stop_all)
-        header = ipywidgets.HBox(
-            [self.counts, self.stop_all_button],
-            layout=ipywidgets.Layout(align_items="center", justify_content="space-between"),
+        self._header: Any = ipywidgets.HBox(
+            [self.counts, self.stop_all_button], layout=shared.header
         )
-        self.rows_box: Any = ipywidgets.VBox()
-        self._header: Any = header
+        self.rows_box: Any = ipywidgets.VBox(layout=shared.column)
         self.widget: Any = ipywidgets.VBox(
-            [header, self.rows_box], _dom_classes=("jobmagic-panel",)
+            [self._header, self.rows_box], layout=shared.column, _dom_classes=("jobmagic-panel",)
         )
         # Guards _rows, _pending, _expand and _closed: the event callback (any engine
         # thread), the panel thread, widget callbacks and close() all use them.
@@ -343,7 +400,7 @@ class JobPanel:
         self._unsubscribe = service.subscribe(self._on_event)
         for worker in service.list():
             if worker.id is not None:
-                self._rows[worker.id] = JobRow(worker, tail_lines)
+                self._rows[worker.id] = JobRow(worker, tail_lines, shared)
         self._layout_rows()
         self._render_header()
         self._thread = threading.Thread(target=self._run, name="jobmagic-panel", daemon=True)
@@ -391,7 +448,9 @@ class JobPanel:
             self._thread.join()
         for row in rows:
             row.close()
-        _close_widgets(self.counts, self.stop_all_button, self._header, self.rows_box, self.widget)
+        for widget in (self.counts, self.stop_all_button, self._header, self.rows_box, self.widget):
+            widget.close()
+        self._shared.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -448,12 +507,7 @@ class JobPanel:
             refreshed.add(job_id)
         if layout_changed:
             self._layout_rows()
-        with self._lock:
-            rows = dict(self._rows)
-            expand = [rows[i] for i in self._expand if i in rows]
-            self._expand.difference_update(rows)
-        for row in expand:
-            row.show_output(True)
+        rows = self.rows
         running = [i for i, row in rows.items() if row.state is JobState.RUNNING]
         now = time.monotonic()
         if running and now >= self._next_tick:
@@ -483,11 +537,27 @@ class JobPanel:
             if self._closed:
                 return False
             row = self._rows.get(job_id)
-            if row is None:
-                row = self._rows[job_id] = JobRow(worker, self.tail_lines)
-                return True
-        row.refresh()
-        return False
+            expand = job_id in self._expand
+        if row is not None:
+            row.refresh()
+            return False
+        # Made without the lock (showing the output attaches a handler to the job), and
+        # only by this thread, so no other row for job_id can appear meanwhile. A row
+        # whose output is wanted is made with it shown: no later toggle and row updates.
+        row = JobRow(worker, self.tail_lines, self._shared, show_output=expand)
+        added = wanted = False
+        with self._lock:
+            if not self._closed:  # close() may have run meanwhile
+                self._rows[job_id] = row
+                wanted = job_id in self._expand  # and show_output() too
+                self._expand.discard(job_id)
+                added = True
+        if not added:
+            row.close()
+            return False
+        if wanted != expand:
+            row.show_output(wanted)
+        return True
 
     def _layout_rows(self) -> None:
         rows = self.rows

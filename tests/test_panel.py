@@ -258,11 +258,12 @@ def test_output_toggle_follows_the_job_with_colours_and_collapsed_progress(
     row = wait_row(panel, worker.id or 0)
     wait_ready(worker, b"before\n")
     assert worker.logger.handlers == []
+    assert row.output is None  # made when first shown
     row.output_toggle.value = True
     handler = row.handler
     assert handler is not None
     assert worker.logger.handlers == [handler]
-    assert row.output.layout.display is None
+    assert row.widget.children[-1] is row.output
     assert "before" in row.output.value  # seeded from the log at once
 
     with open(fifo, "w") as f:
@@ -277,17 +278,64 @@ def test_output_toggle_follows_the_job_with_colours_and_collapsed_progress(
 
     row.output_toggle.value = False
     assert worker.logger.handlers == []
-    assert row.output.layout.display == "none"
+    assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
     assert row.handler is None
+
+    output = row.output
+    row.output_toggle.value = True  # shown again: the same widget, seeded again
+    assert row.output is output
+    assert row.widget.children[-1] is output
+    assert "done-marker" in output.value
+    row.output_toggle.value = False
 
 
 def test_show_output_before_the_row_exists(service: WorkerService, panel: JobPanel) -> None:
+    # Asked before the job exists (this test's store is new: its first job is 1), the
+    # row is made with its output shown; asked right after start(), whichever comes first.
+    panel.show_output(1)
     worker = service.start(py("print('hello from the job')"))
-    panel.show_output(worker.id or 0)
-    row = wait_row(panel, worker.id or 0)
-    worker.wait(10)
-    wait_widget(row.output, lambda: "hello from the job" in row.output.value, names=["value"])
+    assert worker.id == 1
+    later = service.start(py("print('hello from the other job')"))
+    panel.show_output(later.id or 0)
+    row = wait_row(panel, worker.id)
     assert row.output_toggle.value is True
+    assert row.widget.children[-1] is row.output
+    wait_widget(row.output, lambda: "hello from the job" in row.output.value, names=["value"])
+
+    other = wait_row(panel, later.id or 0)
+    # The toggle's own observer makes the output before any later observer runs.
+    wait_widget(other.output_toggle, lambda: other.output is not None, names=["value"])
+    assert other.output_toggle.value is True
+    assert other.widget.children[-1] is other.output
+    wait_widget(
+        other.output, lambda: "hello from the other job" in other.output.value, names=["value"]
+    )
+    worker.wait(10)
+    later.wait(10)
+
+
+def test_rows_share_their_layout_and_style_widgets(service: WorkerService, panel: JobPanel) -> None:
+    # Every widget is a comm_open for the kernel: a row makes its own 4 (summary, Stop,
+    # Output, the row's box) and nothing else; its output widget is 1 more, when shown.
+    before = set(widget_instances)
+    worker = service.start(py("print('hello')"))
+    worker.wait(10)
+    row = wait_row(panel, worker.id or 0)
+    assert len(set(widget_instances) - before) == 4
+    other = service.start("true")
+    other.wait(10)
+    other_row = wait_row(panel, other.id or 0)
+    assert len(set(widget_instances) - before) == 8
+    assert row.summary.layout is other_row.summary.layout
+    assert row.summary.style is other_row.summary.style
+    assert row.stop_button.style is other_row.stop_button.style
+    assert row.output_toggle.style is other_row.output_toggle.style
+    assert row.widget.layout is other_row.widget.layout
+    assert row.stop_button.layout is row.output_toggle.layout
+
+    row.show_output()
+    assert len(set(widget_instances) - before) == 9
+    assert row.output.style is row.summary.style
 
 
 def test_panel_displays_as_a_widget(service: WorkerService, panel: JobPanel) -> None:

@@ -2,14 +2,20 @@
 
 A job writes 100 MB as fast as it can while the panel shows its output: the kernel must
 send at most 2 MB of comm traffic in total and at most 20 comm messages per second, on
-average and in any one-second window.
+average and in any one-second window. A new job's row, from its creation to its end,
+costs fewer than those 20 messages.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
+import shlex
+import sys
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +129,102 @@ def test_panel_traffic_stays_within_budget_while_a_job_writes_100_mb(kernel: Any
 
     reply, _ = kernel.execute("panel.close(); svc.shutdown()", timeout=60)
     assert reply["status"] == "ok", reply
+
+
+# Waits, through widget observers (called once the change was sent), until ``predicate()``
+# holds; prints "ok" or "timeout".
+WAIT_FOR = """
+import threading
+
+def wait_for(widget, name, predicate, timeout=30):
+    hit = threading.Event()
+
+    def check(_change=None):
+        if predicate():
+            hit.set()
+
+    widget.observe(check, names=name)
+    try:
+        check()
+        return hit.wait(timeout)
+    finally:
+        widget.unobserve(check, names=name)
+"""
+
+# Starts the job (it blocks on a FIFO) and waits until its row shows it running.
+START_ROW = """
+job = svc.start({command!r})
+ok = wait_for(panel.rows_box, "children", lambda: job.id in panel.rows)
+row = panel.rows[job.id]
+ok = ok and wait_for(row.summary, "value", lambda: 'data-state="running"' in row.summary.value)
+print("ok" if ok else "timeout")
+"""
+
+# Waits until the ended job shows in its row and in the panel's header.
+FINISH_ROW = """
+job.wait(30)
+ok = wait_for(row.summary, "value", lambda: 'data-state="succeeded"' in row.summary.value)
+ok = ok and wait_for(panel.stop_all_button, "disabled", lambda: panel.stop_all_button.disabled)
+print("ok" if ok else "timeout", job.state.value, row.stop_button.disabled)
+"""
+
+QUIET = 1.5  # seconds without any iopub message after which the panel is taken as done
+
+
+def collect_until_quiet(kernel: Any, quiet: float) -> list[dict[str, Any]]:
+    """Every iopub message until none came for ``quiet`` seconds (late widget updates)."""
+    messages = []
+    while True:
+        try:
+            messages.append(kernel.kc.get_iopub_msg(timeout=quiet))
+        except queue.Empty:
+            return messages
+
+
+def describe(comm: list[dict[str, Any]]) -> list[str]:
+    """One line per comm message: what it opened or which traits it sent."""
+    lines = []
+    for m in comm:
+        data = m["content"].get("data") or {}
+        state = data.get("state") or {}
+        if m["msg_type"] == "comm_open":
+            lines.append(f"open {state.get('_model_name')}")
+        else:
+            lines.append(f"update {sorted(state)}")
+    return lines
+
+
+def printed(messages: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+
+
+@pytest.mark.timeout(120)
+def test_a_new_row_costs_at_most_20_comm_messages_from_start_to_end(
+    kernel: Any, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    # Blocks until the test writes the FIFO, then exits 0.
+    code = "import sys; open(sys.argv[1]).read()"
+    command = shlex.join([sys.executable, "-c", code, str(fifo)])
+    reply, _ = kernel.execute(SETUP + WAIT_FOR, timeout=60)
+    assert reply["status"] == "ok", reply
+    reply, _ = run_collecting_all(kernel, "pass", timeout=30)
+    assert reply["status"] == "ok", reply
+    assert collect_until_quiet(kernel, QUIET) == []  # the empty panel sends nothing
+
+    reply, messages = run_collecting_all(kernel, START_ROW.format(command=command), 60)
+    assert reply["status"] == "ok", reply
+    assert printed(messages) == "ok\n"
+    with fifo.open("w") as f:  # opens once the job has opened it: then it exits 0
+        f.write("go")
+    reply, finishing = run_collecting_all(kernel, FINISH_ROW, timeout=60)
+    assert reply["status"] == "ok", reply
+    assert printed(finishing) == "ok succeeded True\n"
+    messages += finishing + collect_until_quiet(kernel, QUIET)
+
+    comm = [m for m in messages if m["msg_type"] in ("comm_open", "comm_msg")]
+    kinds = Counter(m["msg_type"] for m in comm)
+    print(f"\none row, start to end: {dict(kinds)}")  # noqa: T201 - the figure (-s shows it)
+    assert kinds["comm_open"] >= 1  # the row was created in this window
+    assert len(comm) <= MAX_MESSAGES_PER_SECOND, "\n".join(describe(comm))
