@@ -74,6 +74,18 @@ def tail_of_log(path: Path, lines: int, max_bytes: int = 1 << 20) -> str:
 _LINE_CONTROL = re.compile(r"(\r\n|\r|\n)")
 
 
+def _line_pieces(text: str) -> list[str]:
+    r"""``text`` split into runs of text and line controls ("\n", "\r\n", "\r")."""
+    if "\r" in text:
+        return _LINE_CONTROL.split(text)
+    # The common case, without the regex: str.split is much faster on megabytes of output.
+    pieces: list[str] = []
+    for line in text.split("\n"):
+        pieces += (line, "\n")
+    pieces.pop()
+    return pieces
+
+
 class TailBuffer:
     r"""A bounded, incremental terminal view of a stream of text.
 
@@ -120,7 +132,7 @@ class TailBuffer:
             self._lines.clear()
             self._current, self._cursor = "", 0
             text = text[cut + 1 :]
-        for piece in _LINE_CONTROL.split(text):
+        for piece in _line_pieces(text):
             if piece in ("\n", "\r\n"):
                 self._lines.append(self._clip(self._current))
                 self._current, self._cursor = "", 0

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from engine_helpers import alive, flush_watcher, read_until
 from helpers import python_cmd
 
 import jobmagic.spawn
 from jobmagic import JobState, Worker, WorkerService
 from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound
-from jobmagic.procinfo import group_members, is_zombie, process_start_time
+from jobmagic.procinfo import group_members
 from jobmagic.service import JobEvent
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,32 +36,6 @@ _LOGGER_NUMBERS = itertools.count()
 def quiet_logger() -> logging.Logger:
     """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
     return logging.getLogger(f"jobmagic-tests.service.{next(_LOGGER_NUMBERS)}")
-
-
-def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
-    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
-    seen = b""
-    with contextlib.closing(worker.stream()) as chunks:
-        for chunk in chunks:
-            seen += chunk
-            match = pattern.search(seen)
-            if match:
-                return match
-    raise AssertionError(
-        f"job ended ({worker.state}) before printing {pattern.pattern!r}: {seen!r}"
-    )
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie has exited)."""
-    return process_start_time(pid) is not None and not is_zombie(pid)
-
-
-def flush_watcher(service: WorkerService) -> None:
-    """Return once the watcher thread has run every callback that was due before this call."""
-    done = threading.Event()
-    service.watcher.call_later(0, done.set)
-    assert done.wait(10), "the watcher thread is stuck"
 
 
 @pytest.fixture

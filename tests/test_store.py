@@ -18,14 +18,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engine_helpers import alive, flush_watcher, read_until
 from helpers import python_cmd
 
-from jobmagic import JobState, Worker, WorkerService
+from jobmagic import JobState, WorkerService
 from jobmagic.errors import JobNotFound, StoreError
 from jobmagic.procinfo import is_zombie, process_start_time, signal_job
 from jobmagic.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, JobStore
@@ -49,32 +49,6 @@ def svc() -> Iterator[WorkerService]:
     service = WorkerService(logger=quiet_logger(), stop_timeout=5.0)
     yield service
     service.shutdown()
-
-
-def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
-    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
-    seen = b""
-    with contextlib.closing(worker.stream()) as chunks:
-        for chunk in chunks:
-            seen += chunk
-            match = pattern.search(seen)
-            if match:
-                return match
-    raise AssertionError(
-        f"job ended ({worker.state}) before printing {pattern.pattern!r}: {seen!r}"
-    )
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie has exited)."""
-    return process_start_time(pid) is not None and not is_zombie(pid)
-
-
-def flush_watcher(service: WorkerService) -> None:
-    """Return once the watcher thread has run every callback that was due before this call."""
-    done = threading.Event()
-    service.watcher.call_later(0, done.set)
-    assert done.wait(10), "the watcher thread is stuck"
 
 
 def mode(path: Path) -> int:

@@ -8,24 +8,23 @@ output until it sees that line (a handshake, never a sleep).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
 import re
 import shlex
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engine_helpers import alive, flush_watcher, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, Worker, WorkerService
 from jobmagic.errors import JobmagicError
-from jobmagic.procinfo import group_members, is_zombie, process_start_time
+from jobmagic.procinfo import group_members
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,32 +35,6 @@ READY = re.compile(rb"ready (\d+)\n")
 def program(name: str, *args: str) -> str:
     """The command line that runs ``tests/programs/<name>`` with this interpreter."""
     return shlex.join([sys.executable, str(PROGRAMS / name), *args])
-
-
-def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
-    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
-    seen = b""
-    with contextlib.closing(worker.stream()) as chunks:
-        for chunk in chunks:
-            seen += chunk
-            match = pattern.search(seen)
-            if match:
-                return match
-    raise AssertionError(
-        f"job ended ({worker.state}) before printing {pattern.pattern!r}: {seen!r}"
-    )
-
-
-def flush_watcher(service: WorkerService) -> None:
-    """Return once the watcher thread has run every callback that was due before this call."""
-    done = threading.Event()
-    service.watcher.call_later(0, done.set)
-    assert done.wait(10), "the watcher thread is stuck"
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie has exited)."""
-    return process_start_time(pid) is not None and not is_zombie(pid)
 
 
 def quiet_logger() -> logging.Logger:
