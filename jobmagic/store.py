@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import socket
@@ -202,6 +203,16 @@ class JobStore:
 
     # -- opening ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        # Processes opening the store at the same moment take turns (a blocking flock):
+        # switching a new file to WAL and migrating it are not safe to race.
+        lock_fd = os.open(self.home / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            return self._connect_locked()
+        finally:
+            os.close(lock_fd)
+
+    def _connect_locked(self) -> sqlite3.Connection:
         if not self.path.exists():
             # Create the file ourselves so it is 0600 from the start; SQLite gives its
             # -wal and -shm files the same mode.
