@@ -11,7 +11,7 @@ import os
 import resource
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -241,7 +241,7 @@ class WorkerService:
         with self._lock:
             return len(self._workers)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Worker]:
         return iter(self.list())
 
     # -- stopping and removing -----------------------------------------------------
