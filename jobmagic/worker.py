@@ -389,6 +389,8 @@ class Worker:
             ``stop_timeout`` (5 s unless configured).
         wait:
             Block until the job has ended.
+        by:
+            Who asks, as recorded in the store: "kernel", "ui" or "timeout".
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
@@ -402,14 +404,13 @@ class Worker:
             first_request = self._stop_requested_by is None
             if first_request:
                 self._stop_requested_by = by
-            if self._state is JobState.QUEUED:
-                queued = True
-            else:
-                queued = False
+            queued = self._state is JobState.QUEUED and first_request
+            if self._state is JobState.RUNNING and service is not None:
                 if first_request:
                     self._mark_stop_requested()
                     self._signal(signal.SIGTERM)
-                    assert service is not None
+                # A later stop with its own timeout may only shorten the grace period.
+                if first_request or timeout is not None:
                     grace = service.stop_timeout if timeout is None else timeout
                     self._timers.append(service.watcher.call_later(grace, self._kill))
         if service is not None and self.id is not None and first_request:

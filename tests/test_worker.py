@@ -132,6 +132,19 @@ def test_job_that_traps_sigterm_is_killed_after_the_grace_period(svc: WorkerServ
     assert w.error is None
 
 
+@pytest.mark.timeout(30)
+def test_a_second_stop_may_shorten_the_grace_period(svc: WorkerService) -> None:
+    w = svc.start(program("trap_term.py"))
+    pid = int(read_until(w, READY).group(1))
+    w.stop(timeout=600, wait=False)
+    started = time.monotonic()
+    w.stop(timeout=0.2)
+    assert time.monotonic() - started < 10, "the second, shorter timeout was ignored"
+    assert not alive(pid)
+    assert w.state is JobState.STOPPED
+    assert w.exit_code == -9
+
+
 @pytest.mark.parametrize("suffix", ["", "; echo after"], ids=["alone", "shell-stays"])
 def test_graceful_program_gets_to_finish_within_the_grace_period(
     svc: WorkerService, suffix: str
