@@ -266,6 +266,9 @@ class OutputWidgetHandler(logging.Handler):
         # flush thread. (logging's own self.lock only serialises emit() calls.)
         self._cond = threading.Condition(threading.Lock())
         self._buffer = TailBuffer(max_lines=tail_lines, max_line_chars=max_line_chars)
+        #: It shows only the end of the output: a job's engine may skip older bytes that
+        #: outrun it (see ``Worker.add_handler``). Enough for every line it can show.
+        self.tail_bytes = max(4 * max_chars, tail_lines * max_line_chars)
         self._version = self._buffer.version
         self._dirty = False
         self._closed = False
@@ -283,6 +286,12 @@ class OutputWidgetHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging's contract: report through handleError
             self.handleError(record)
             return
+        if getattr(record, "skipped_bytes", 0) and "\n" in text:
+            # The engine skipped ahead: the first line is a fragment, and what the view
+            # holds is no longer followed by what comes next.
+            with self._cond:
+                self._buffer.clear()
+            text = text.partition("\n")[2]
         self.feed(text)
 
     def feed(self, text: str) -> None:

@@ -618,7 +618,10 @@ class Worker:
         """Attach a logging handler to this job's logger and start feeding it output.
 
         Records carry decoded text (``record.getMessage()``), the raw bytes
-        (``record.data``) and ``record.job_id``.
+        (``record.data``) and ``record.job_id``. A handler with an int attribute
+        ``tail_bytes`` says it shows only the end of the output: while every handler says
+        so, output that outruns them is skipped up to the last ``tail_bytes`` bytes, and
+        the first record after a skip has ``record.skipped_bytes``.
 
         Parameters
         ----------
@@ -684,6 +687,16 @@ class Worker:
         self._update_file_watch()
         self._emit_pending_output(final=False)
 
+    def _handlers_tail_bytes(self) -> int | None:
+        """How much of the output end the handlers need, or None if one wants it all."""
+        handlers = [*self.logger.handlers]
+        if self._service is not None:
+            handlers += self._service.logger.handlers
+        wanted = [getattr(handler, "tail_bytes", None) for handler in handlers]
+        if not wanted or not all(isinstance(size, int) for size in wanted):
+            return None
+        return max(size for size in wanted if isinstance(size, int))
+
     def _emit_pending_output(self, final: bool) -> None:
         """Send the log's new bytes to the logger (lock held)."""
         if not self._handlers_listening or self._record is None:
@@ -697,13 +710,21 @@ class Worker:
             # Up to the size seen now, not chasing a writer that keeps writing: the rest
             # goes in the next batch.
             end = os.fstat(fd).st_size
+            extra: dict[str, object] = {"job_id": self.id}
+            tail = self._handlers_tail_bytes()
+            if tail is not None and end - self._emit_offset > tail:
+                # Every handler shows only the end: skip what it would throw away.
+                extra["skipped_bytes"] = end - tail - self._emit_offset
+                self._emit_offset = end - tail
+                self._decoder = terminal_text.incremental_decoder()
             while self._emit_offset < end:
                 data = os.pread(fd, min(_EMIT_CHUNK, end - self._emit_offset), self._emit_offset)
                 if not data:
                     break
                 self._emit_offset += len(data)
                 text = self._decoder.decode(data)
-                logger.info(text, extra={"data": data, "job_id": self.id})
+                logger.info(text, extra={**extra, "data": data})
+                extra.pop("skipped_bytes", None)
             if final:
                 rest = self._decoder.decode(b"", final=True)
                 if rest:

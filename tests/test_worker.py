@@ -448,6 +448,43 @@ def test_handler_on_the_service_logger_gets_everything_from_byte_zero(tmp_path: 
         logger.removeHandler(handler)
 
 
+@pytest.mark.timeout(60)
+def test_a_tail_only_handler_is_spared_output_it_would_throw_away(tmp_path: Path) -> None:
+    logger = logging.getLogger(f"jobmagic-test.{tmp_path.name}")
+    logger.propagate = False
+    tail, full = Collect(), Collect()
+    tail.tail_bytes = 64 << 10  # type: ignore[attr-defined]
+    service = WorkerService(logger=logger)
+    try:
+        w = service.add(
+            Worker(
+                python_cmd(
+                    "import sys\n"
+                    "for i in range(200_000):\n"
+                    "    sys.stdout.write(f'line {i:06d} ' + 'x' * 90 + '\\n')\n"
+                )
+            )
+        )
+        w.add_handler(tail)
+        w.start()
+        assert w.wait() == 0
+        log = w.output()
+        received = b"".join(r.data for r in tail.records)  # type: ignore[attr-defined]
+        assert len(log) == 200_000 * 103
+        assert len(received) < len(log) // 10, "the tail-only handler was fed everything"
+        assert any(getattr(r, "skipped_bytes", 0) > 0 for r in tail.records)
+        assert log.endswith(received[-(64 << 10) :]), "the end of the output was not kept"
+        # With a handler that wants everything, nothing is skipped.
+        w2 = service.add(Worker("head -c 3000000 /dev/zero"))
+        w2.add_handler(tail)
+        w2.add_handler(full)
+        w2.start()
+        assert w2.wait() == 0
+        assert b"".join(r.data for r in full.records) == bytes(3000000)  # type: ignore[attr-defined]
+    finally:
+        service.shutdown()
+
+
 # -- asyncio -------------------------------------------------------------------------------
 def test_await_worker_and_wait_async(svc: WorkerService) -> None:
     async def main() -> tuple[int | None, int | None]:
