@@ -6,8 +6,9 @@ on disk even when no kernel is alive to reap the job. It catches SIGTERM, SIGINT
 only to outlive its command long enough to record it: a caught signal is reset to its
 default in the command (unlike an ignored one), so the command sees them as usual.
 
-Spawning goes through ``subprocess.Popen`` without ``preexec_fn``, so CPython keeps its
-vfork fast path: a spawn costs about a millisecond however large the kernel is.
+Spawning goes through ``subprocess.Popen`` with no Python callback between fork and exec,
+so CPython keeps its vfork fast path: a spawn costs about a millisecond however large the
+kernel is.
 """
 
 from __future__ import annotations
