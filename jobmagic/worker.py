@@ -333,8 +333,17 @@ class Worker:
         with self._lock:
             if not self._state.is_finished and not self._owned:
                 raise JobmagicError(self._not_owned_message())
+            if not self._state.is_finished and self._on_watcher_thread():
+                raise JobmagicError(
+                    "wait() in a jobmagic event listener would block the thread that sees "
+                    "jobs end; use add_done_callback() instead"
+                )
             self._changed.wait_for(lambda: self._state.is_finished, timeout)
             return self._exit_code
+
+    def _on_watcher_thread(self) -> bool:
+        service = self._service
+        return service is not None and threading.current_thread() is service.watcher.thread
 
     async def wait_async(self, timeout: float | None = None) -> int | None:  # noqa: ASYNC109 - mirrors wait(timeout)
         """Like :meth:`wait`, without blocking the event loop (``await w.wait_async()``)."""
@@ -418,7 +427,9 @@ class Worker:
                 service.store.request_stop(self.id, by)
         if queued:
             self._finish(JobState.STOPPED, None, None)
-        if wait:
+        # A listener or done callback runs on the watcher thread, which must stay free to
+        # see the job end: from there, stop() asks and returns.
+        if wait and not self._on_watcher_thread():
             with self._lock:
                 self._changed.wait_for(lambda: self._state.is_finished)
 

@@ -389,3 +389,32 @@ def test_stop_all_stops_jobs_in_parallel(svc: WorkerService) -> None:
     elapsed = time.monotonic() - started
     assert 1.0 <= elapsed < 4.5, "five 1-second grace periods run side by side, not in turn"
     assert all(w.state is JobState.STOPPED for w in workers)
+
+
+@pytest.mark.timeout(30)
+def test_listeners_on_the_watcher_thread_can_stop_but_not_wait(svc: WorkerService) -> None:
+    # A listener sees a short job end (on the watcher thread) and stops a long one.
+    errors: list[BaseException] = []
+    long_job = svc.start(SLEEPER)
+    read_until(long_job, re.compile(rb"ready \d+\n"))
+    short_jobs: list[Worker] = []
+
+    def on_event(event: JobEvent) -> None:
+        if event.worker not in short_jobs or not event.worker.state.is_finished:
+            return
+        try:
+            long_job.wait(timeout=0)
+        except JobmagicError as exc:
+            errors.append(exc)
+        long_job.stop()  # would deadlock if it waited for the job to end on this thread
+
+    unsubscribe = svc.subscribe(on_event)
+    try:
+        short_jobs.append(svc.add(Worker("exit 0")))
+        short_jobs[0].start()
+        assert long_job.wait(timeout=20) is not None, "the stop from the listener never landed"
+    finally:
+        unsubscribe()
+    assert long_job.state is JobState.STOPPED
+    assert errors, "wait() on the watcher thread should refuse instead of blocking"
+    assert "add_done_callback" in str(errors[0])
