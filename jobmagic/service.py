@@ -266,20 +266,22 @@ class WorkerService:
         worker = self.get(id_or_name)
         if not worker.state.is_finished:
             raise JobmagicError(f"job {worker.id} is {worker.state.value}; stop it first")
+        self._forget(worker)
+
+    def remove_finished(self) -> int:
+        """Delete every finished job's record and log (all kernels'); return how many."""
+        finished = [w for w in self.list(all=True) if w.state.is_finished]
+        for worker in finished:
+            self._forget(worker)
+        return len(finished)
+
+    def _forget(self, worker: Worker) -> None:
+        """Delete a finished job's record and files and tell listeners."""
         assert worker.id is not None
         self.store.delete(worker.id)
         with self._lock:
             self._workers.pop(worker.id, None)
         self._emit("removed", worker)
-
-    def remove_finished(self) -> int:
-        """Delete every finished job's record and log (all kernels'); return how many."""
-        removed = 0
-        for worker in self.list(all=True):
-            if worker.state.is_finished:
-                self.remove(worker.id or 0)
-                removed += 1
-        return removed
 
     def shutdown(self) -> None:
         """Stop this kernel's jobs (detached ones keep running) and end the watcher."""
