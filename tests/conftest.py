@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import free_port, wait_until
+from helpers import free_port, stop_server, wait_until
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -438,14 +438,7 @@ def lab_server(
         assert process.poll() is None, "jupyter lab exited:\n" + "\n".join(output[-60:])
         yield server
     finally:
-        process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        drainer.join(10)
-        process.stdout.close()
+        stop_server(process, drainer)
 
 
 # --------------------------------------------------------------------------- browser

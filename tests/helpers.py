@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import shlex
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -71,3 +72,16 @@ def python_cmd(code: str) -> str:
 def strip_ansi(text: str) -> str:
     """``text`` without terminal color codes (``jupyter ... list`` prints them)."""
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def stop_server(process: subprocess.Popen[Any], drainer: threading.Thread) -> None:
+    """End a Jupyter server started by a fixture (SIGTERM, then SIGKILL after 30 s)."""
+    process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    drainer.join(10)
+    if process.stdout is not None:
+        process.stdout.close()

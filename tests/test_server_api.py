@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from conftest import IS_ROOT, MARK_VAR
-from helpers import free_port, python_cmd, wait_until
+from helpers import free_port, python_cmd, stop_server, wait_until
 
 from jobmagic.service import WorkerService
 from jobmagic.state import JobState
@@ -120,14 +120,7 @@ def server(
         assert started, "jupyter server did not start:\n" + "\n".join(output[-40:])
         yield Server(port=port, token=token, home=home, process=process, output=output)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        drainer.join(10)
-        process.stdout.close()
+        stop_server(process, drainer)
 
 
 @pytest.fixture
