@@ -56,6 +56,7 @@ chromium:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	cd labextension && npm run --silent lint
 
 typecheck: $(STAMP)

@@ -165,12 +165,12 @@ def engine_missing() -> str:
 
 
 def panel_missing() -> str:
-    """``""`` when ``jobmagic.panel.JobPanel`` imports, else the text a row shows instead."""
+    """``""`` when the panel (``jobmagic.notebook.panel``) imports, else what a row shows."""
     missing = engine_missing()
     if missing:
         return missing
     try:
-        from jobmagic.panel import JobPanel  # noqa: F401
+        from jobmagic.notebook.panel import JobPanel  # noqa: F401
     except Exception:  # noqa: BLE001
         return "n/a (panel missing)"
     return ""
@@ -178,7 +178,7 @@ def panel_missing() -> str:
 
 def open_panel(service: object) -> object:
     """Create a ``JobPanel`` for ``service`` whatever its constructor's spelling."""
-    from jobmagic.panel import JobPanel
+    from jobmagic.notebook.panel import JobPanel
 
     params = inspect.signature(JobPanel).parameters
     if "service" in params:

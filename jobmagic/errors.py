@@ -17,3 +17,11 @@ class JobNameInUse(JobmagicError, ValueError):
 
 class StoreError(JobmagicError):
     """Raised when the job store cannot be opened, read or written."""
+
+
+class LaunchError(JobmagicError):
+    """Raised when a backend cannot start a job; the message says why in one line."""
+
+
+class UnknownBackend(JobmagicError, ValueError):
+    """Raised when a job names a backend jobmagic does not have."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import queue
 import secrets
@@ -57,15 +56,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 IS_ROOT = os.geteuid() == 0
-
-# pytest's log capture attaches its handler to every logger that does not propagate, and
-# "jobmagic.job" does not (job output is kept away from the root logger). A handler there
-# means "someone listens": every job's log would be read and copied into pytest's memory.
-# Under test the logger propagates instead, so capture sees job output only when a test
-# attaches a handler itself, as in a real kernel.
-import jobmagic.service  # noqa: E402 - must run before pytest's first capture phase
-
-logging.getLogger(jobmagic.service.DEFAULT_LOGGER_NAME).propagate = True
 
 
 # --------------------------------------------------------------------------- leak guard
@@ -200,7 +190,7 @@ def jobmagic_home(
     monkeypatch.setenv("JOBMAGIC_HOME", str(home))
     yield home
     # Only when the test imported it: a test that never touched the engine has no service.
-    service_module = sys.modules.get("jobmagic.service")
+    service_module = sys.modules.get("jobmagic.engine.default")
     reset = getattr(service_module, "_reset_service_for_tests", None)
     if reset is not None:
         reset()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from conftest import LabServer
     from playwright.sync_api import Locator, Page
 
-    from jobmagic.service import WorkerService
+    from jobmagic.engine.service import WorkerService
 
 pytestmark = [pytest.mark.browser]
 
@@ -41,7 +41,7 @@ SLEEPER = python_cmd("import signal; print('ready', flush=True); signal.pause()"
 @pytest.fixture
 def service() -> Iterator[WorkerService]:
     """A WorkerService of this test process (same job home as the lab server)."""
-    from jobmagic.service import WorkerService
+    from jobmagic.engine.service import WorkerService
 
     svc = WorkerService()
     try:
@@ -246,7 +246,7 @@ def test_log_panel_follows_the_log_live(
 ORPHAN_PARENT = textwrap.dedent(
     """
     import sys
-    from jobmagic.service import WorkerService
+    from jobmagic.engine.service import WorkerService
     worker = WorkerService().start(sys.argv[1], name='orphan', detach=False)
     print(worker.id, worker.pid, flush=True)
     sys.stdin.read()

@@ -21,11 +21,11 @@ from helpers import python_cmd
 from IPython.core.error import UsageError
 
 from jobmagic import JobState, Worker, get_service
-from jobmagic.listing import JobStatus, JobTable
-from jobmagic.log_display import LivePrinter
-from jobmagic.magic_parsing import SUBCOMMANDS, _parser, split_start_line
-from jobmagic.magics import JobMagics
-from jobmagic.terminal_text import collapse_carriage_returns
+from jobmagic.notebook.arguments import SUBCOMMANDS, _parser, split_start_line
+from jobmagic.notebook.follow import LivePrinter
+from jobmagic.notebook.magics import JobMagics
+from jobmagic.notebook.reprs import JobStatus, JobTable
+from jobmagic.text.terminal import collapse_carriage_returns
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -516,7 +516,7 @@ def test_adopt_a_job_whose_kernel_died(ipython_shell: Any) -> None:
 
 @pytest.mark.timeout(30)
 def test_panel(ipython_shell: Any) -> None:
-    from jobmagic.panel import JobPanel
+    from jobmagic.notebook.panel import JobPanel
 
     panel = job(ipython_shell, "panel")
     try:

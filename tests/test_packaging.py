@@ -114,3 +114,42 @@ def test_wheel_ships_typing_marker_labextension_and_config(tmp_path: Path) -> No
     }
     assert expected <= names, sorted(expected - names)
     assert not [n for n in names if "node_modules" in n or n.startswith("tests/")]
+
+
+def test_importing_the_server_extension_does_not_load_the_kernel_engine() -> None:
+    # The Jupyter server imports jobmagic.server: it must not start the engine, its
+    # watcher thread or its exit hook, nor pull in IPython or ipywidgets.
+    code = (
+        "import atexit, sys, threading\n"
+        "hooks = []\n"
+        "register = atexit.register\n"
+        "def spy(fn, *args, **kwargs):\n"
+        "    hooks.append(getattr(fn, '__module__', '?'))\n"
+        "    return register(fn, *args, **kwargs)\n"
+        "atexit.register = spy\n"
+        "import jobmagic.server\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('jobmagic.engine', "
+        "'jobmagic.notebook', 'IPython', 'ipywidgets', 'ipykernel')))\n"
+        "assert not loaded, loaded\n"
+        "ours = [m for m in hooks if m.startswith('jobmagic')]\n"
+        "assert not ours, f'exit hooks registered by {ours}'\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_public_names_load_lazily_and_the_engine_never_needs_ipython() -> None:
+    code = (
+        "import sys\n"
+        "import jobmagic\n"
+        "assert not [m for m in sys.modules if m.startswith('jobmagic.engine')]\n"
+        "from jobmagic import JobState, Worker, WorkerService, get_service\n"
+        "assert get_service().start('exit 3').wait(10) == 3\n"
+        "heavy = [m for m in ('IPython', 'ipywidgets', 'jupyter_server') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from jobmagic import JobPanel, OutputWidgetHandler\n"
+        "assert JobPanel.__module__ == 'jobmagic.notebook.panel'\n"
+        "assert sorted(jobmagic.__all__) == "
+        "['JobState', 'Worker', 'WorkerService', '__version__', 'get_service']\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shlex
 import sys
 import threading
@@ -22,8 +23,9 @@ import pytest
 from ipywidgets.widgets.widget import _instances as widget_instances
 
 from jobmagic import JobState, WorkerService
-from jobmagic.output_handler import OutputWidgetHandler, ansi_to_html
-from jobmagic.panel import JobPanel, JobRow
+from jobmagic.notebook.output_widget import OutputWidgetHandler
+from jobmagic.notebook.panel import JobPanel, JobRow
+from jobmagic.text.ansi_html import ansi_to_html
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -341,7 +343,7 @@ def test_rows_share_their_layout_and_style_widgets(service: WorkerService, panel
 def test_panel_displays_as_a_widget(service: WorkerService, panel: JobPanel) -> None:
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    other = service.panel(tail_lines=5)
+    other = JobPanel(service, tail_lines=5)
     try:
         assert isinstance(other, JobPanel)
         assert other.tail_lines == 5
@@ -357,8 +359,13 @@ def test_runtime_ticks_once_a_second_while_the_job_runs(
     wait_ready(worker)
     values: list[str] = []
     row.summary.observe(lambda change: values.append(change["new"]), names="value")
-    wait_widget(row.summary, lambda: ">2s<" in row.summary.value, timeout=10, names=["value"])
-    # 0s -> 1s -> 2s: one message per second of runtime, no more.
+
+    def shown_runtime() -> float:
+        match = re.search(r">(\d+\.\d)s<", row.summary.value)
+        return float(match.group(1)) if match else 0.0
+
+    wait_widget(row.summary, lambda: shown_runtime() >= 2.0, timeout=10, names=["value"])
+    # 0.x s -> 1.x s -> 2.x s: one message per second of runtime, no more.
     assert 1 <= len(values) <= 3
     worker.stop()
     wait_state(row, JobState.STOPPED)

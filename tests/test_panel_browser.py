@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from jobmagic.state import JobState
-from jobmagic.store import JobStore
+from jobmagic.core.state import JobState
+from jobmagic.store.job_store import JobStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ WRITER = "head -c 100M /dev/urandom | base64; echo END-MARKER"
 
 SETUP = """
 from jobmagic import get_service
-from jobmagic.panel import JobPanel
+from jobmagic.notebook.panel import JobPanel
 
 svc = get_service()
 panel = JobPanel(svc)

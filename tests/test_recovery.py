@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import is_zombie
 
 from jobmagic import JobState, WorkerService
-from jobmagic.procinfo import is_zombie, process_start_time
-from jobmagic.store import JobStore
+from jobmagic.core.process_identity import process_start_time
+from jobmagic.store.job_store import JobStore
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
 

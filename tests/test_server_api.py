@@ -29,9 +29,10 @@ import pytest
 from conftest import IS_ROOT, MARK_VAR
 from helpers import free_port, python_cmd, stop_server, wait_until
 
-from jobmagic.service import WorkerService
-from jobmagic.state import JobState
-from jobmagic.worker import Worker
+from jobmagic.core.state import JobState
+from jobmagic.engine.service import WorkerService
+from jobmagic.engine.worker import Worker
+from jobmagic.server import wire
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -320,9 +321,17 @@ def test_list_shows_every_job_and_filters_by_state(server: Server, service: Work
     try:
         listing = get_json(server, API)
         assert isinstance(listing["version"], int)
+        assert listing["schema_version"] == wire.SCHEMA_VERSION
+        # The wire schema, exactly: nothing of the store's bookkeeping leaves the server.
+        assert all(list(job) == [f.name for f in wire.FIELDS] for job in listing["jobs"])
         assert job_in(listing, ok.id or 0)["state"] == "succeeded"
         failed = job_in(listing, bad.id or 0)
         assert (failed["state"], failed["exit_code"], failed["name"]) == ("failed", 3, "bad")
+        assert (failed["exit_text"], failed["error"], failed["backend"]) == (
+            "exit code 3",
+            "exit code 3",
+            "local",
+        )
         assert isinstance(failed["runtime"], float)
         assert failed["runtime"] >= 0
         live = job_in(listing, running.id or 0)
@@ -354,6 +363,8 @@ def test_one_job_unknown_job_and_bad_ids(server: Server, service: WorkerService)
         "succeeded",
         0,
     )
+    assert list(shown) == [f.name for f in wire.FIELDS]
+    assert shown["exit_text"] == "exit code 0"
 
     missing = request(server, "GET", f"{API}/987654")
     assert missing.status == 404
@@ -433,7 +444,7 @@ def test_stop_of_a_finished_job_is_409(server: Server, service: WorkerService) -
 _DYING_KERNEL = textwrap.dedent(
     """
     import os, sys
-    from jobmagic.service import WorkerService
+    from jobmagic.engine.service import WorkerService
     job = WorkerService(home=sys.argv[1]).start(sys.argv[2], detach=True)
     print(job.id, job.pid, flush=True)
     os._exit(0)

@@ -9,32 +9,35 @@ import itertools
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import alive, flush_watcher, read_until
+from engine_helpers import alive, flush_watcher, group_members, read_until
 from helpers import python_cmd
 
-import jobmagic.spawn
-from jobmagic import JobState, Worker, WorkerService
-from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound
-from jobmagic.procinfo import group_members
-from jobmagic.service import JobEvent
+import jobmagic.backends.local.wrapper
+from jobmagic import JobState, Worker, WorkerService, get_service
+from jobmagic.core.events import JobEvent
+from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound, UnknownBackend
 
 pytestmark = pytest.mark.timeout(60)
 
+PROGRAMS = Path(__file__).parent / "programs"
 READY = re.compile(rb"ready (\d+)\n")
 SLEEPER = python_cmd("import os, signal; print('ready', os.getpid()); signal.pause()")
 _LOGGER_NUMBERS = itertools.count()
 
 
 def quiet_logger() -> logging.Logger:
-    """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
+    """A fresh service logger per test: handlers one test attaches never reach another's."""
     return logging.getLogger(f"jobmagic-tests.service.{next(_LOGGER_NUMBERS)}")
 
 
@@ -260,7 +263,7 @@ def test_spawn_stays_on_the_vfork_path(svc: WorkerService, monkeypatch: pytest.M
             calls.append(kwargs)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(jobmagic.spawn.subprocess, "Popen", RecordingPopen)
+    monkeypatch.setattr(jobmagic.backends.local.wrapper.subprocess, "Popen", RecordingPopen)
     w = svc.start("echo spawned")
     assert w.wait() == 0
     assert w.output() == b"spawned\n"
@@ -418,3 +421,50 @@ def test_listeners_on_the_watcher_thread_can_stop_but_not_wait(svc: WorkerServic
     assert long_job.state is JobState.STOPPED
     assert errors, "wait() on the watcher thread should refuse instead of blocking"
     assert "add_done_callback" in str(errors[0])
+
+
+# -- stops from another kernel, backends, the seed's one-step start ------------------------
+def test_a_stop_from_another_kernel_escalates_to_sigkill(svc: WorkerService) -> None:
+    # The same stop policy as the owner's: SIGTERM, the grace period, then SIGKILL.
+    w = svc.start(shlex.join([sys.executable, str(PROGRAMS / "trap_term.py")]))
+    read_until(w, READY)
+    other = WorkerService(logger=quiet_logger())
+    try:
+        view = other.get(w.id or 0)
+        assert not view.owned
+        view.stop(timeout=0.5)  # returns at once: the job is another kernel's
+        assert w.wait(20) == -signal.SIGKILL
+        assert w.state is JobState.STOPPED
+        assert b"got TERM\n" in w.output(), "SIGTERM came first"
+        record = svc.store.get(w.id or 0)
+        assert record is not None
+        assert record.stop_requested_by == "kernel"
+        assert group_members(w.pid or 0) == []
+    finally:
+        other.shutdown()
+
+
+def test_an_unknown_backend_is_refused_before_anything_is_recorded(svc: WorkerService) -> None:
+    with pytest.raises(UnknownBackend, match=r"unknown backend 'slurm'; jobmagic has: local"):
+        svc.start("true", backend="slurm")
+    with pytest.raises(ValueError, match="slurm"):  # UnknownBackend is a ValueError too
+        svc.start("true", backend="slurm")
+    assert svc.store.list() == []
+
+
+def test_a_worker_started_on_its_own_joins_the_kernels_service() -> None:
+    w = Worker("echo alone")
+    assert w.start() is w
+    assert w.wait(10) == 0
+    assert get_service().get(w.id or 0) is w
+    assert w.output() == b"alone\n"
+
+
+def test_an_endless_timeout_leaves_the_watcher_working(svc: WorkerService) -> None:
+    # A deadline beyond what epoll can sleep must not end the one thread that sees exits.
+    w = svc.start(SLEEPER, timeout=float("inf"))
+    read_until(w, READY)
+    assert svc.start("exit 4", timeout=30 * 86400).wait(10) == 4
+    w.stop(timeout=float("inf"))
+    assert (w.state, w.exit_code) == (JobState.STOPPED, -signal.SIGTERM)
+    assert svc.watcher.thread.is_alive()

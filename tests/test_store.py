@@ -22,13 +22,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, flush_watcher, read_until
+from engine_helpers import alive, flush_watcher, is_zombie, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
+from jobmagic.backends.local.process import LocalExecutor
+from jobmagic.backends.local.procinfo import signal_job
+from jobmagic.backends.registry import Executors
+from jobmagic.core.process_identity import process_start_time
+from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobNotFound, StoreError
-from jobmagic.procinfo import is_zombie, process_start_time, signal_job
-from jobmagic.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, JobStore
+from jobmagic.store.job_store import APPLICATION_ID, DB_NAME, JobStore
+from jobmagic.store.reconcile import reconcile
+from jobmagic.store.records import MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,7 +46,7 @@ _LOGGER_NUMBERS = itertools.count()
 
 
 def quiet_logger() -> logging.Logger:
-    """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
+    """A fresh service logger per test: handlers one test attaches never reach another's."""
     return logging.getLogger(f"jobmagic-tests.store.{next(_LOGGER_NUMBERS)}")
 
 
@@ -132,6 +138,47 @@ def test_schema_version_and_application_id_are_recorded(svc: WorkerService) -> N
         db.close()
 
 
+def test_a_schema_1_store_is_migrated_and_its_running_job_stays_reachable(
+    tmp_path: Path,
+) -> None:
+    # A store written by jobmagic 0.1 (schema 1), with a job still running: after the
+    # upgrade its record names the local backend and keeps pid, start time, group and
+    # status file in the backend's reference, so it can still be stopped and reconciled.
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    db = sqlite3.connect(home / DB_NAME)
+    try:
+        db.executescript(MIGRATIONS[0])
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("PRAGMA user_version=1")
+        db.execute(
+            "INSERT INTO jobs (command, state, created_at, pid, pid_start, pgid, status_path,"
+            " log_path) VALUES ('sleep 60', 'running', 1.0, 4321, 99, 4321, '/s/1.status',"
+            " '/l/1.log')"
+        )
+        db.execute("INSERT INTO jobs (command, state, created_at) VALUES ('true', 'queued', 2.0)")
+        db.commit()
+    finally:
+        db.close()
+    store = JobStore(home)
+    try:
+        running, queued = store.list()
+        assert (running.backend, running.pid, running.shell) == ("local", 4321, "/bin/sh")
+        assert running.backend_ref == {
+            "pid": 4321,
+            "start": 99,
+            "pgid": 4321,
+            "status": "/s/1.status",
+        }
+        assert (queued.backend, queued.backend_ref) == ("local", None)
+        columns = {
+            row[1] for row in sqlite3.connect(home / DB_NAME).execute("PRAGMA table_info(jobs)")
+        }
+        assert not columns & {"pid_start", "pgid", "status_path"}
+    finally:
+        store.close()
+
+
 # -- two processes at once -----------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(180)
@@ -195,7 +242,7 @@ def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path
         assert kept == [running.id] + [w.id for w in done[2:]]
         for pruned in done[:2]:
             assert not pruned.log_path.exists()
-            assert not (svc.store.status_dir / f"{pruned.id}.status").exists()
+            assert not (svc.store.home / "status" / f"{pruned.id}.status").exists()
             with pytest.raises(JobNotFound):
                 svc.get(pruned.id or 0)
         assert [w.id for w in svc.list()] == kept
@@ -227,8 +274,8 @@ def test_prune_at_the_limit_removes_nothing(svc: WorkerService) -> None:
     flush_watcher(svc)
     assert svc.store.prune(keep_finished=3, max_log_bytes=6) == []
     assert len(svc.store.list()) == 3
-    queued = svc.store.create("never started")
-    assert svc.store.prune(keep_finished=0, max_log_bytes=0) == [1, 2, 3]
+    queued = svc.store.create(JobSpec("never started"))
+    assert [r.id for r in svc.store.prune(keep_finished=0, max_log_bytes=0)] == [1, 2, 3]
     assert [r.id for r in svc.store.list()] == [queued.id]
 
 
@@ -281,7 +328,7 @@ def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
     (home / DB_NAME).touch()
     store = JobStore(home)
     try:
-        assert store.create("true").id == 1
+        assert store.create(JobSpec("true")).id == 1
     finally:
         store.close()
 
@@ -303,12 +350,12 @@ def test_records_are_shared_between_store_connections(svc: WorkerService) -> Non
             5,
         )
         assert record.pid == w.pid
-        assert record.pgid == w.pid
-        assert record.pid_start is not None
+        assert record.backend == "local"
+        assert record.backend_ref is not None
+        assert record.backend_ref["pid"] == record.backend_ref["pgid"] == w.pid
+        assert record.backend_ref["start"] is not None
         assert record.log_path == str(w.log_path)
-        data = record.to_json()
-        assert json.loads(json.dumps(data)) == data
-        assert data["state"] == "failed"
+        assert json.loads(json.dumps(record.backend_ref)) == record.backend_ref
         assert reader.list(states=[JobState.RUNNING]) == []
         assert [r.id for r in reader.list(states=[JobState.FAILED])] == [w.id]
     finally:
@@ -316,7 +363,7 @@ def test_records_are_shared_between_store_connections(svc: WorkerService) -> Non
 
 
 def test_update_refuses_unknown_fields(svc: WorkerService) -> None:
-    record = svc.store.create("true")
+    record = svc.store.create(JobSpec("true"))
     with pytest.raises(ValueError, match="bogus"):
         svc.store.update(record.id, bogus=1)
 
@@ -324,23 +371,33 @@ def test_update_refuses_unknown_fields(svc: WorkerService) -> None:
 # -- reconciling jobs nobody watched -------------------------------------------------------
 def _orphan(store: JobStore, status: bytes | None, stop_requested_by: str | None = None) -> int:
     """A RUNNING record whose owner and process are both gone, with ``status`` on disk."""
-    record = store.create("a job whose kernel died")
+    record = store.create(JobSpec("a job whose kernel died"))
     owner_pid, owner_start = dead_pid()
     job_pid, job_start = dead_pid()
+    status_path = LocalExecutor(store.home).status_path(record.id)
     store.update(
         record.id,
         state=JobState.RUNNING,
         pid=job_pid,
-        pid_start=job_start,
-        pgid=job_pid,
+        backend_ref=local_ref(job_pid, job_start, status_path),
         owner_pid=owner_pid,
         owner_start=owner_start,
         started_at=1.0,
         stop_requested_by=stop_requested_by,
     )
     if status is not None:
-        Path(record.status_path).write_bytes(status)
+        status_path.write_bytes(status)
     return record.id
+
+
+def local_ref(pid: int, start: int | None, status_path: Path) -> dict[str, object]:
+    """The local backend's reference to the job led by ``pid``."""
+    return {"pid": pid, "start": start, "pgid": pid, "status": str(status_path)}
+
+
+def reconcile_store(store: JobStore) -> list[int]:
+    """Reconcile ``store`` with the backends a kernel has."""
+    return reconcile(store, Executors(store.home))
 
 
 UNKNOWN = "ended while no kernel was watching it; its exit status is unknown"
@@ -367,12 +424,12 @@ def test_reconcile_records_the_true_end_of_an_orphan(
     store = JobStore(jobmagic_home)
     try:
         job_id = _orphan(store, status, stop_by)
-        assert store.reconcile() == [job_id]
+        assert reconcile_store(store) == [job_id]
         record = store.get(job_id)
         assert record is not None
         assert (record.state, record.exit_code, record.error) == expected
         assert record.ended_at is not None
-        assert store.reconcile() == [], "a finished record is left alone"
+        assert reconcile_store(store) == [], "a finished record is left alone"
     finally:
         store.close()
 
@@ -404,13 +461,17 @@ def test_reconcile_treats_an_unreaped_process_as_ended(jobmagic_home: Path, who:
         job_id = _orphan(store, b"7\n")
         with zombie() as (pid, start):
             if who == "job":
-                store.update(job_id, pid=pid, pid_start=start, pgid=pid)
+                record = store.get(job_id)
+                assert record is not None
+                assert record.backend_ref is not None
+                status_path = Path(str(record.backend_ref["status"]))
+                store.update(job_id, pid=pid, backend_ref=local_ref(pid, start, status_path))
             else:
                 store.update(job_id, owner_pid=pid, owner_start=start)
             record = store.get(job_id)
             assert record is not None
             assert not record.owner_alive
-            assert store.reconcile() == [job_id]
+            assert reconcile_store(store) == [job_id]
         record = store.get(job_id)
         assert record is not None
         assert (record.state, record.exit_code) == (JobState.FAILED, 7)
@@ -421,10 +482,10 @@ def test_reconcile_treats_an_unreaped_process_as_ended(jobmagic_home: Path, who:
 def test_reconcile_fails_a_queued_job_whose_kernel_died(jobmagic_home: Path) -> None:
     store = JobStore(jobmagic_home)
     try:
-        record = store.create("never started")
+        record = store.create(JobSpec("never started"))
         owner_pid, owner_start = dead_pid()
         store.update(record.id, owner_pid=owner_pid, owner_start=owner_start)
-        assert store.reconcile() == [record.id]
+        assert reconcile_store(store) == [record.id]
         after = store.get(record.id)
         assert after is not None
         assert (after.state, after.error) == (JobState.FAILED, "its kernel died before it started")
@@ -435,7 +496,7 @@ def test_reconcile_fails_a_queued_job_whose_kernel_died(jobmagic_home: Path) -> 
 def test_reconcile_leaves_jobs_of_live_owners_alone(svc: WorkerService) -> None:
     w = svc.start(SLEEPER)
     read_until(w, READY)
-    assert svc.store.reconcile() == []
+    assert svc.reconcile() == []
     w.stop(timeout=5)
 
 
@@ -448,7 +509,7 @@ def test_a_reused_pid_is_never_signalled(svc: WorkerService) -> None:
     real_start = process_start_time(w.pid)
     assert real_start is not None
     # As if the job ended and an unrelated process got its pid: the start time differs.
-    svc.store.update(w.id, pid_start=real_start - 1)
+    svc.store.update(w.id, backend_ref=local_ref(w.pid, real_start - 1, Path("/nonexistent")))
     assert signal_job(w.pid, real_start - 1, w.pid, signal.SIGTERM) is False
     assert alive(w.pid)
     assert alive(child)
@@ -460,7 +521,7 @@ def test_a_reused_pid_is_never_signalled(svc: WorkerService) -> None:
         view.stop()
         assert alive(w.pid)
         assert alive(child)
-        assert other.store.reconcile() == [], "the owner (this process) is alive"
+        assert other.reconcile() == [], "the owner (this process) is alive"
     finally:
         other.shutdown()
     assert w.state is JobState.RUNNING

@@ -29,7 +29,7 @@ _LOGGER_NUMBERS = itertools.count()
 
 
 def quiet_logger() -> logging.Logger:
-    """A fresh propagating service logger: pytest's log capture stays off the jobs' output."""
+    """A fresh service logger per test: handlers one test attaches never reach another's."""
     return logging.getLogger(f"jobmagic-tests.stream.{next(_LOGGER_NUMBERS)}")
 
 

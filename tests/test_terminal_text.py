@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jobmagic.terminal_text import (
+from jobmagic.text.ansi_html import ansi_to_html
+from jobmagic.text.terminal import (
     TailBuffer,
     collapse_carriage_returns,
     collapse_line,
@@ -176,3 +181,22 @@ def test_tail_buffer_version_bumps_only_on_change() -> None:
     buffer.clear()
     assert buffer.version > before_clear
     assert buffer.text() == ""
+
+
+# -- the cases shared with the TypeScript log view ------------------------------------------
+SHARED_CASES = json.loads(
+    (Path(__file__).parent / "cases" / "terminal_text.json").read_text(encoding="utf-8")
+)["cases"]
+
+
+def _visible(chunks: list[str], max_lines: int | None) -> str:
+    """What TailBuffer shows after ``chunks``, without styles (as the shared file defines)."""
+    buffer = TailBuffer(max_lines=max_lines if max_lines is not None else 1 << 20)
+    for chunk in chunks:
+        buffer.feed(chunk)
+    return html.unescape(re.sub(r"<[^>]*>", "", ansi_to_html(buffer.text())))
+
+
+@pytest.mark.parametrize("case", SHARED_CASES, ids=[c["name"] for c in SHARED_CASES])
+def test_shared_terminal_case(case: dict[str, Any]) -> None:
+    assert _visible(case["chunks"], case.get("max_lines")) == case["visible"]

@@ -8,6 +8,7 @@ output until it sees that line (a handshake, never a sleep).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import os
@@ -15,16 +16,16 @@ import re
 import shlex
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, flush_watcher, read_until
+from engine_helpers import alive, flush_watcher, group_members, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, Worker, WorkerService
 from jobmagic.errors import JobmagicError
-from jobmagic.procinfo import group_members
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,13 +38,14 @@ def program(name: str, *args: str) -> str:
     return shlex.join([sys.executable, str(PROGRAMS / name), *args])
 
 
-def quiet_logger() -> logging.Logger:
-    """A fresh service logger without handlers that propagates.
+def watching(worker: Worker) -> bool:
+    """Whether the engine watches the job's log (someone waits for its output)."""
+    assert worker.binding is not None
+    return worker.binding.feed.watching
 
-    pytest attaches its log capture to every non-propagating logger, such as the default
-    "jobmagic.job": with it, every job's output would be read and captured. Jobs of a
-    service with this logger are read only when a test attaches a handler.
-    """
+
+def quiet_logger() -> logging.Logger:
+    """A fresh service logger per test: handlers one test attaches never reach another's."""
     return logging.getLogger(f"jobmagic-tests.{next(_LOGGER_NUMBERS)}")
 
 
@@ -392,10 +394,10 @@ def test_handler_receives_output_as_records(svc: WorkerService, tmp_path: Path) 
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     w = svc.start(f"{python_cmd(WRITE_AFTER_GO)} {shlex.quote(str(fifo))}")
-    assert w._file_watch is None, "nobody listens: the log is not watched"
+    assert not watching(w), "nobody listens: the log is not watched"
     handler = Collect()
     w.add_handler(handler)
-    assert w._file_watch is not None
+    assert watching(w)
     fd = os.open(fifo, os.O_WRONLY)  # blocks until the job opened its end
     os.write(fd, b"go\n")
     os.close(fd)
@@ -405,7 +407,7 @@ def test_handler_receives_output_as_records(svc: WorkerService, tmp_path: Path) 
     assert "".join(r.getMessage() for r in handler.records) == "h\u00e9llo\n\ufffd\x00end\n"
     assert {r.job_id for r in handler.records} == {w.id}  # type: ignore[attr-defined]
     assert {r.levelno for r in handler.records} == {logging.INFO}
-    assert w._file_watch is None, "the watch ends with the job"
+    assert not watching(w), "the watch ends with the job"
     w.remove_handler(handler)
     assert handler not in w.logger.handlers
 
@@ -421,32 +423,70 @@ def test_log_is_not_read_while_nobody_listens(svc: WorkerService) -> None:
         )
     )
     read_until(w, re.compile(rb"\nwritten\n"))  # streaming watches the log ...
-    assert w._file_watch is None, "... and stops watching when the reader is done"
+    assert not watching(w), "... and stops watching when the reader is done"
     assert svc.watcher._files == {}
     handler = Collect()
     w.add_handler(handler)
-    assert w._file_watch is not None
+    assert watching(w)
     w.remove_handler(handler)
-    assert w._file_watch is None
+    assert not watching(w)
     assert svc.watcher._files == {}
     assert handler.records == [], "a handler added late gets only output written from then on"
     w.stop(timeout=5)
 
 
-def test_handler_on_the_service_logger_gets_everything_from_byte_zero(tmp_path: Path) -> None:
+def test_a_service_handler_gets_every_job_from_byte_zero(tmp_path: Path) -> None:
+    logger = logging.getLogger(f"jobmagic-test.{tmp_path.name}")
+    logger.propagate = False
+    handler = Collect()
+    service = WorkerService(logger=logger)
+    try:
+        service.add_handler(handler)
+        assert handler in logger.handlers
+        w = service.start("printf 'one\\ntwo\\n'; printf 'three'")
+        assert w.wait() == 0
+        assert w.logger.name == f"{logger.name}.{w.id}"
+        assert b"".join(r.data for r in handler.records) == b"one\ntwo\nthree"  # type: ignore[attr-defined]
+        service.remove_handler(handler)
+        assert handler not in logger.handlers
+        again = service.start("echo unheard")
+        assert again.wait() == 0
+        assert not any(r.job_id == again.id for r in handler.records)  # type: ignore[attr-defined]
+    finally:
+        service.shutdown()
+
+
+def test_a_handler_put_on_a_logger_by_hand_does_not_make_jobs_read(tmp_path: Path) -> None:
+    # Only add_handler (or the panel) asks for output: a handler that logging setup (or
+    # pytest's log capture) put on the service logger costs the jobs nothing.
     logger = logging.getLogger(f"jobmagic-test.{tmp_path.name}")
     logger.propagate = False
     handler = Collect()
     logger.addHandler(handler)
     service = WorkerService(logger=logger)
     try:
-        w = service.start("printf 'one\\ntwo\\n'; printf 'three'")
-        assert w.wait() == 0
-        assert w.logger.name == f"{logger.name}.{w.id}"
-        assert b"".join(r.data for r in handler.records) == b"one\ntwo\nthree"  # type: ignore[attr-defined]
+        w = service.start(
+            python_cmd("import os, signal; print('ready', os.getpid()); signal.pause()")
+        )
+        read_until(w, READY)
+        assert not watching(w)
+        w.stop(timeout=5)
+        assert handler.records == []
     finally:
         service.shutdown()
         logger.removeHandler(handler)
+
+
+def test_a_removed_jobs_logger_is_released(svc: WorkerService) -> None:
+    w = svc.start("echo bye")
+    assert w.wait() == 0
+    logger = weakref.ref(w.logger)
+    name = w.logger.name
+    svc.remove(w.id or 0)
+    del w
+    gc.collect()
+    assert logger() is None, "the job's logger outlived the job"
+    assert name not in logging.Logger.manager.loggerDict
 
 
 @pytest.mark.timeout(60)
@@ -454,7 +494,6 @@ def test_a_tail_only_handler_is_spared_output_it_would_throw_away(tmp_path: Path
     logger = logging.getLogger(f"jobmagic-test.{tmp_path.name}")
     logger.propagate = False
     tail, full = Collect(), Collect()
-    tail.tail_bytes = 64 << 10  # type: ignore[attr-defined]
     service = WorkerService(logger=logger)
     try:
         w = service.add(
@@ -466,7 +505,7 @@ def test_a_tail_only_handler_is_spared_output_it_would_throw_away(tmp_path: Path
                 )
             )
         )
-        w.add_handler(tail)
+        w.add_handler(tail, tail_bytes=64 << 10)
         w.start()
         assert w.wait() == 0
         log = w.output()
@@ -477,7 +516,7 @@ def test_a_tail_only_handler_is_spared_output_it_would_throw_away(tmp_path: Path
         assert log.endswith(received[-(64 << 10) :]), "the end of the output was not kept"
         # With a handler that wants everything, nothing is skipped.
         w2 = service.add(Worker("head -c 3000000 /dev/zero"))
-        w2.add_handler(tail)
+        w2.add_handler(tail, tail_bytes=64 << 10)
         w2.add_handler(full)
         w2.start()
         assert w2.wait() == 0

@@ -11,10 +11,9 @@ import asyncio
 import atexit
 from typing import TYPE_CHECKING, Any
 
-from jobmagic.store import JobStore
+from jobmagic.store.job_store import JobStore
 
 from .extension import JobmagicServer
-from .handlers import api_handlers
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -28,6 +27,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     """Open the job store, create the shared state and add the API handlers."""
+    from .handlers import api_handlers
+
     jobmagic = JobmagicServer(store=JobStore(), parent=serverapp, log=serverapp.log)
     web_app = serverapp.web_app
     web_app.settings["jobmagic"] = jobmagic

@@ -6,9 +6,9 @@ then says whether another connection committed; the server's own writes (``recon
 ``request_stop``) bump the version directly, since ``data_version`` ignores them.
 
 Some changes write nothing the server could see: a kernel dies (its running jobs become
-orphaned) or an orphaned job's wrapper exits. The feed watches the processes of running
-jobs through pidfds for that, and reconciles when one exits. Nothing runs while nothing
-changes: no timers, no polling.
+orphaned) or an orphaned job ends. The feed watches the owners of running jobs through
+pidfds, and the jobs' executions through their backends, and reconciles when one ends.
+Nothing runs while nothing changes: no timers, no polling.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ from collections.abc import Callable
 
 from inotify_simple import flags
 
-from jobmagic.state import JobState
-from jobmagic.store import JobStore
+from jobmagic.backends.base import Execution
+from jobmagic.backends.registry import Executors
+from jobmagic.core.state import JobState
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.reconcile import reconcile
+from jobmagic.store.records import JobRecord
 
 from .file_events import FileEvents
 from .process_exits import ProcessExits
+from .reactor import LoopReactor
 
 # Writes to the database land in the WAL; a checkpoint writes the main file.
 _DB_EVENTS = flags.MODIFY | flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.DELETE
-# The wrapper writes status/<id>.status when the command ends (a create, a write, a close).
-_STATUS_EVENTS = flags.CLOSE_WRITE | flags.MOVED_TO
 
 
 class ChangeFeed:
@@ -39,6 +42,8 @@ class ChangeFeed:
     ----------
     store : JobStore
         The store to follow; all its calls happen on ``loop``'s thread.
+    executors : Executors
+        The server's executors, by backend (to reconcile, and to watch executions).
     loop : asyncio.AbstractEventLoop
         The server's event loop.
     log : logging.Logger
@@ -51,8 +56,15 @@ class ChangeFeed:
     server never mistakes it for the current one.
     """
 
-    def __init__(self, store: JobStore, loop: asyncio.AbstractEventLoop, log: logging.Logger):
+    def __init__(
+        self,
+        store: JobStore,
+        executors: Executors,
+        loop: asyncio.AbstractEventLoop,
+        log: logging.Logger,
+    ) -> None:
         self.store = store
+        self._executors = executors
         self._loop = loop
         self._log = log
         self._version = time.time_ns() // 1_000_000
@@ -63,8 +75,11 @@ class ChangeFeed:
         self._listeners: list[Callable[[], None]] = []
         self._files: FileEvents | None = None
         self._exits: ProcessExits | None = None
-        # (job id, "job" or "owner") -> cancels the pidfd watch on that process.
-        self._process_watches: dict[tuple[int, str], Callable[[], None]] = {}
+        self._reactor: LoopReactor | None = None
+        # job id -> cancels the pidfd watch on the job's owner.
+        self._owner_watches: dict[int, Callable[[], None]] = {}
+        # job id -> the job's execution, watched for its end.
+        self._executions: dict[int, Execution] = {}
         self._unwatch_files: list[Callable[[], None]] = []
 
     @property
@@ -72,23 +87,18 @@ class ChangeFeed:
         """The current change version (read ``refresh()`` first for an up-to-date one)."""
         return self._version
 
-    def start(self, files: FileEvents, exits: ProcessExits) -> None:
-        """Begin watching the store's files and the running jobs' processes."""
+    def start(self, files: FileEvents, exits: ProcessExits, reactor: LoopReactor) -> None:
+        """Begin watching the store's files and the running jobs and their owners."""
         self._files = files
         self._exits = exits
+        self._reactor = reactor
         db_names = {self.store.path.name, self.store.path.name + "-wal"}
 
         def on_home_event(name: str, mask: int) -> None:
             if name in db_names or mask & flags.Q_OVERFLOW:
                 self.refresh()
 
-        def on_status_event(_name: str, _mask: int) -> None:
-            self.reconcile()
-
-        self._unwatch_files = [
-            files.watch(self.store.home, _DB_EVENTS, on_home_event),
-            files.watch(self.store.status_dir, _STATUS_EVENTS, on_status_event),
-        ]
+        self._unwatch_files = [files.watch(self.store.home, _DB_EVENTS, on_home_event)]
         self.reconcile()
         self._watch_processes()
 
@@ -97,9 +107,12 @@ class ChangeFeed:
         for unwatch in self._unwatch_files:
             unwatch()
         self._unwatch_files = []
-        for cancel in self._process_watches.values():
+        for cancel in self._owner_watches.values():
             cancel()
-        self._process_watches.clear()
+        self._owner_watches.clear()
+        for execution in self._executions.values():
+            execution.close()
+        self._executions.clear()
         self._listeners.clear()
         if self._next_change is not None and not self._next_change.done():
             self._next_change.set_result(None)
@@ -114,8 +127,8 @@ class ChangeFeed:
         return self._version
 
     def reconcile(self) -> None:
-        """Finish the records of jobs that ended unwatched (``JobStore.reconcile``)."""
-        if self.store.reconcile():
+        """Finish the records of jobs that ended unwatched (``store.reconcile``)."""
+        if reconcile(self.store, self._executors):
             self.bump()
         self.refresh()
 
@@ -148,40 +161,71 @@ class ChangeFeed:
 
         return unsubscribe
 
-    # -- processes that end without writing anything the server sees ----------------------
+    # -- ends that write nothing the server sees ---------------------------------------------
     def _watch_processes(self) -> None:
-        """Watch the wrapper and the owner of every running job; drop the other watches."""
-        if self._exits is None:
+        """Watch every running job and its owner; drop the watches of the others."""
+        if self._exits is None or self._reactor is None:
             return
-        wanted: dict[tuple[int, str], tuple[int | None, int | None]] = {}
-        for record in self.store.list(states=[JobState.RUNNING]):
-            wanted[(record.id, "job")] = (record.pid, record.pid_start)
-            if record.owner_alive:
-                wanted[(record.id, "owner")] = (record.owner_pid, record.owner_start)
-        for key in list(self._process_watches):
-            if key not in wanted:
-                self._process_watches.pop(key)()
-        for key, (pid, start) in wanted.items():
-            if key in self._process_watches:
-                continue
-            try:
-                cancel = self._exits.watch(pid, start, self._process_exited_callback(key))
-            except OSError as exc:
-                # Out of descriptors: this exit will be noticed at the next request instead.
-                self._log.warning("jobmagic: cannot watch process %s: %s", pid, exc)
-                continue
-            if cancel is None:
-                # Gone already: reconcile soon (not now: this may run inside bump()).
-                self._loop.call_soon(self.reconcile)
-            else:
-                self._process_watches[key] = cancel
+        running = {r.id: r for r in self.store.list(states=[JobState.RUNNING])}
+        for job_id in [i for i in self._owner_watches if i not in running]:
+            self._owner_watches.pop(job_id)()
+        for job_id in [i for i in self._executions if i not in running]:
+            self._executions.pop(job_id).close()
+        gone = False
+        for record in running.values():
+            if record.id not in self._executions:
+                gone |= self._watch_execution(record, self._reactor)
+            if record.id not in self._owner_watches and record.owner_alive:
+                gone |= self._watch_owner(record, self._exits)
+        if gone:
+            # Gone already: reconcile soon (not now: this may run inside bump()).
+            self._loop.call_soon(self.reconcile)
 
-    def _process_exited_callback(self, key: tuple[int, str]) -> Callable[[], None]:
-        def exited() -> None:
-            self._process_watches.pop(key, None)
-            if key[1] == "owner":
-                # The job is orphaned now: its JSON changed though no record did.
-                self.bump()
+    def _watch_execution(self, record: JobRecord, reactor: LoopReactor) -> bool:
+        """Watch a running job's execution for its end; True when it has ended already."""
+        executor = self._executors.get(record.backend)
+        if executor is None:
+            return False  # a backend this server does not have: its owner records the end
+        try:
+            execution = executor.attach(record.backend_ref)
+        except OSError as exc:
+            # Out of descriptors: this end will be noticed at the next request.
+            self._log.warning("jobmagic: cannot watch job %s: %s", record.id, exc)
+            return False
+        if execution is None:
+            return True
+        self._executions[record.id] = execution
+        execution.on_exit(reactor, self._ended_callback(record.id))
+        return False
+
+    def _watch_owner(self, record: JobRecord, exits: ProcessExits) -> bool:
+        """Watch the kernel that owns a running job; True when it is gone already."""
+        try:
+            cancel = exits.watch(
+                record.owner_pid, record.owner_start, self._owner_gone_callback(record.id)
+            )
+        except OSError as exc:
+            self._log.warning("jobmagic: cannot watch the kernel of job %s: %s", record.id, exc)
+            return False
+        if cancel is None:
+            return True
+        self._owner_watches[record.id] = cancel
+        return False
+
+    def _ended_callback(self, job_id: int) -> Callable[[], None]:
+        def ended() -> None:
+            execution = self._executions.pop(job_id, None)
+            if execution is not None:
+                execution.close()
             self.reconcile()
 
-        return exited
+        return ended
+
+    def _owner_gone_callback(self, job_id: int) -> Callable[[], None]:
+        def gone() -> None:
+            self._owner_watches.pop(job_id, None)
+            # The job is orphaned now: its JSON changed though no record did.
+            self.bump()
+            self.reconcile()
+
+        return gone

@@ -7,12 +7,15 @@ import asyncio
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
-from jobmagic.store import JobRecord, JobStore
+from jobmagic.backends.registry import Executors
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.records import JobRecord
 
 from .changes import ChangeFeed
 from .file_events import FileEvents
 from .log_follow import LogFollowers
 from .process_exits import ProcessExits
+from .reactor import LoopReactor
 from .stopper import JobStopper
 
 
@@ -45,6 +48,7 @@ class JobmagicServer(LoggingConfigurable):
     def __init__(self, store: JobStore, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.store = store
+        self.executors = Executors(store.home)
         self._feed: ChangeFeed | None = None
         self._files: FileEvents | None = None
         self._exits: ProcessExits | None = None
@@ -60,10 +64,11 @@ class JobmagicServer(LoggingConfigurable):
             raise RuntimeError("the jobmagic server extension was closed")
         self._files = FileEvents(loop, self.log)
         self._exits = ProcessExits(loop, self.log)
-        self._feed = ChangeFeed(self.store, loop, self.log)
+        reactor = LoopReactor(loop, self.log)
+        self._feed = ChangeFeed(self.store, self.executors, loop, self.log)
         self._followers = LogFollowers(self._files, self._feed)
-        self._stopper = JobStopper(self._feed, self._exits, loop, self.stop_timeout, self.log)
-        self._feed.start(self._files, self._exits)
+        self._stopper = JobStopper(self._feed, self.executors, reactor, self.stop_timeout, self.log)
+        self._feed.start(self._files, self._exits, reactor)
 
     @property
     def feed(self) -> ChangeFeed:

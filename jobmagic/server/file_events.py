@@ -114,11 +114,3 @@ class FileEvents:
                 callback(name, mask)
             except Exception:  # noqa: BLE001 - one failing callback must not starve the rest
                 self._log.exception("jobmagic: error in a file event callback")
-
-
-def file_size(path: Path) -> int:
-    """Return the size of ``path`` in bytes, 0 when it does not exist (yet)."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -20,11 +20,12 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from jobmagic.state import JobState
-from jobmagic.store import JobRecord
+from jobmagic.core.files import file_size
+from jobmagic.core.state import JobState
+from jobmagic.store.records import JobRecord
 
 from .extension import JobmagicServer
-from .file_events import file_size
+from .wire import job_json, job_list_json
 
 #: Bytes a log request returns when it names no ``length``.
 DEFAULT_LOG_LENGTH = 1 << 20
@@ -32,14 +33,6 @@ DEFAULT_LOG_LENGTH = 1 << 20
 MAX_LOG_LENGTH = 8 << 20
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def job_json(record: JobRecord) -> dict[str, Any]:
-    """Return a job as the API shows it: ``to_json()`` with ``runtime`` and ``orphaned``."""
-    data = record.to_json()
-    data.setdefault("runtime", record.runtime)
-    data.setdefault("orphaned", record.orphaned)
-    return data
 
 
 class JobmagicHandler(APIHandler):
@@ -124,7 +117,8 @@ class JobListHandler(JobmagicHandler):
     """``GET jobs[?state=S...][&wait_for=VERSION[&timeout=SECONDS]]``.
 
     Every job in the store (all kernels, orphans, history), oldest first:
-    ``{"jobs": [job, ...], "version": int}``. ``state`` (repeatable) keeps only jobs in
+    ``{"schema_version": 1, "version": int, "jobs": [job, ...]}`` with each job as
+    ``wire.job_json`` makes it. ``state`` (repeatable) keeps only jobs in
     those states. With ``wait_for``, the answer waits until the store's version differs
     from ``VERSION`` (or the timeout passes; then it answers with the same version).
 
@@ -160,7 +154,7 @@ class JobListHandler(JobmagicHandler):
                     return
         version = feed.refresh()
         records = self.jobmagic.store.list(states=states)
-        self.finish_json({"jobs": [job_json(r) for r in records], "version": version})
+        self.finish_json(job_list_json(records, version))
 
     def states_argument(self) -> list[JobState] | None:
         """Parse the ``state`` arguments as ``JobState``s; None when there are none."""

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from inotify_simple import flags
 
+from jobmagic.core.files import file_size
+
 from .changes import ChangeFeed
-from .file_events import FileEvents, file_size
+from .file_events import FileEvents
 
 
 class _FollowedLog:

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from jobmagic import procinfo
+from jobmagic.core.process_identity import open_pidfd
 
 
 class ProcessExits:
@@ -42,7 +42,7 @@ class ProcessExits:
         pid : int or None
             The process id; None means there is no process to watch.
         start : int or None
-            Its start time in clock ticks since boot (``procinfo.process_start_time``);
+            Its start time in clock ticks since boot (``jobmagic.core.process_identity``);
             None means it was never recorded, and the process is not watched because a
             reused pid could not be told apart.
 
@@ -58,16 +58,8 @@ class ProcessExits:
         OSError
             The pidfd cannot be opened for another reason (e.g. out of descriptors).
         """
-        if pid is None or start is None:
-            return None
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return None
-        # The pidfd names one process for good; checking the start time after opening it
-        # proves that this process is the recorded one and not a later owner of the pid.
-        if not procinfo.same_process(pid, start):
-            os.close(pidfd)
+        pidfd = open_pidfd(pid, start)
+        if pidfd is None:
             return None
 
         def cancel() -> None:

@@ -3,7 +3,8 @@
 It sleeps in ``epoll`` on a pidfd per job (readable when the process exits), one inotify
 descriptor (a log file was written; a file is watched only while someone follows it), and
 an eventfd that other threads use to wake it when they add a deadline. However many jobs
-run, this is one thread and one ``epoll_wait``.
+run, this is one thread and one ``epoll_wait``. It is the kernel's ``Reactor`` (see
+``jobmagic.backends.base``): executions wait on it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import inotify_simple
 
 _log = logging.getLogger("jobmagic")
 _WATCH_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+#: The longest single sleep (seconds): epoll takes at most ~24.8 days in milliseconds, and
+#: a deadline further away (a timeout of a month, or of ``inf``) is simply slept towards.
+_MAX_SLEEP = 86400.0
 
 Callback = Callable[[], None]
 
@@ -39,6 +43,20 @@ class Timer:
     def cancel(self) -> None:
         """Do not run the callback (a no-op once it ran)."""
         self.cancelled = True
+
+
+class ReadableWatch:
+    """A one-shot callback on a descriptor, from :meth:`Watcher.watch_readable`."""
+
+    __slots__ = ("_fd", "_watcher")
+
+    def __init__(self, watcher: Watcher, fd: int) -> None:
+        self._watcher = watcher
+        self._fd = fd
+
+    def cancel(self) -> None:
+        """Forget the callback and stop watching the descriptor (before you close it)."""
+        self._watcher.unwatch_readable(self._fd)
 
 
 class FileWatch:
@@ -64,24 +82,39 @@ class Watcher:
         self._inotify = inotify_simple.INotify(nonblocking=True)
         self._epoll.register(self._wake_fd, select.EPOLLIN)
         self._epoll.register(self._inotify.fileno(), select.EPOLLIN)
-        # Guards the three registries below; callbacks run without it held.
+        # Guards the three registries below (and epoll registrations of `_readable`);
+        # callbacks run without it held.
         self._lock = threading.Lock()
-        self._exits: dict[int, Callback] = {}
+        self._readable: dict[int, Callback] = {}
         self._files: dict[int, list[FileWatch]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._closed = False
-        #: Counts the thread's wake-ups: callbacks of one wake-up share this value.
-        self.iteration = 0
+        self._iteration = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     # -- registration (any thread) ---------------------------------------------------
-    def watch_exit(self, pidfd: int, callback: Callback) -> None:
-        """Call ``callback`` once when the process behind ``pidfd`` exits."""
+    @property
+    def iteration(self) -> int:
+        """Counts the thread's wake-ups: callbacks of one wake-up see the same value."""
+        return self._iteration
+
+    def watch_readable(self, fd: int, callback: Callback) -> ReadableWatch:
+        """Call ``callback`` once when ``fd`` becomes readable (a pidfd: its process exited)."""
+        # The registry and epoll change together under the lock: a descriptor number that
+        # is closed and reused must never lose its new registration to the old one's end.
         with self._lock:
-            self._exits[pidfd] = callback
-        self._epoll.register(pidfd, select.EPOLLIN | select.EPOLLONESHOT)
+            self._readable[fd] = callback
+            self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        return ReadableWatch(self, fd)
+
+    def unwatch_readable(self, fd: int) -> None:
+        """Forget the callback of ``watch_readable(fd)``, if it has not run (see ReadableWatch)."""
+        with self._lock:
+            if self._readable.pop(fd, None) is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(fd)
 
     def watch_file(self, path: str, callback: Callback) -> FileWatch:
         """Call ``callback`` after writes to ``path`` until ``unwatch_file``."""
@@ -136,7 +169,7 @@ class Watcher:
                 heapq.heappop(self._timers)
             if not self._timers:
                 return -1.0
-            return max(0.0, self._timers[0][0] - time.monotonic())
+            return min(_MAX_SLEEP, max(0.0, self._timers[0][0] - time.monotonic()))
 
     def _run(self) -> None:
         inotify_fd = self._inotify.fileno()
@@ -144,7 +177,7 @@ class Watcher:
             events = self._epoll.poll(self._next_timeout())
             if self._closed:
                 break
-            self.iteration += 1
+            self._iteration += 1
             for fd, _mask in events:
                 if fd == self._wake_fd:
                     with contextlib.suppress(BlockingIOError):
@@ -152,17 +185,25 @@ class Watcher:
                 elif fd == inotify_fd:
                     self._dispatch_file_events()
                 else:
-                    self._dispatch_exit(fd)
+                    self._dispatch_readable(fd)
             self._dispatch_timers()
         self._epoll.close()
         self._inotify.close()
         os.close(self._wake_fd)
 
-    def _dispatch_exit(self, pidfd: int) -> None:
+    def _dispatch_readable(self, fd: int) -> None:
         with self._lock:
-            callback = self._exits.pop(pidfd, None)
-        with contextlib.suppress(OSError, ValueError):
-            self._epoll.unregister(pidfd)
+            callback = self._readable.get(fd)
+            if callback is None:
+                return
+            if not _readable_now(fd):
+                # A stale event: the descriptor was closed and its number reused by a new
+                # watch after epoll reported it. Re-arm the new watch instead.
+                self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                return
+            del self._readable[fd]
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
         if callback is not None:
             _run_callback(callback)
 
@@ -184,6 +225,12 @@ class Watcher:
             if not timer.cancelled:
                 timer.cancelled = True
                 _run_callback(timer.callback)
+
+
+def _readable_now(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _run_callback(callback: Callback) -> None:

@@ -9,106 +9,28 @@ nbval's sanitize patterns (``notebooks/sanitize.cfg``).
 from __future__ import annotations
 
 import html
-import signal
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jobmagic.state import describe_exit
+from jobmagic.text.describe import (
+    STATE_COLORS,
+    error_text,
+    exit_column,
+    exit_text,
+    format_runtime,
+    job_label,
+    outcome_details,
+    outcome_text,
+    short_command,
+    state_text,
+)
 
 if TYPE_CHECKING:
-    from jobmagic.worker import Worker
+    from jobmagic.engine.worker import Worker
 
-# Text-table cells longer than this are cut with an ellipsis; the HTML table wraps instead.
-COMMAND_WIDTH = 60
 # The runtime column is at least this wide so that masking durations in the example
 # notebooks never changes the layout of the other columns.
 RUNTIME_WIDTH = 7
-_MINUTE = 60
-_HOUR = 3600
-
-_STATE_COLORS = {
-    "queued": "#6a737d",
-    "running": "#0969da",
-    "succeeded": "#1a7f37",
-    "failed": "#cf222e",
-    "stopped": "#9a6700",
-}
-
-
-def format_runtime(seconds: float | None) -> str:
-    """Format a duration for people: ``0.4s``, ``59.9s``, ``3m04s``, ``2h05m``.
-
-    Parameters
-    ----------
-    seconds : float or None
-        The duration in seconds; None (the job has not started) gives ``"-"``.
-    """
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < _MINUTE:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < _HOUR:
-        return f"{whole // _MINUTE}m{whole % _MINUTE:02d}s"
-    return f"{whole // _HOUR}h{whole % _HOUR // _MINUTE:02d}m"
-
-
-def format_exit(code: int | None) -> str:
-    """Format the exit column: the code, the signal name for a kill, ``-`` while running."""
-    if code is None:
-        return "-"
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return str(code)
-    return str(code)
-
-
-def state_text(worker: Worker) -> str:
-    """Name the job's state, with ``(orphaned)`` when its kernel is gone."""
-    text: str = worker.state.value
-    if worker.orphaned:
-        text += " (orphaned)"
-    return text
-
-
-def short_command(command: str, width: int = COMMAND_WIDTH) -> str:
-    """Shorten ``command`` to its first line and ``width`` characters (``…`` marks a cut)."""
-    lines = command.strip().splitlines() or [""]
-    first = lines[0]
-    if len(lines) > 1:
-        first += " …"
-    if len(first) > width:
-        first = first[: width - 1] + "…"
-    return first
-
-
-def _label(worker: Worker) -> str:
-    if worker.name:
-        return f'job {worker.id} "{worker.name}"'
-    return f"job {worker.id}"
-
-
-def error_text(worker: Worker) -> str | None:
-    """Return the job's error unless it only repeats the exit code ("exit code 1")."""
-    if worker.error is None:
-        return None
-    if worker.exit_code is not None and worker.error == describe_exit(worker.exit_code):
-        return None
-    return str(worker.error)
-
-
-def outcome_text(worker: Worker) -> str:
-    """Say how a job stands in one phrase: ``running``, ``failed (exit code 127): <error>``."""
-    text = state_text(worker)
-    if worker.exit_code is not None:
-        text += f" ({describe_exit(worker.exit_code)})"
-    error = error_text(worker)
-    if error:
-        text += f": {error}"
-    return text
 
 
 def worker_summary(worker: Worker) -> str:
@@ -116,23 +38,18 @@ def worker_summary(worker: Worker) -> str:
 
     ``job 3 "train" running - python train.py``
     """
-    return f"{_label(worker)} {outcome_text(worker)} - {short_command(worker.command)}"
+    return f"{job_label(worker)} {outcome_text(worker)} - {short_command(worker.command)}"
 
 
 def _state_html(worker: Worker) -> str:
-    color = _STATE_COLORS.get(worker.state.value, "inherit")
+    color = STATE_COLORS[worker.state]
     return f'<span style="color:{color};font-weight:bold">{html.escape(state_text(worker))}</span>'
 
 
 def worker_summary_html(worker: Worker) -> str:
     """Describe a job in one line of HTML (see `worker_summary`)."""
     name = f' "{html.escape(worker.name)}"' if worker.name else ""
-    details = ""
-    if worker.exit_code is not None:
-        details += f" ({html.escape(describe_exit(worker.exit_code))})"
-    error = error_text(worker)
-    if error:
-        details += f": {html.escape(error)}"
+    details = html.escape(outcome_details(worker))
     return (
         f'<span class="jobmagic-summary">job <span class="jobmagic-id">{worker.id}</span>'
         f"{name} {_state_html(worker)}{details} - "
@@ -178,7 +95,7 @@ class JobTable:
                 str(w.id),
                 w.name or "-",
                 state_text(w),
-                format_exit(w.exit_code),
+                exit_column(w.exit_code),
                 format_runtime(w.runtime),
                 w.command,
             )
@@ -232,7 +149,7 @@ class JobStatus:
         return (
             ("command", w.command.strip()),
             ("state", state_text(w)),
-            ("exit", describe_exit(w.exit_code) if w.exit_code is not None else "-"),
+            ("exit", exit_text(w.exit_code) or "-"),
             ("error", error_text(w) or "-"),
             ("runtime", format_runtime(w.runtime)),
             ("pid", str(w.pid) if w.pid is not None else "-"),
@@ -241,7 +158,7 @@ class JobStatus:
 
     def __repr__(self) -> str:
         width = max(len(label) for label, _ in self.fields()) + 2
-        lines = [_label(self.worker)]
+        lines = [job_label(self.worker)]
         for label, value in self.fields():
             indented = value.replace("\n", "\n" + " " * (width + 2))
             lines.append(f"  {(label + ':').ljust(width)}{indented}")
@@ -259,7 +176,7 @@ class JobStatus:
             elif label in ("command", "log"):
                 cell = f"<code style='white-space:pre-wrap'>{cell}</code>"
             rows.append(f"<tr><th style='text-align:left'>{label}</th><td>{cell}</td></tr>")
-        title = html.escape(_label(self.worker))
+        title = html.escape(job_label(self.worker))
         return (
             f'<table class="jobmagic-status"><caption style="text-align:left">{title}</caption>'
             f"<tbody>{''.join(rows)}</tbody></table>"

@@ -1,18 +1,19 @@
 """Showing a job's log in a cell: a snapshot of its end, then live output as it arrives.
 
 `LivePrinter` writes output as a terminal would show it (progress bars collapsed to their
-latest state); `_log_snapshot` reads where a log ends; `_stream_from` continues from there.
+latest state); `log_snapshot` reads where a log ends, and ``Worker.stream(offset)``
+continues from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Generator
 from typing import IO
 
-from jobmagic import terminal_text
-from jobmagic.worker import Worker
+from jobmagic.engine.worker import Worker
+from jobmagic.text import terminal as terminal_text
 
 #: On a terminal, ``%job logs --follow`` flushes a partial line (a progress bar) at most
 #: this often, in seconds. In a kernel it never flushes by itself: ipykernel sends what
@@ -97,7 +98,7 @@ class LivePrinter:
         return "\r" + line
 
 
-def _log_snapshot(worker: Worker, tail: int | None) -> tuple[str, int]:
+def log_snapshot(worker: Worker, tail: int | None) -> tuple[str, int]:
     """Read the end of a job's log as display text, and the byte offset it reaches."""
     try:
         with worker.log_path.open("rb") as log:
@@ -121,12 +122,29 @@ def _log_snapshot(worker: Worker, tail: int | None) -> tuple[str, int]:
     return text, size
 
 
-def _stream_from(worker: Worker, offset: int) -> Generator[bytes, None, None]:
-    """Yield the job's output from byte ``offset`` on, live until the job ends."""
-    skip = offset
-    for chunk in worker.stream():
-        if skip >= len(chunk):
-            skip -= len(chunk)
-            continue
-        yield chunk[skip:]
-        skip = 0
+def follow(worker: Worker, tail: int | None, out: IO[str]) -> None:
+    """Print the end of a job's log, then its output as it comes, until the job ends.
+
+    Interrupting (KeyboardInterrupt: the kernel's interrupt) stops following and leaves
+    the job as it is.
+
+    Raises
+    ------
+    JobmagicError
+        When the job cannot be followed here (another kernel's running job).
+    """
+    printer = LivePrinter(out)
+    try:
+        text, offset = log_snapshot(worker, tail)
+        printer.show(text)
+        with contextlib.closing(worker.stream(offset)) as chunks:
+            for chunk in chunks:
+                printer.feed(chunk)
+    except KeyboardInterrupt:
+        printer.finish()
+        out.write(f"[stopped following job {worker.id}; it is still {worker.state.value}]\n")
+        return
+    except BaseException:
+        printer.finish()  # what was shown ends its line before the error
+        raise
+    printer.finish()

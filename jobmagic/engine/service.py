@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
-import difflib
+import functools
 import logging
 import os
-import resource
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Unpack
 
-from .errors import JobmagicError, JobNotFound, StoreError
-from .home import create_private_file
-from .procinfo import ProcessGroups
-from .state import JobState
-from .store import JobStore
+from jobmagic.backends.base import Executor
+from jobmagic.backends.registry import Executors
+from jobmagic.core.events import EventKind, JobEvent, Listeners
+from jobmagic.core.files import create_private_file
+from jobmagic.core.spec import JobOptions, JobSpec
+from jobmagic.core.state import JobState
+from jobmagic.errors import JobmagicError, JobNotFound, StoreError
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.reconcile import reconcile
+
+from .binding import JobBinding
+from .lifecycle import JobLifecycle
+from .output_feed import OutputFeed, SharedHandlers
+from .retention import delete_job, prune
+from .scheduler import Scheduler
+from .views import ForeignJobs, not_found_message
 from .watcher import Watcher
 from .worker import Worker
-
-if TYPE_CHECKING:
-    from .panel import JobPanel
 
 _log = logging.getLogger("jobmagic")
 
@@ -33,16 +38,7 @@ DEFAULT_LOGGER_NAME = "jobmagic.job"
 # Job output is not a diagnostic: keep it out of the root logger's handlers.
 logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 
-
-@dataclasses.dataclass(frozen=True)
-class JobEvent:
-    """Something happened to a job: ``kind`` is "added", "state" or "removed"."""
-
-    kind: Literal["added", "state", "removed"]
-    worker: Worker
-
-
-Listener = Callable[[JobEvent], None]
+Listener = Callable[[JobEvent[Worker]], None]
 
 
 class WorkerService:
@@ -51,9 +47,9 @@ class WorkerService:
     Parameters
     ----------
     logger:
-        Each job's output goes to a child of this logger named after the job id, while a
-        handler listens. ``None`` means ``logging.getLogger("jobmagic.job")``, which does
-        not propagate to the root logger (job output is not a diagnostic).
+        Each job's output records go to a child of this logger named after the job id,
+        while a handler listens. ``None`` means ``logging.getLogger("jobmagic.job")``,
+        which does not propagate to the root logger (job output is not a diagnostic).
     home:
         The job home holding the store and logs; ``None`` means ``$JOBMAGIC_HOME`` or
         ``<jupyter data dir>/jobmagic``.
@@ -79,80 +75,103 @@ class WorkerService:
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
-        #: Used on the watcher thread to find what is left of a stopping job's group.
-        self.process_groups = ProcessGroups()
-        # Guards _workers, _listeners and _closed.
+        self.scheduler = Scheduler()
+        self.executors = Executors(self.store.home)
+        self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
+        self._shared_handlers = SharedHandlers(self.logger)
+        self._listeners = Listeners[Worker]()
+        # Guards _workers and _closed.
         self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}
-        self._listeners: list[Listener] = []
         self._closed = False
-        _raise_open_file_limit()
+        self._foreign = ForeignJobs(
+            store=self.store,
+            executors=self.executors,
+            watcher=self.watcher,
+            logger=self.logger,
+            default_grace=self._default_grace,
+            reconcile=self.reconcile,
+        )
         with contextlib.suppress(StoreError):
-            self.store.reconcile()
+            self.reconcile()
         _live_services.add(self)
 
+    # -- backends --------------------------------------------------------------------
+    def reconcile(self) -> list[int]:
+        """Finish the records of other processes' jobs that ended unwatched; their ids."""
+        return reconcile(self.store, self.executors)
+
     # -- starting ------------------------------------------------------------------
-    def start(
-        self,
-        command: str,
-        *,
-        name: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        pty: bool = False,
-        detach: bool = False,
-        shell: str = "/bin/sh",
-    ) -> Worker:
+    def start(self, command: str, **options: Unpack[JobOptions]) -> Worker:
         """Start ``command`` as a background job and return its :class:`Worker` at once.
 
-        A command that cannot start still returns a Worker, already FAILED, whose
-        ``error`` says why. See :class:`Worker` for the parameters.
+        The options are those of :class:`jobmagic.core.spec.JobSpec`: ``name``, ``cwd``,
+        ``env``, ``timeout``, ``pty``, ``detach``, ``shell``, ``backend``. A command that
+        cannot start still returns a Worker, already FAILED, whose ``error`` says why.
 
         Raises
         ------
         ValueError
-            Empty command, or a negative timeout.
+            Empty command, a negative timeout, or an unknown backend.
         TypeError
-            An ``env`` value that is not a str.
+            An ``env`` value that is not a str, or an unknown option.
         JobNameInUse
             A running job already has ``name``.
         """
-        worker = Worker(
-            command,
-            name=name,
-            cwd=cwd,
-            env=env,
-            timeout=timeout,
-            pty=pty,
-            detach=detach,
-            shell=shell,
-        )
-        self.add(worker)
-        return worker.start()
+        return self.add(Worker(command, **options)).start()
 
     def add(self, worker: Worker) -> Worker:
         """Give ``worker`` an id in the store and make it one of this service's jobs."""
         self._check_open()
-        if worker._service is not None:
+        if worker.id is not None:
             raise JobmagicError(f"job {worker.id} already belongs to a service")
-        record = self.store.create(
-            worker.command,
-            name=worker.name,
-            cwd=worker.cwd,
-            env_keys=worker.env,
-            detached=worker.detach,
-            pty=worker.pty,
-            timeout=worker.timeout,
-        )
+        spec = worker.spec
+        executor = self.executors.require(spec.backend)  # unknown: fails before a record
+        record = self.store.create(spec)
         # The log exists from the start, so that stream() of a queued job can wait on it.
-        os.close(create_private_file(Path(record.log_path)))
-        with self._lock:
-            worker._service = self
-            worker._record = record
-            self._workers[record.id] = worker
+        os.close(create_private_file(self.store.log_path(record.id)))
+        self._bind_owned(worker, record.id, spec, executor)
         self._emit("added", worker)
         return worker
+
+    def _bind_owned(
+        self, worker: Worker, job_id: int, spec: JobSpec, executor: Executor
+    ) -> JobLifecycle:
+        """Make ``worker`` this service's job ``job_id``: its lifecycle and output feed."""
+        feed = self._feed(worker, job_id)
+        lifecycle = JobLifecycle(
+            job_id,
+            spec,
+            store=self.store,
+            executor=executor,
+            watcher=self.watcher,
+            feed=feed,
+            default_grace=self._default_grace,
+            on_change=functools.partial(self._emit, "state", worker),
+            on_end=self._prune,
+        )
+        worker.bind(
+            JobBinding(
+                job_id,
+                self.store.log_path(job_id),
+                feed,
+                self.logger,
+                lifecycle=lifecycle,
+                submit=functools.partial(self.scheduler.submit, lifecycle),
+            )
+        )
+        with self._lock:
+            self._workers[job_id] = worker
+        return lifecycle
+
+    def _feed(self, worker: Worker, job_id: int) -> OutputFeed:
+        return OutputFeed(
+            self.store.log_path(job_id),
+            job_id,
+            worker,
+            self.watcher,
+            self._shared_handlers,
+        )
 
     def adopt(self, job_id: int | str) -> Worker:
         """Take over a running job whose kernel died, to wait for, stream and stop it.
@@ -164,23 +183,24 @@ class WorkerService:
         JobmagicError
             The job is not running, or its kernel is still alive.
         """
-        worker = self.get(job_id)
-        if worker.owned:
-            return worker
-        record = worker._record
-        assert record is not None
+        found = self.get(job_id)
+        if found.owned:
+            return found
+        record = self.store.get(found.id or 0)
+        if record is None:
+            raise JobNotFound(f"no job {job_id!r}")
         if record.state is not JobState.RUNNING:
             raise JobmagicError(f"job {record.id} is {record.state.value}, not running")
         if record.owner_alive:
             raise JobmagicError(f"job {record.id} belongs to a live kernel ({record.owner})")
+        executor = self.executors.require(record.backend)
+        execution = executor.attach(record.backend_ref)
+        if execution is None:
+            raise JobmagicError(f"job {record.id} is no longer running")
         self.store.adopt(record.id)
-        adopted_record = self.store.get(record.id)
-        assert adopted_record is not None
-        adopted = Worker._from_record(adopted_record, self)
-        adopted._owned = True
-        adopted._attach_adopted(self, adopted_record)
-        with self._lock:
-            self._workers[record.id] = adopted
+        adopted = Worker.from_spec(record.spec())
+        lifecycle = self._bind_owned(adopted, record.id, adopted.spec, executor)
+        lifecycle.adopt(execution, record.started_at)
         self._emit("added", adopted)
         return adopted
 
@@ -205,25 +225,8 @@ class WorkerService:
             self.store.get(job_id) if job_id is not None else self.store.find_name(str(id_or_name))
         )
         if record is None:
-            raise JobNotFound(self._not_found_message(id_or_name))
-        return Worker._from_record(record, self)
-
-    def _not_found_message(self, id_or_name: int | str) -> str:
-        known: list[str] = []
-        for record in self.store.list():
-            known.append(str(record.id))
-            if record.name:
-                known.append(record.name)
-        close = difflib.get_close_matches(str(id_or_name), known, n=5, cutoff=0.5)
-        message = f"no job {id_or_name!r}"
-        if close:
-            message += f"; did you mean {', '.join(close)}?"
-        elif known:
-            recent = ", ".join(known[-5:])
-            message += f"; known jobs: {recent}"
-        else:
-            message += "; no jobs yet"
-        return message
+            raise JobNotFound(not_found_message(self.store, id_or_name))
+        return self._foreign.view(record)
 
     def list(self, all: bool = False) -> list[Worker]:
         """List this kernel's jobs in id order; ``all=True`` adds every job in the store."""
@@ -232,10 +235,8 @@ class WorkerService:
         if not all:
             return [own[i] for i in sorted(own)]
         with contextlib.suppress(StoreError):
-            self.store.reconcile()
-        return [
-            own.get(record.id) or Worker._from_record(record, self) for record in self.store.list()
-        ]
+            self.reconcile()
+        return [own.get(record.id) or self._foreign.view(record) for record in self.store.list()]
 
     def __len__(self) -> int:
         with self._lock:
@@ -278,10 +279,17 @@ class WorkerService:
     def _forget(self, worker: Worker) -> None:
         """Delete a finished job's record and files and tell listeners."""
         assert worker.id is not None
-        self.store.delete(worker.id)
+        delete_job(self.store, self.executors, worker.id)
         with self._lock:
             self._workers.pop(worker.id, None)
         self._emit("removed", worker)
+
+    def _prune(self) -> None:
+        removed = prune(self.store, self.executors, self.keep_finished, self.max_log_bytes)
+        with self._lock:
+            gone = [self._workers.pop(i) for i in removed if i in self._workers]
+        for old in gone:
+            self._emit("removed", old)
 
     def shutdown(self) -> None:
         """Stop this kernel's jobs (detached ones keep running) and end the watcher."""
@@ -295,9 +303,29 @@ class WorkerService:
             self.watcher.close()
             _live_services.discard(self)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` was called."""
+        with self._lock:
+            return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise JobmagicError("this WorkerService was shut down")
+
+    # -- output handlers for every job -----------------------------------------------------
+    def add_handler(self, handler: logging.Handler, tail_bytes: int | None = None) -> None:
+        """Feed the output of every job of this service to ``handler``.
+
+        Jobs started from now on are fed from their first byte, running ones from now
+        (``tail_bytes`` as in :meth:`Worker.add_handler`). The handler is attached to
+        ``logger``, which the loggers of the jobs propagate to.
+        """
+        self._shared_handlers.add(handler, tail_bytes)
+
+    def remove_handler(self, handler: logging.Handler) -> None:
+        """Stop feeding a handler given to :meth:`add_handler`."""
+        self._shared_handlers.remove(handler)
 
     # -- events ------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -306,52 +334,15 @@ class WorkerService:
         Listeners run on whichever thread made the change (often the watcher thread) and
         must return quickly.
         """
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     @property
     def listener_count(self) -> int:
         """How many listeners are subscribed (for leak checks)."""
-        with self._lock:
-            return len(self._listeners)
+        return len(self._listeners)
 
-    def _emit(self, kind: Literal["added", "state", "removed"], worker: Worker) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        event = JobEvent(kind, worker)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - one broken listener must not starve the others
-                _log.exception("jobmagic event listener failed")
-
-    def _job_changed(self, worker: Worker) -> None:
-        self._emit("state", worker)
-
-    def _job_finished(self) -> None:
-        try:
-            removed = self.store.prune(self.keep_finished, self.max_log_bytes)
-        except StoreError:
-            _log.exception("jobmagic could not prune old jobs")
-            return
-        with self._lock:
-            gone = [self._workers.pop(i) for i in removed if i in self._workers]
-        for old in gone:
-            self._emit("removed", old)
-
-    # -- UI ----------------------------------------------------------------------------
-    def panel(self, **kwargs: Any) -> JobPanel:
-        """A :class:`jobmagic.panel.JobPanel` showing this service's jobs."""
-        from .panel import JobPanel
-
-        return JobPanel(service=self, **kwargs)
+    def _emit(self, kind: EventKind, worker: Worker) -> None:
+        self._listeners.emit(kind, worker)
 
 
 def _as_id(id_or_name: int | str) -> int | None:
@@ -361,37 +352,8 @@ def _as_id(id_or_name: int | str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _raise_open_file_limit() -> None:
-    """Each running job holds a pidfd: lift the soft open-file limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 16
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 1 << 20), hard))
-
-
 # Every service still open, so that interpreter exit stops their jobs.
 _live_services: weakref.WeakSet[WorkerService] = weakref.WeakSet()
-_default_service: WorkerService | None = None
-_default_lock = threading.Lock()  # guards _default_service
-
-
-def get_service() -> WorkerService:
-    """The kernel's one :class:`WorkerService`, created on first use."""
-    global _default_service
-    with _default_lock:
-        if _default_service is None or _default_service._closed:
-            _default_service = WorkerService()
-        return _default_service
-
-
-def _reset_service_for_tests() -> None:
-    """Shut the kernel's service down and forget it (tests use a fresh store each)."""
-    global _default_service
-    with _default_lock:
-        service, _default_service = _default_service, None
-    if service is not None:
-        service.shutdown()
 
 
 @atexit.register

@@ -22,18 +22,15 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Float, Int, Unicode, observe
 from traitlets.config import Configurable
 
+from jobmagic.engine.default import get_service
+from jobmagic.engine.service import WorkerService
+from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
-from jobmagic.listing import (
-    JobStatus,
-    JobTable,
-    outcome_text,
-    pretty_worker,
-    worker_summary_html,
-)
-from jobmagic.log_display import LivePrinter, _log_snapshot, _stream_from
-from jobmagic.magic_parsing import SUBCOMMANDS, _help, _parser, split_start_line
-from jobmagic.service import WorkerService, get_service
-from jobmagic.worker import Worker
+from jobmagic.text.describe import job_label, outcome_text
+
+from .arguments import SUBCOMMANDS, _help, _parser, split_start_line
+from .follow import follow, log_snapshot
+from .reprs import JobStatus, JobTable, pretty_worker, worker_summary_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -257,26 +254,13 @@ class JobMagics(Magics, Configurable):
             return
         worker = self._required_job(args, "logs")
         if not args.follow:
-            sys.stdout.write(_log_snapshot(worker, args.tail)[0])
+            sys.stdout.write(log_snapshot(worker, args.tail)[0])
             sys.stdout.flush()
             return
-        printer = LivePrinter(sys.stdout)
         try:
-            text, offset = _log_snapshot(worker, args.tail)
-            printer.show(text)
-            chunks = _stream_from(worker, offset)
-            with contextlib.closing(chunks):
-                for chunk in chunks:
-                    printer.feed(chunk)
-        except KeyboardInterrupt:
-            # Interrupting the kernel is how one stops following; the job is not touched.
-            printer.finish()
-            _say(f"[stopped following job {worker.id}; it is still {worker.state.value}]")
-            return
+            follow(worker, args.tail, sys.stdout)
         except JobmagicError as exc:
-            printer.finish()
             raise UsageError(str(exc)) from None
-        printer.finish()
 
     # -- controlling jobs ---------------------------------------------------------------
     def _stop(self, rest: str) -> None:
@@ -293,16 +277,16 @@ class JobMagics(Magics, Configurable):
         stopping = []
         for worker in workers:
             if worker.state.is_finished:
-                _say(f"{_name(worker)} had already ended: {outcome_text(worker)}")
+                _say(f"{job_label(worker)} had already ended: {outcome_text(worker)}")
                 continue
             worker.stop(args.timeout, wait=False)
             stopping.append(worker)
         for worker in stopping:
             if worker.owned:
                 worker.wait()
-                _say(f"{_name(worker)} {outcome_text(worker)}")
+                _say(f"{job_label(worker)} {outcome_text(worker)}")
             else:
-                _say(f"{_name(worker)} belongs to another kernel; asked it to stop (SIGTERM)")
+                _say(f"{job_label(worker)} belongs to another kernel; asked it to stop (SIGTERM)")
 
     def _wait(self, rest: str) -> None:
         args = self._parse("wait", rest)
@@ -318,17 +302,18 @@ class JobMagics(Magics, Configurable):
             raise UsageError(str(exc)) from None
         for worker in workers:
             if worker.state.is_finished:
-                _say(f"{_name(worker)} {outcome_text(worker)}")
+                _say(f"{job_label(worker)} {outcome_text(worker)}")
             else:
                 waited = f" (waited {args.timeout:g} s)" if args.timeout is not None else ""
-                _say(f"{_name(worker)} is still {worker.state.value}{waited}")
+                _say(f"{job_label(worker)} is still {worker.state.value}{waited}")
 
     def _panel(self, rest: str) -> Any:
         if self._parse("panel", rest) is None:
             return None
-        service = self.service()
         try:
-            return service.panel(tail_lines=self.panel_tail_lines)
+            from .panel import JobPanel
+
+            return JobPanel(service=self.service(), tail_lines=self.panel_tail_lines)
         except ImportError as exc:
             message = f"the panel needs ipywidgets ({exc}); pip install ipywidgets"
             raise UsageError(message) from None
@@ -352,7 +337,7 @@ class JobMagics(Magics, Configurable):
                 service.remove(worker.id or 0)
             except JobmagicError as exc:
                 raise UsageError(str(exc)) from None
-            _say(f"Removed {_name(worker)}.")
+            _say(f"Removed {job_label(worker)}.")
 
     def _adopt(self, rest: str) -> Worker | None:
         args = self._parse("adopt", rest)
@@ -375,10 +360,6 @@ class JobMagics(Magics, Configurable):
 def _say(text: str) -> None:
     """Show a line in the cell's output (stdout, like IPython's own magics)."""
     sys.stdout.write(text + "\n")
-
-
-def _name(worker: Worker) -> str:
-    return f'job {worker.id} "{worker.name}"' if worker.name else f"job {worker.id}"
 
 
 # -- the extension hooks ----------------------------------------------------------------------

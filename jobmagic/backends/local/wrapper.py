@@ -1,4 +1,4 @@
-"""Starting a job's process: a tiny ``/bin/sh`` wrapper around the user's command.
+"""The local backend's wrapper: a tiny ``/bin/sh`` script around the user's command.
 
 The wrapper is the job's process group leader and the kernel's direct child. It runs the
 command, then writes the command's exit status to the job's status file, so the status is
@@ -9,14 +9,26 @@ default in the command (unlike an ignored one), so the command sees them as usua
 Spawning goes through ``subprocess.Popen`` with no Python callback between fork and exec,
 so CPython keeps its vfork fast path: a spawn costs about a millisecond however large the
 kernel is.
+
+Both sides of the wrapper's file protocol live here: the status file it writes when the
+command ends (read by whoever finds the job ended: its kernel, another kernel, the
+server), the stop marker that a stop leaves before it signals, and what the shell's last
+words in the log say about exits 126 and 127.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
+
+from jobmagic.core.files import create_private_file
+from jobmagic.text.terminal import decode, read_tail
 
 # $1 status file, $2 stop marker, $3 shell, $4 command, $5 how to run it (see run_mode).
 # stdout and stderr arrive as one open log file. The wrapper keeps it on fd 3 for the
@@ -152,7 +164,6 @@ def spawn(
     *,
     log_fd: int,
     status_path: str,
-    stop_path: str,
     shell: str = "/bin/sh",
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -172,7 +183,7 @@ def spawn(
             WRAPPER,
             "jobmagic-job",
             status_path,
-            stop_path,
+            stop_marker_path(status_path),
             shell,
             command,
             run_mode(command, shell, pty),
@@ -185,3 +196,99 @@ def spawn(
         start_new_session=True,
         close_fds=True,
     )
+
+
+# -- the status file and the stop marker ---------------------------------------------------
+
+#: A shell reports "killed by signal N" as this plus N.
+_SHELL_SIGNAL_BASE = 128
+
+
+def prepare_status_file(path: Path) -> None:
+    """Create the (empty) status file 0600: the wrapper's ``>`` keeps an existing file's mode."""
+    os.close(create_private_file(path))
+
+
+def stop_marker_path(status_path: str | os.PathLike[str]) -> str:
+    """The file whose presence tells a wrapper, still starting up, not to run its command."""
+    return os.fspath(status_path) + ".stop"
+
+
+def leave_stop_marker(status_path: str | os.PathLike[str]) -> None:
+    """Tell a wrapper that may still be starting up not to run its command (before a signal)."""
+    # Without the marker only a wrapper still starting up misses the stop; the signal
+    # that follows reaches everything else.
+    with contextlib.suppress(OSError):
+        os.close(create_private_file(Path(stop_marker_path(status_path))))
+
+
+def exit_code_from_shell_status(status: int) -> int:
+    """Turn a shell's ``$?`` into a ``Popen.returncode``-style exit code.
+
+    A shell reports a child killed by signal N as 128+N; that becomes -N. A command that
+    itself exits with such a value reads as killed, the same ambiguity ``sh -c`` has.
+    """
+    if _SHELL_SIGNAL_BASE < status < _SHELL_SIGNAL_BASE + signal.NSIG:
+        return -(status - _SHELL_SIGNAL_BASE)
+    return status
+
+
+def read_status_file(path: str | os.PathLike[str]) -> int | None:
+    """The exit code a job's wrapper wrote, or None when it wrote nothing (yet)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    if not text.endswith(b"\n"):
+        return None
+    try:
+        return exit_code_from_shell_status(int(text))
+    except ValueError:
+        return None
+
+
+def status_written_at(path: str | os.PathLike[str]) -> float | None:
+    """When the wrapper wrote the status file (epoch seconds), None if it is missing."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def remove_status_files(path: str | os.PathLike[str]) -> None:
+    """Delete a finished job's status file and stop marker."""
+    for name in (os.fspath(path), stop_marker_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+# -- what the shell said -----------------------------------------------------------------
+
+#: How much of a log's end is read to explain a failure ("command not found: pyhton").
+_DIAGNOSIS_BYTES = 4096
+# The shell's exit statuses for "not found" and "found but not executable".
+NOT_FOUND_STATUS = 127
+NOT_EXECUTABLE_STATUS = 126
+_NOT_FOUND = re.compile(
+    rb"(?:^|\n)[^\n]*?:(?: line)? ?\d*:? ?([^\n:]+): (?:command )?not found\s*$"
+)
+_NOT_EXECUTABLE = re.compile(rb"(?:^|\n)[^\n]*?: ?\d*:? ?([^\n:]+): Permission denied\s*$")
+
+
+def diagnose(exit_code: int | None, log_path: Path) -> str | None:
+    """Explain exits 127 and 126 from the shell's message at the end of the log, if any."""
+    if exit_code not in (NOT_FOUND_STATUS, NOT_EXECUTABLE_STATUS):
+        return None
+    try:
+        tail = read_tail(log_path, _DIAGNOSIS_BYTES).rstrip()
+    except OSError:
+        return None
+    pattern = _NOT_FOUND if exit_code == NOT_FOUND_STATUS else _NOT_EXECUTABLE
+    match = pattern.search(tail)
+    if match is None:
+        return None
+    what = decode(match.group(1)).strip()
+    if exit_code == NOT_FOUND_STATUS:
+        return f"command not found: {what}"
+    return f"not executable: {what}"

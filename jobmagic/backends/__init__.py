@@ -1,0 +1,1 @@
+"""What runs jobs: the ``Executor`` / ``Execution`` seam (``base``) and its backends."""

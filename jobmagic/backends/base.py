@@ -1,0 +1,118 @@
+"""The seam between jobmagic and what runs its jobs: ``Executor`` and ``Execution``.
+
+An executor launches a :class:`~jobmagic.core.spec.JobSpec` and returns an execution,
+the handle on one running job: stop it politely or by force, hear when it has ended, read
+how it ended. The store keeps the execution's ``ref`` (JSON values only its backend
+reads), so that another process can ``attach`` to the same execution later: another
+kernel, the Jupyter server, the command line. Whatever the backend, the job's output is
+appended to the job's log file on this machine, so every reader of output works unchanged.
+
+Waiting is done by whoever holds the execution, on its own event loop: a ``Reactor``
+(the kernel's watcher thread, the server's asyncio loop) that watches descriptors and
+keeps timers. Nothing here polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobmagic.core.outcome import Outcome
+from jobmagic.core.spec import JobSpec
+
+Callback = Callable[[], None]
+
+
+class Cancellable(Protocol):
+    """A registration that can be undone (a timer, a descriptor watch)."""
+
+    def cancel(self) -> None:
+        """Undo it; a no-op once it has fired or was cancelled."""
+        ...
+
+
+class Reactor(Protocol):
+    """The event loop an execution waits on; callbacks run on the loop's thread."""
+
+    @property
+    def iteration(self) -> int:
+        """Counts the loop's dispatch rounds: callbacks run in one round see one value."""
+        ...
+
+    def watch_readable(self, fd: int, callback: Callback) -> Cancellable:
+        """Call ``callback`` once, when ``fd`` becomes readable (a pidfd: its process exited)."""
+        ...
+
+    def call_later(self, delay: float, callback: Callback) -> Cancellable:
+        """Call ``callback`` once, after ``delay`` seconds."""
+        ...
+
+
+class Execution(Protocol):
+    """One running job as its backend runs it.
+
+    Methods may be called from any thread; ``on_exit`` callbacks run on the reactor.
+    """
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """The reference the store keeps (JSON values) for ``Executor.attach`` and ``probe``."""
+        ...
+
+    @property
+    def pid(self) -> int | None:
+        """The process id people know the job by, where the backend has one."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask the whole job to stop (the local backend: SIGTERM to its process group)."""
+        ...
+
+    def kill(self) -> None:
+        """End whatever is left of the job now (the local backend: SIGKILL)."""
+        ...
+
+    def on_exit(self, reactor: Reactor, callback: Callback) -> None:
+        """Call ``callback`` once the whole job has ended (once, from ``reactor``).
+
+        After a ``terminate()``, "the whole job" includes what the job started: programs
+        still shutting down gracefully keep the rest of their grace period.
+        """
+        ...
+
+    def outcome(self) -> Outcome:
+        """How it ended; call once ``on_exit`` has fired. Releases what it held."""
+        ...
+
+    def close(self) -> None:
+        """Release the handle without stopping the job (it goes on running)."""
+        ...
+
+
+class Executor(Protocol):
+    """A backend: starts jobs and finds them again."""
+
+    name: str
+
+    def launch(self, job_id: int, spec: JobSpec, log_path: Path) -> Execution:
+        """Start job ``job_id`` of ``spec``, its output appended to ``log_path``.
+
+        Raises
+        ------
+        jobmagic.errors.LaunchError
+            When it cannot start; the message says why in one line.
+        """
+        ...
+
+    def attach(self, ref: Mapping[str, Any] | None) -> Execution | None:
+        """The execution named by ``ref`` if it still runs; None once it has ended."""
+        ...
+
+    def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
+        """How the execution ``ref`` ended, or None while it runs (it is not disturbed)."""
+        ...
+
+    def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:
+        """Delete what the backend kept for a finished job that is being removed."""
+        ...

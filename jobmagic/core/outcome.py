@@ -1,0 +1,26 @@
+"""How a job's execution ended, as the backend that ran it tells it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The end of an execution.
+
+    Attributes
+    ----------
+    exit_code:
+        ``Popen.returncode`` style (negative N: killed by signal N); None when the backend
+        cannot tell.
+    ended_at:
+        When it ended, in epoch seconds; None when only "by now" is known.
+    reason:
+        The backend's one-line explanation of a failure a person can act on ("command not
+        found: pyhton"), or None.
+    """
+
+    exit_code: int | None
+    ended_at: float | None = None
+    reason: str | None = None

@@ -1,0 +1,309 @@
+"""One job's life in the kernel that owns it: launch, stop, end, as a state machine.
+
+QUEUED -> RUNNING when its executor launched it (or -> FAILED when it could not start,
+-> STOPPED when stopped first), RUNNING -> SUCCEEDED, FAILED or STOPPED when its execution
+has ended. Every move is written to the store and told to the job's output feed, to the
+job's waiters and done callbacks, and to the service (``on_change``, ``on_end``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jobmagic.backends.base import Cancellable, Execution, Executor
+from jobmagic.backends.stop_policy import StopPolicy
+from jobmagic.core.spec import JobSpec
+from jobmagic.core.state import JobState, check_transition, final_state
+from jobmagic.errors import JobmagicError, LaunchError, StoreError
+from jobmagic.store.job_store import JobStore
+
+from .output_feed import OutputFeed
+from .watcher import Watcher
+
+_log = logging.getLogger("jobmagic")
+
+
+class JobLifecycle:
+    """The state machine of one job owned by this kernel. Thread-safe.
+
+    Parameters
+    ----------
+    job_id, spec:
+        The job and what it runs.
+    store:
+        Where every move is recorded.
+    executor:
+        The backend that runs it.
+    watcher:
+        The reactor its execution and its timers wait on.
+    feed:
+        Its output's readers and handlers.
+    default_grace:
+        Returns the seconds between terminate and kill of a stop that names none.
+    on_change, on_end:
+        Called after each move (outside every lock), and once more after the job ended.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        spec: JobSpec,
+        *,
+        store: JobStore,
+        executor: Executor,
+        watcher: Watcher,
+        feed: OutputFeed,
+        default_grace: Callable[[], float],
+        on_change: Callable[[], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        self.job_id = job_id
+        self.spec = spec
+        self._store = store
+        self._executor = executor
+        self._watcher = watcher
+        self._feed = feed
+        self._default_grace = default_grace
+        self._on_change = on_change
+        self._on_end = on_end
+        # Guards every field below; `_changed` is notified when the state changes.
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._state = JobState.QUEUED
+        self.exit_code: int | None = None
+        self.error: str | None = None
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._launched = False
+        self._ending = False  # _finish has claimed the end
+        self._stopped_while_queued: str | None = None  # who stopped it before it ran
+        self._execution: Execution | None = None
+        self._stop: StopPolicy | None = None
+        self._timeout: Cancellable | None = None
+        self._done_callbacks: list[Callable[[], None]] = []
+
+    @property
+    def state(self) -> JobState:
+        """Where the job is now."""
+        return self._state
+
+    @property
+    def log_path(self) -> Path:
+        """The job's log file."""
+        return self._store.log_path(self.job_id)
+
+    # -- launching -----------------------------------------------------------------------
+    def launch(self) -> None:
+        """Start the job now (QUEUED -> RUNNING, or FAILED when it cannot start).
+
+        A job stopped while it was queued is left STOPPED.
+
+        Raises
+        ------
+        JobmagicError
+            When it was already started.
+        """
+        with self._lock:
+            if self._stopped_while_queued is not None and not self._launched:
+                return
+            if self._launched or self._state is not JobState.QUEUED:
+                raise JobmagicError(f"job {self.job_id} was already started")
+            self._launched = True
+            try:
+                execution = self._executor.launch(self.job_id, self.spec, self.log_path)
+            except LaunchError as exc:
+                failure: str | None = str(exc)
+            else:
+                failure = None
+                self._execution = execution
+                self._state = check_transition(self._state, JobState.RUNNING)
+                self.pid = execution.pid
+                self.started_at = time.time()
+                self._changed.notify_all()
+        if failure is not None:
+            self._finish(JobState.FAILED, None, failure)
+            return
+        try:
+            self._store.update(
+                self.job_id,
+                state=JobState.RUNNING,
+                pid=self.pid,
+                started_at=self.started_at,
+                backend_ref=execution.ref,
+            )
+        except StoreError as exc:
+            with self._lock:
+                self.error = f"the job runs but its record could not be saved: {exc}"
+        self._begin(execution)
+
+    def adopt(self, execution: Execution, started_at: float | None) -> None:
+        """Take over a running execution a dead kernel started (QUEUED -> RUNNING)."""
+        with self._lock:
+            self._launched = True
+            self._execution = execution
+            self._state = check_transition(self._state, JobState.RUNNING)
+            self.pid = execution.pid
+            self.started_at = started_at
+            self._changed.notify_all()
+        self._begin(execution)
+
+    def _begin(self, execution: Execution) -> None:
+        """The job runs: feed its output, watch for its end, arm its timeout."""
+        # The feed hears of the start before the end can be noticed: the exit watch
+        # comes after, and a job that is gone already is reported at once.
+        self._feed.started()
+        execution.on_exit(self._watcher, self._on_exit)
+        if self.spec.timeout is not None:
+            timer = self._watcher.call_later(self.spec.timeout, self._on_timeout)
+            with self._lock:
+                if self._state.is_finished:
+                    timer.cancel()
+                else:
+                    self._timeout = timer
+        self._on_change()
+
+    # -- stopping ------------------------------------------------------------------------
+    def stop(self, by: str, timeout: float | None, wait: bool) -> None:
+        """Stop the whole job; see :meth:`jobmagic.Worker.stop`."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        with self._lock:
+            if self._state.is_finished:
+                return
+            queued = self._state is JobState.QUEUED and self._stopped_while_queued is None
+            if queued:
+                self._stopped_while_queued = by
+            if self._stop is None and self._execution is not None:
+                # Made at the first stop: most jobs end by themselves.
+                self._stop = StopPolicy(
+                    self._execution, self._watcher, self._default_grace, self._record_stop
+                )
+            stop = self._stop
+        if stop is not None:
+            stop.request(by, timeout)
+        if queued:
+            self._record_stop(by)
+            self._finish(JobState.STOPPED, None, None)
+        # A listener or done callback runs on the watcher thread, which must stay free to
+        # see the job end: from there, stop() asks and returns.
+        if wait and threading.current_thread() is not self._watcher.thread:
+            self.wait(None)
+
+    def _record_stop(self, by: str) -> None:
+        with contextlib.suppress(StoreError):
+            self._store.request_stop(self.job_id, by)
+
+    def _on_timeout(self) -> None:
+        self.stop("timeout", None, wait=False)
+
+    # -- ending ----------------------------------------------------------------------------
+    def _on_exit(self) -> None:
+        """The execution has ended (watcher thread): read how, record the end."""
+        execution = self._execution
+        assert execution is not None
+        outcome = execution.outcome()
+        stop = self._stop
+        stopped_by = stop.requested_by if stop is not None else None
+        if stopped_by is None:
+            # Someone else (the Jobs sidebar, another kernel) may have asked it to stop.
+            with contextlib.suppress(StoreError):
+                record = self._store.get(self.job_id)
+                if record is not None:
+                    stopped_by = record.stop_requested_by
+        state, error = final_state(outcome.exit_code, stopped_by, self.spec.timeout)
+        if state is JobState.FAILED and outcome.reason is not None:
+            error = outcome.reason
+        self._finish(state, outcome.exit_code, error)
+
+    def _finish(self, state: JobState, exit_code: int | None, error: str | None) -> None:
+        with self._lock:
+            if self._ending:
+                return  # it ended another way first (e.g. stopped while its launch failed)
+            self._ending = True
+        ended_at = time.time()
+        try:
+            self._store.finish(self.job_id, state, exit_code, error, ended_at=ended_at)
+        except StoreError as exc:
+            error = f"{error}; " if error else ""
+            error += f"the job's end could not be recorded: {exc}"
+        # Handlers get the last output before anyone hears that the job has ended.
+        self._feed.emit_final()
+        with self._lock:
+            self._state = check_transition(self._state, state)
+            self.exit_code = exit_code
+            if error is not None or self.error is None:
+                self.error = error
+            self.ended_at = ended_at
+            timeout, self._timeout = self._timeout, None
+            stop = self._stop
+            self._changed.notify_all()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        if timeout is not None:
+            timeout.cancel()
+        if stop is not None:
+            stop.ended()
+        self._feed.ended()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one broken callback must not starve the others
+                _log.exception("job done callback failed")
+        self._on_change()
+        self._on_end()
+
+    # -- waiting ---------------------------------------------------------------------------
+    def wait(self, timeout: float | None) -> int | None:
+        """Block until the job has ended (at most ``timeout`` seconds); its exit code."""
+        with self._lock:
+            if not self._state.is_finished and threading.current_thread() is self._watcher.thread:
+                raise JobmagicError(
+                    "wait() in a jobmagic event listener would block the thread that sees "
+                    "jobs end; use add_done_callback() instead"
+                )
+            if timeout is not None and timeout > threading.TIMEOUT_MAX:
+                timeout = None  # longer than a lock can wait: as long as it takes
+            self._changed.wait_for(lambda: self._state.is_finished, timeout)
+            return self.exit_code
+
+    async def ended_async(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - mirrors wait(timeout)
+        """Wait for the job's end without blocking the event loop; False on timeout."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def finished() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(resolve)
+
+        if not self.add_done_callback(finished):
+            return True
+        try:
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self.remove_done_callback(finished)
+        return True
+
+    def add_done_callback(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback()`` once the job has ended; False (not called) if it had already."""
+        with self._lock:
+            if self._state.is_finished:
+                return False
+            self._done_callbacks.append(callback)
+            return True
+
+    def remove_done_callback(self, callback: Callable[[], None]) -> None:
+        """Forget a callback given to :meth:`add_done_callback`."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._done_callbacks.remove(callback)

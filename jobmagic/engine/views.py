@@ -1,0 +1,112 @@
+"""Workers for the jobs a kernel does not own: read from the store, stopped like any job.
+
+And what a lookup that found no job says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+from collections.abc import Callable
+
+from jobmagic.backends.registry import Executors
+from jobmagic.backends.stop_policy import Stops
+from jobmagic.errors import StoreError, UnknownBackend
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.records import JobRecord
+
+from .binding import JobBinding
+from .foreign import ForeignJob
+from .output_feed import OutputFeed
+from .watcher import Watcher
+from .worker import Worker
+
+
+class ForeignJobs:
+    """Another process's jobs, as one service sees them.
+
+    Parameters
+    ----------
+    store, executors, watcher:
+        The service's.
+    logger:
+        The service's logger (the parent of the views' loggers).
+    default_grace:
+        The service's ``stop_timeout``, read at each stop.
+    reconcile:
+        The service's reconcile (it finishes the records of jobs whose owner is gone).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        executors: Executors,
+        watcher: Watcher,
+        logger: logging.Logger,
+        default_grace: Callable[[], float],
+        reconcile: Callable[[], object],
+    ) -> None:
+        self._store = store
+        self._executors = executors
+        self._watcher = watcher
+        self._logger = logger
+        self._reconcile = reconcile
+        # The same stop policy as for the service's own jobs, on its watcher.
+        self._stops = Stops(watcher, default_grace, self._record_stop, self._ended)
+
+    def view(self, record: JobRecord) -> Worker:
+        """A Worker for ``record``'s job, read from the store on each look."""
+        worker = Worker.from_spec(record.spec())
+        feed = OutputFeed(self._store.log_path(record.id), record.id, worker, self._watcher)
+        feed.end_without_output()  # nothing here follows it; readers read to the end
+        binding = JobBinding(
+            record.id,
+            self._store.log_path(record.id),
+            feed,
+            self._logger,
+            foreign=ForeignJob(record, self._reread, self._stop),
+        )
+        worker.bind(binding)
+        return worker
+
+    def _reread(self, job_id: int) -> JobRecord | None:
+        with contextlib.suppress(StoreError):
+            self._reconcile()
+        return self._store.get(job_id)
+
+    def _stop(self, record: JobRecord, by: str, timeout: float | None) -> None:
+        try:
+            executor = self._executors.require(record.backend)
+        except UnknownBackend:
+            self._record_stop(record.id, by)  # a process that has its backend may act on it
+            return
+        self._stops.stop(record.id, executor, record.backend_ref, by, timeout)
+
+    def _record_stop(self, job_id: int, by: str) -> None:
+        with contextlib.suppress(StoreError):
+            self._store.request_stop(job_id, by)
+
+    def _ended(self, _job_id: int) -> None:
+        # Its owner records its end; when the owner is gone, nobody else will.
+        with contextlib.suppress(StoreError):
+            self._reconcile()
+
+
+def not_found_message(store: JobStore, id_or_name: int | str) -> str:
+    """Why ``id_or_name`` names no job, with the ids and names closest to it."""
+    known: list[str] = []
+    for record in store.list():
+        known.append(str(record.id))
+        if record.name:
+            known.append(record.name)
+    close = difflib.get_close_matches(str(id_or_name), known, n=5, cutoff=0.5)
+    message = f"no job {id_or_name!r}"
+    if close:
+        message += f"; did you mean {', '.join(close)}?"
+    elif known:
+        message += f"; known jobs: {', '.join(known[-5:])}"
+    else:
+        message += "; no jobs yet"
+    return message

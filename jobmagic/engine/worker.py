@@ -1,0 +1,350 @@
+"""``Worker``: the public face of one job, whoever owns it.
+
+A Worker holds its :class:`~jobmagic.core.spec.JobSpec` and, once a ``WorkerService``
+holds it, a :class:`~jobmagic.engine.binding.JobBinding`: the job's state machine when
+this kernel owns it, or a view of the store when another process does, and its output
+feed. Every method is safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, Generic, TypeVar, Unpack, cast, overload
+
+from jobmagic.core.spec import JobOptions, JobSpec
+from jobmagic.core.state import JobState
+from jobmagic.errors import JobmagicError
+from jobmagic.text import terminal
+
+from .binding import JobBinding, default_service
+from .lifecycle import JobLifecycle
+
+T = TypeVar("T")
+
+
+class _Fact(Generic[T]):
+    """A Worker attribute read from its job's state (``default`` before it has a job)."""
+
+    def __init__(self, default: T, doc: str) -> None:
+        self._default = default
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, worker: None, owner: type) -> _Fact[T]: ...
+    @overload
+    def __get__(self, worker: Worker, owner: type) -> T: ...
+    def __get__(self, worker: Worker | None, owner: type) -> T | _Fact[T]:
+        if worker is None:
+            return self
+        binding = worker.binding
+        if binding is None:
+            return self._default
+        return cast(T, getattr(binding.facts, self._name))
+
+
+class _SpecField(Generic[T]):
+    """A Worker attribute that is a field of its spec (read-only)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, worker: None, owner: type) -> _SpecField[T]: ...
+    @overload
+    def __get__(self, worker: Worker, owner: type) -> T: ...
+    def __get__(self, worker: Worker | None, owner: type) -> T | _SpecField[T]:
+        if worker is None:
+            return self
+        return cast(T, getattr(worker.spec, self._name))
+
+
+class Worker:
+    r"""One job: a shell command run in the background, its output in a log file.
+
+    Create it with :meth:`WorkerService.start`, or build it and hand it to
+    :meth:`WorkerService.add`, then call :meth:`start` (the original two-step design;
+    ``start()`` alone adds it to the kernel's service).
+
+    Parameters
+    ----------
+    command:
+        A shell command line, run as ``shell -c command``.
+    logger:
+        Where output records go while handlers listen; ``None`` means a child of the
+        service's logger named after the job id.
+    **options:
+        ``name``, ``cwd``, ``env``, ``timeout``, ``pty``, ``detach``, ``shell``,
+        ``backend``: see :class:`jobmagic.core.spec.JobSpec`.
+    """
+
+    command = _SpecField[str]("The shell command line.")
+    name = _SpecField[str | None]("The job's alias, or None.")
+    cwd = _SpecField[str | None]("Its working directory; None means the kernel's.")
+    timeout = _SpecField[float | None]("Seconds after which it is stopped; None: no limit.")
+    pty = _SpecField[bool]("Whether it runs under a pseudo-terminal.")
+    detach = _SpecField[bool]("Whether it keeps running when its kernel shuts down.")
+
+    state = _Fact(JobState.QUEUED, "The job's :class:`JobState`.")
+    exit_code = _Fact[int | None](None, "The exit code; negative N: killed by signal N.")
+    error = _Fact[str | None](None, "One line a person can act on when it failed, else None.")
+    pid = _Fact[int | None](None, "The pid of the job's process group leader (its wrapper).")
+    started_at = _Fact[float | None](None, "When the process started, in epoch seconds.")
+    ended_at = _Fact[float | None](None, "When the job ended, in epoch seconds; None before.")
+
+    def __init__(
+        self, command: str, logger: logging.Logger | None = None, **options: Unpack[JobOptions]
+    ) -> None:
+        self.spec = JobSpec.from_options(command, options)
+        # Guards _binding and _logger (a Worker is bound once, by its service).
+        self._lock = threading.Lock()
+        self._binding: JobBinding | None = None
+        self._logger = logger
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec, logger: logging.Logger | None = None) -> Worker:
+        """A Worker for ``spec``, not yet added to a service."""
+        return cls(spec.command, logger, **spec.options())
+
+    @property
+    def binding(self) -> JobBinding | None:
+        """What ties the Worker to its job in a service; None until it is added to one."""
+        return self._binding
+
+    def bind(self, binding: JobBinding) -> None:
+        """Tie the Worker to its job; called once, by the service that holds it."""
+        with self._lock:
+            if self._binding is not None:
+                raise JobmagicError(f"job {self._binding.job_id} already belongs to a service")
+            self._binding = binding
+
+    # -- where it stands ---------------------------------------------------------------------
+    @property
+    def id(self) -> int | None:
+        """The store's id for this job (None until added to a service)."""
+        binding = self._binding
+        return binding.job_id if binding is not None else None
+
+    @property
+    def owned(self) -> bool:
+        """True when this kernel started or adopted the job and so controls it."""
+        binding = self._binding
+        return binding is None or binding.lifecycle is not None
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds it has run (so far), or None before it started."""
+        started = self.started_at
+        if started is None:
+            return None
+        return (self.ended_at or time.time()) - started
+
+    @property
+    def log_path(self) -> Path:
+        """The log file holding the job's merged stdout and stderr."""
+        return self._bound().log_path
+
+    @property
+    def orphaned(self) -> bool:
+        """True for another kernel's RUNNING job whose kernel is dead (see ``adopt``)."""
+        binding = self._binding
+        return (
+            binding is not None and binding.foreign is not None and binding.foreign.record.orphaned
+        )
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger that receives this job's output records while handlers listen."""
+        with self._lock:
+            if self._logger is None:
+                binding = self._binding
+                if binding is None:
+                    raise JobmagicError(
+                        "the job has no logger until it is added to a WorkerService"
+                    )
+                # Not registered with logging (logging.getLogger keeps loggers forever): it
+                # goes when the Worker goes. Records reach the service logger as its child.
+                name = f"{binding.parent_logger.name}.{binding.job_id}"
+                logger = logging.Logger(name)  # noqa: LOG001 - unregistered on purpose, see above
+                logger.setLevel(logging.INFO)
+                logger.parent = binding.parent_logger
+                self._logger = logger
+            return self._logger
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        code = self.exit_code
+        ending = f" exit_code={code}" if code is not None else ""
+        return f"<Worker {self.id}{label} {self.state.value}{ending}: {self.command!r}>"
+
+    def _bound(self) -> JobBinding:
+        binding = self._binding
+        if binding is None:
+            raise JobmagicError(
+                "this Worker is not in a WorkerService yet: svc.add(worker) or worker.start()"
+            )
+        return binding
+
+    def _owned_job(self) -> JobLifecycle | None:
+        """The job's lifecycle (None for one that ended elsewhere).
+
+        Raises
+        ------
+        JobmagicError
+            For another process's job that still runs: only its owner follows it.
+        """
+        binding = self._bound()
+        foreign = binding.foreign
+        if foreign is not None and not foreign.refresh().state.is_finished:
+            raise JobmagicError(foreign.not_owned_message())
+        return binding.lifecycle
+
+    # -- its life ----------------------------------------------------------------------------
+    def start(self) -> Worker:
+        """Launch the job, as soon as the service's scheduler admits it (now, for now).
+
+        A command that cannot start leaves the job FAILED.
+
+        Raises
+        ------
+        JobmagicError
+            When the job was already started.
+        """
+        if self._binding is None:
+            default_service().add(self)
+        binding = self._bound()
+        if binding.submit is None:
+            raise JobmagicError(f"job {binding.job_id} was already started")
+        binding.submit()
+        return self
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the job ends; return its exit code.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns
+        -------
+        The exit code, or None when the timeout passed first (or no exit code is known).
+        """
+        lifecycle = self._owned_job()
+        return self.exit_code if lifecycle is None else lifecycle.wait(timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> int | None:  # noqa: ASYNC109 - mirrors wait(timeout)
+        """Like :meth:`wait`, without blocking the event loop (``await w.wait_async()``)."""
+        lifecycle = self._owned_job()
+        if lifecycle is not None and not await lifecycle.ended_async(timeout):
+            return None
+        return self.exit_code
+
+    def __await__(self) -> Generator[Any, None, int | None]:
+        return self.wait_async().__await__()
+
+    def add_done_callback(self, callback: Callable[[Worker], None]) -> None:
+        """Call ``callback(worker)`` once the job has ended (now, if it has already).
+
+        It runs on the thread that saw the job end (often the service's watcher thread).
+        """
+        lifecycle = self._owned_job()
+        if lifecycle is None or not lifecycle.add_done_callback(functools.partial(callback, self)):
+            callback(self)
+
+    def stop(self, timeout: float | None = None, wait: bool = True, *, by: str = "kernel") -> None:
+        """Stop the whole job: SIGTERM to its process group, SIGKILL after ``timeout``.
+
+        Idempotent, and safe from any thread while others wait or stream. A job that has
+        already ended is left as it is. Another kernel's job is asked to stop (with the
+        same policy) and this returns at once.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds between SIGTERM and SIGKILL; ``None`` means the service's
+            ``stop_timeout`` (5 s unless configured). A later stop may only shorten it.
+        wait:
+            Block until the job has ended.
+        by:
+            Who asks, as recorded in the store: "kernel", "ui" or "timeout".
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        binding = self._binding
+        if binding is None:
+            return
+        if binding.foreign is not None:
+            binding.foreign.stop(by, timeout)
+        elif binding.lifecycle is not None:
+            binding.lifecycle.stop(by, timeout, wait)
+
+    # -- its output --------------------------------------------------------------------------
+    def output(self) -> bytes:
+        """Everything the job has written so far, byte for byte."""
+        try:
+            return self.log_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def tail(self, lines: int = 20) -> str:
+        r"""The last ``lines`` lines as a terminal would show them (``\r`` collapsed)."""
+        try:
+            return terminal.tail_of_log(self.log_path, lines)
+        except FileNotFoundError:
+            return ""
+
+    def stream(self, offset: int = 0, chunk_size: int = 65536) -> Generator[bytes, None, None]:
+        """Yield the log from byte ``offset``, then live output until the job has ended.
+
+        Any number of readers may stream at once; each has its own position. The iterator
+        ends once the job has ended and every byte was delivered.
+
+        Raises
+        ------
+        JobmagicError
+            For another kernel's job that still runs (adopt it first).
+        """
+        self._owned_job()
+        return self._bound().feed.stream(offset, chunk_size)
+
+    def add_handler(
+        self, handler: logging.Handler, backlog_bytes: int = 0, tail_bytes: int | None = None
+    ) -> None:
+        """Attach a logging handler to this job's logger and feed it the job's output.
+
+        The log is read for handlers only while one is attached this way. Records carry
+        the decoded text (``record.getMessage()``), the raw bytes (``record.data``) and
+        ``record.job_id``; output arrives in batches (every 50 ms, chunks <= 4 MiB).
+
+        Parameters
+        ----------
+        handler:
+            The handler; it receives output written from now on (from the first byte if
+            the job has not started yet).
+        backlog_bytes:
+            Also hand it up to this many bytes of what was written before (starting at a
+            line boundary), with nothing lost or repeated between backlog and live output.
+        tail_bytes:
+            The handler shows only this many bytes of the output's end (None: it wants
+            everything). While every handler says so, output that outruns them is skipped
+            up to the last ``tail_bytes``; the first record after a skip has
+            ``record.skipped_bytes``.
+        """
+        self._bound().feed.add_handler(handler, backlog_bytes, tail_bytes)
+
+    def remove_handler(self, handler: logging.Handler) -> None:
+        """Detach a handler added with :meth:`add_handler`."""
+        self._bound().feed.remove_handler(handler)

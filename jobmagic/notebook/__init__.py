@@ -1,0 +1,1 @@
+"""The notebook side: the ``%job`` magics, how jobs display, the widget panel."""

@@ -1,0 +1,153 @@
+"""The REST API's JSON: the wire schema, explicit and versioned, not the store's record.
+
+``job_json(record)`` is how a job goes to the browser (and to scripts); nothing of the
+store's private bookkeeping (owner pids, backend references, file paths) leaves this way.
+The TypeScript types in ``labextension/src/wire.ts`` are generated from ``FIELDS``:
+``python -m jobmagic.server.wire > labextension/src/wire.ts``; a test checks they agree.
+Add a field by appending it here (clients ignore fields they do not know); renaming or
+removing one is a new ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+from jobmagic.core.state import JobState
+from jobmagic.store.records import JobRecord
+from jobmagic.text.describe import exit_text
+
+#: The version of the schema below; clients see it as ``schema_version`` in every list.
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One field of a job: its name, its TypeScript type and what it means."""
+
+    name: str
+    typescript: str
+    doc: str
+
+
+FIELDS = (
+    Field("id", "number", "The job's number, unique in its store."),
+    Field(
+        "name", "string | null", "Its alias (unique among queued and running jobs), if it has one."
+    ),
+    Field("command", "string", "The shell command line it runs."),
+    Field("cwd", "string | null", "Its working directory; null means its kernel's."),
+    Field("state", "JobState", "Where it is in its life."),
+    Field(
+        "exit_code",
+        "number | null",
+        "Popen-style: negative N means killed by signal N; null while it runs or when unknown.",
+    ),
+    Field(
+        "exit_text",
+        "string | null",
+        'The exit code for people: "exit code 3", "killed by SIGKILL"; null when there is none.',
+    ),
+    Field(
+        "error",
+        "string | null",
+        "One line a person can act on when it failed or was stopped, else null.",
+    ),
+    Field(
+        "pid",
+        "number | null",
+        "The process id of its process group leader, where its backend has one.",
+    ),
+    Field("backend", "string", 'What runs it: "local" (a process on this machine).'),
+    Field("created_at", "number", "When it was submitted."),
+    Field("started_at", "number | null", "When its process started; null while queued."),
+    Field("ended_at", "number | null", "When it ended; null while queued or running."),
+    Field(
+        "runtime",
+        "number | null",
+        "Seconds it has run, when the answer was made; null before it started.",
+    ),
+    Field(
+        "orphaned",
+        "boolean",
+        "Running, but the kernel that started it is gone and nobody adopted it.",
+    ),
+    Field("owner", "string | null", 'The kernel that owns it, as "host:pid".'),
+    Field("detached", "boolean", "It keeps running when its kernel shuts down or restarts."),
+    Field(
+        "stop_requested_by",
+        "string | null",
+        'Who asked it to stop ("kernel", "ui", "timeout"), if anyone did.',
+    ),
+)
+
+
+def job_json(record: JobRecord) -> dict[str, Any]:
+    """A job as the API sends it: exactly the fields of ``FIELDS``, in that order."""
+    values: dict[str, Any] = {
+        "id": record.id,
+        "name": record.name,
+        "command": record.command,
+        "cwd": record.cwd,
+        "state": record.state.value,
+        "exit_code": record.exit_code,
+        "exit_text": exit_text(record.exit_code),
+        "error": record.error,
+        "pid": record.pid,
+        "backend": record.backend,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "runtime": record.runtime,
+        "orphaned": record.orphaned,
+        "owner": record.owner,
+        "detached": record.detached,
+        "stop_requested_by": record.stop_requested_by,
+    }
+    return {field.name: values[field.name] for field in FIELDS}
+
+
+def job_list_json(records: list[JobRecord], version: int) -> dict[str, Any]:
+    """The answer of ``GET jobs``: the schema version, the change version, the jobs."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "version": version,
+        "jobs": [job_json(record) for record in records],
+    }
+
+
+def typescript() -> str:
+    """``labextension/src/wire.ts``: the TypeScript types of this schema."""
+    states = " | ".join(f"'{state.value}'" for state in JobState)
+    fields = "\n".join(f"  /** {f.doc} */\n  {f.name}: {f.typescript};" for f in FIELDS)
+    return f"""// The jobmagic REST API's JSON, as TypeScript types.
+// Generated from jobmagic/server/wire.py by `python -m jobmagic.server.wire`;
+// do not edit by hand (tests/test_wire.py checks that the two agree).
+
+/** The version of the wire schema these types describe. */
+export const WIRE_SCHEMA_VERSION = {SCHEMA_VERSION};
+
+/** A job's lifecycle state. */
+export type JobState =
+  {states};
+
+/** One job as the API sends it. Times are epoch seconds. */
+export interface IJob {{
+{fields}
+}}
+
+/** The answer of `GET jobs`: every job asked for, and the store's change version. */
+export interface IJobList {{
+  /** The wire schema version of this answer. */
+  schema_version: number;
+  /** An opaque number that moves whenever a job changes; compare it for equality only. */
+  version: number;
+  /** The jobs, oldest first. */
+  jobs: IJob[];
+}}
+"""
+
+
+if __name__ == "__main__":
+    sys.stdout.write(typescript())

@@ -1,0 +1,163 @@
+"""``JobRecord``: one job as the store keeps it, and the schema's migrations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sqlite3
+import time
+from typing import Any
+
+from jobmagic.core.process_identity import process_start_time, same_process
+from jobmagic.core.spec import JobSpec
+from jobmagic.core.state import JobState
+
+# Each entry upgrades the schema by one version; the list index + 1 is the version it makes.
+# Never edit an entry that has shipped: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT,
+        command TEXT NOT NULL,
+        cwd TEXT,
+        env_keys TEXT NOT NULL DEFAULT '[]',
+        state TEXT NOT NULL,
+        pid INTEGER,
+        pid_start INTEGER,
+        pgid INTEGER,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        exit_code INTEGER,
+        error TEXT,
+        owner TEXT,
+        owner_pid INTEGER,
+        owner_start INTEGER,
+        detached INTEGER NOT NULL DEFAULT 0,
+        pty INTEGER NOT NULL DEFAULT 0,
+        timeout REAL,
+        log_path TEXT NOT NULL DEFAULT '',
+        status_path TEXT NOT NULL DEFAULT '',
+        log_size INTEGER NOT NULL DEFAULT 0,
+        stop_requested_by TEXT
+    );
+    CREATE UNIQUE INDEX jobs_live_name ON jobs(name)
+        WHERE name IS NOT NULL AND state IN ('queued', 'running');
+    CREATE INDEX jobs_state ON jobs(state);
+    """,
+    # 2: a job names its backend and keeps an opaque reference to its execution (for the
+    # local backend: the wrapper's pid and start time, its process group, its status
+    # file), so that other backends fit without changing the table again.
+    """
+    ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE jobs ADD COLUMN backend_ref TEXT;
+    ALTER TABLE jobs ADD COLUMN shell TEXT NOT NULL DEFAULT '/bin/sh';
+    UPDATE jobs SET backend_ref = json_object(
+        'pid', pid, 'start', pid_start, 'pgid', pgid, 'status', status_path)
+        WHERE pid IS NOT NULL;
+    ALTER TABLE jobs DROP COLUMN pid_start;
+    ALTER TABLE jobs DROP COLUMN pgid;
+    ALTER TABLE jobs DROP COLUMN status_path;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COLUMNS = [
+    *("id", "name", "command", "cwd", "env_keys", "state", "pid", "created_at"),
+    *("started_at", "ended_at", "exit_code", "error", "owner", "owner_pid", "owner_start"),
+    *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
+    *("backend", "backend_ref", "shell"),
+]
+#: The columns a SELECT names, in ``COLUMNS`` order.
+SELECT_COLUMNS = ", ".join(COLUMNS)
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """One job as the store holds it. Times are epoch seconds; ``None`` means not yet.
+
+    ``backend_ref`` is the backend's own reference to the running execution (JSON values);
+    only that backend reads it.
+    """
+
+    id: int
+    name: str | None
+    command: str
+    cwd: str | None
+    env_keys: list[str]
+    state: JobState
+    pid: int | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    error: str | None
+    owner: str | None
+    owner_pid: int | None
+    owner_start: int | None
+    detached: bool
+    pty: bool
+    timeout: float | None
+    log_path: str
+    log_size: int
+    stop_requested_by: str | None
+    backend: str
+    backend_ref: dict[str, Any] | None
+    shell: str
+
+    @property
+    def owner_alive(self) -> bool:
+        """True while the kernel (or other process) that owns this job is alive."""
+        return same_process(self.owner_pid, self.owner_start)
+
+    @property
+    def orphaned(self) -> bool:
+        """True for a RUNNING job whose owner is dead."""
+        return self.state is JobState.RUNNING and not self.owner_alive
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds between start and end (or now, while it runs)."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    def spec(self) -> JobSpec:
+        """The job's spec as recorded (environment values are never stored: ``env`` is empty)."""
+        return JobSpec(
+            self.command,
+            name=self.name,
+            cwd=self.cwd,
+            timeout=self.timeout,
+            pty=self.pty,
+            detach=self.detached,
+            shell=self.shell,
+            backend=self.backend,
+        )
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
+        """The record of one row selected with ``SELECT_COLUMNS``."""
+        values = dict(zip(COLUMNS, row, strict=True))
+        values["env_keys"] = json.loads(values["env_keys"])
+        values["state"] = JobState(values["state"])
+        values["detached"] = bool(values["detached"])
+        values["pty"] = bool(values["pty"])
+        ref = values["backend_ref"]
+        values["backend_ref"] = json.loads(ref) if ref is not None else None
+        return cls(**values)
+
+
+def this_process_owner() -> tuple[str, int, int | None]:
+    """The (owner label, pid, start time) that names the current process as an owner."""
+    pid = os.getpid()
+    if _owner_cache.get(pid) is None:
+        _owner_cache.clear()  # a forked child is a different owner
+        _owner_cache[pid] = (f"{socket.gethostname()}:{pid}", pid, process_start_time(pid))
+    return _owner_cache[pid]
+
+
+_owner_cache: dict[int, tuple[str, int, int | None]] = {}
