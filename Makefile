@@ -23,7 +23,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # npm scripts call `jupyter-builder`, which lives in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test lint typecheck pytest nbval bench clean chromium
+.PHONY: lab test lint typecheck pytest jstest nbval bench clean chromium
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ endef
 pytest: $(STAMP) chromium
 	$(call run_pytest,tests)
 
+# The frontend's unit tests (node --test), with the cases shared with pytest in tests/cases/.
+jstest: $(NODE_MODULES)
+	cd labextension && npm run --silent test
+
 # Each notebook runs top to bottom in a fresh kernel and its outputs are compared with
 # the saved ones. Jobs go to a throwaway JOBMAGIC_HOME, not the developer's own.
 nbval: $(STAMP)
@@ -80,7 +84,7 @@ nbval: $(STAMP)
 	home=$$(mktemp -d); trap 'rm -rf "$$home"' EXIT; export JOBMAGIC_HOME=$$home; \
 	$(call run_pytest,--nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider)
 
-test: lint typecheck pytest nbval
+test: lint typecheck jstest pytest nbval
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run.py $(if $(CHECK),--check,)

@@ -7,45 +7,17 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-/** A job's lifecycle state, as the server spells it. */
-export type JobState =
-  'queued' | 'running' | 'succeeded' | 'failed' | 'stopped';
+import { IJob, IJobList, JobState } from './wire';
 
-/** One job record as `GET jobs` returns it (times are epoch seconds). */
-export interface IJob {
-  id: number;
-  name: string | null;
-  command: string;
-  cwd: string | null;
-  state: JobState;
-  pid: number | null;
-  created_at?: number;
-  started_at: number | null;
-  ended_at: number | null;
-  exit_code: number | null;
-  error: string | null;
-  log_size: number;
-  /** RUNNING, but the kernel that started it is gone and nobody adopted it. */
-  orphaned: boolean;
-  /** Seconds the job ran (so far, when the server computed it). */
-  runtime: number | null;
-  owner: string | null;
-  detached: boolean;
-  stop_requested_by?: string | null;
-}
-
-/** The answer of `GET jobs`: every job in the store plus the store's version. */
-export interface IJobList {
-  jobs: IJob[];
-  version: number;
-}
+export type { IJob, IJobList, JobState } from './wire';
+export { WIRE_SCHEMA_VERSION } from './wire';
 
 /** A slice of a job's log and what the server said about the log around it. */
 export interface ILogChunk {
   /** The bytes, exactly as the job wrote them. */
   data: Uint8Array;
-  /** The log's size in bytes when the server answered (`X-Log-Size`), if sent. */
-  logSize: number | null;
+  /** The log's size in bytes when the server answered (`X-Log-Size`). */
+  logSize: number;
   /** The job's state when the server answered (`X-Job-State`), if sent. */
   state: JobState | null;
 }
@@ -102,7 +74,10 @@ export class JobsApi {
     await this._request(`jobs/${id}/stop`, '', { method: 'POST' });
   }
 
-  /** Read bytes from a job's log; see `ILogRequest`. */
+  /**
+   * Read bytes from a job's log; see `ILogRequest`. Rejects with an `Error`
+   * when the answer lacks the `X-Log-Size` header the server always sends.
+   */
   async readLog(id: number, request: ILogRequest): Promise<ILogChunk> {
     const params = new URLSearchParams({ offset: String(request.offset) });
     if (request.length !== undefined) {
@@ -116,10 +91,15 @@ export class JobsApi {
     });
     const data = new Uint8Array(await response.arrayBuffer());
     const size = response.headers.get('X-Log-Size');
+    if (size === null || !/^[0-9]+$/.test(size.trim())) {
+      // The server sends it with every log answer: without it the offsets
+      // that follow cannot be trusted, so the answer is not used.
+      throw new Error(`no valid X-Log-Size header (${String(size)})`);
+    }
     const state = response.headers.get('X-Job-State');
     return {
       data,
-      logSize: size === null ? null : Number(size),
+      logSize: Number(size),
       state: state === null ? null : (state as JobState)
     };
   }

@@ -1,39 +1,19 @@
 /**
  * How a job is described to a person: its label, state, exit and runtime.
  */
-import { IJob } from './api';
-
-const SIGNAL_NAMES: Record<number, string> = {
-  1: 'SIGHUP',
-  2: 'SIGINT',
-  3: 'SIGQUIT',
-  6: 'SIGABRT',
-  9: 'SIGKILL',
-  11: 'SIGSEGV',
-  13: 'SIGPIPE',
-  14: 'SIGALRM',
-  15: 'SIGTERM'
-};
+import { IJob } from './wire';
 
 /** The job's name, or its command when it has none. */
 export function jobLabel(job: IJob): string {
   return job.name || job.command;
 }
 
-/** What an exit code means: `exit 2`, or `killed by SIGTERM` for a negative one. */
-export function describeExit(code: number | null): string | null {
-  if (code === null || code === undefined) {
-    return null;
-  }
-  if (code < 0) {
-    return `killed by ${SIGNAL_NAMES[-code] ?? `signal ${-code}`}`;
-  }
-  return `exit ${code}`;
-}
-
-/** The state in a word or two: `running`, `failed (exit 1)`, `stopped (killed by SIGTERM)`. */
+/**
+ * The state in a word or two: `running`, `failed (exit code 1)`,
+ * `stopped (killed by SIGTERM)`; the exit is the server's `exit_text`.
+ */
 export function describeState(job: IJob): string {
-  const exit = describeExit(job.exit_code);
+  const exit = job.exit_text;
   if (job.state === 'running' && job.orphaned) {
     return 'running (orphaned)';
   }
@@ -48,23 +28,23 @@ export function briefState(job: IJob): string {
   return job.state === 'running' && job.orphaned ? 'orphaned' : job.state;
 }
 
-/** A duration for people: `45s`, `3m 07s`, `2h 05m`, `3d 4h`. */
+/**
+ * A duration for people: `45.9s`, `3m04s`, `2h05m`, as the Python side writes
+ * it (`tests/cases/runtime.json` holds the cases both run); '' when unknown.
+ */
 export function formatDuration(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds) || seconds < 0) {
     return '';
   }
-  const s = Math.floor(seconds);
-  if (s < 60) {
-    return `${s}s`;
+  if (seconds < 60) {
+    return `${seconds.toFixed(1)}s`;
   }
+  const s = Math.floor(seconds);
   const pad = (n: number): string => String(n).padStart(2, '0');
   if (s < 3600) {
-    return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+    return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
   }
-  if (s < 86400) {
-    return `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
-  }
-  return `${Math.floor(s / 86400)}d ${Math.floor(s / 3600) % 24}h`;
+  return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
 }
 
 /** A byte count for people: `812 B`, `4.2 KiB`, `1.3 MiB`. */

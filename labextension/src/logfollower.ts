@@ -5,9 +5,12 @@
  * Traffic stays bounded whatever the job's output rate: at most one request
  * per `minInterval`, and when the log has grown more than `windowBytes`
  * past what was read, the follower skips ahead to the last `windowBytes`.
+ * A `Poll` drives the requests: it backs off after errors and stands by while
+ * the page is hidden.
  */
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
 
 import { ILogChunk, JobsApi, isFinished } from './api';
 
@@ -45,7 +48,14 @@ export class LogFollower implements IDisposable {
     this._sink = options.sink;
     this._window = Math.max(1024, options.windowBytes);
     this._minInterval = options.minInterval ?? 100;
-    void this._run();
+    this._poll = new Poll<void>({
+      name: `jobmagic:log-${this._jobId}`,
+      auto: false,
+      factory: () => this._step(),
+      standby: 'when-hidden'
+    });
+    this._poll.frequency = { interval: 1000, backoff: 2, max: 30000 };
+    void this._poll.start();
   }
 
   /**
@@ -57,14 +67,16 @@ export class LogFollower implements IDisposable {
   }
 
   set paused(value: boolean) {
-    if (value === this._paused) {
+    if (value === this._paused || this._disposed) {
       return;
     }
     this._paused = value;
     if (value) {
+      // Stop first, so that the aborted request is not taken for an error.
+      void this._poll.stop();
       this._request?.abort();
     } else {
-      this._resume?.();
+      void this._poll.start();
     }
   }
 
@@ -77,57 +89,75 @@ export class LogFollower implements IDisposable {
       return;
     }
     this._disposed = true;
+    this._poll.dispose();
     this._request?.abort();
-    this._resume?.();
   }
 
-  private async _run(): Promise<void> {
-    let backoff = 1000;
-    while (!this._disposed) {
-      if (this._paused) {
-        await new Promise<void>(resolve => (this._resume = resolve));
-        this._resume = null;
-        continue;
+  /**
+   * One request (two for the tail), the poll's factory. It schedules the next
+   * one itself; it throws only for errors the poll should retry with back-off.
+   */
+  private async _step(): Promise<void> {
+    const tick = this._poll.tick;
+    const request = new AbortController();
+    this._request = request;
+    const began = Date.now();
+    const tail = this._offset === null;
+    let finished: boolean;
+    try {
+      finished = tail
+        ? await this._readTail(request.signal)
+        : await this._follow(request.signal);
+    } catch (reason) {
+      if (request.signal.aborted || this._poll.tick !== tick) {
+        return; // paused or disposed: whoever did it decides what follows
       }
-      const request = new AbortController();
-      this._request = request;
-      try {
-        const finished =
-          this._offset === null
-            ? await this._readTail(request.signal)
-            : await this._follow(request.signal);
-        this._sink.problem(null);
-        backoff = 1000;
-        if (finished) {
-          this._decoderFlush();
-          this._sink.end();
-          return;
-        }
-      } catch (reason) {
-        if (this._disposed || request.signal.aborted) {
-          continue;
-        }
-        const status =
-          reason instanceof ServerConnection.ResponseError
-            ? reason.response.status
-            : 0;
-        if (status === 404) {
-          this._sink.problem('This job is no longer in the job store.');
-          return;
-        }
-        if (status === 400 && this._offset !== null) {
-          // The offset is past the end: the log was replaced. Start over.
-          this._offset = null;
-          continue;
-        }
-        this._sink.problem(
-          `Cannot read the log (${String(reason)}); retrying.`
-        );
-        await this._sleep(backoff);
-        backoff = Math.min(backoff * 2, 30000);
-      } finally {
+      const status =
+        reason instanceof ServerConnection.ResponseError
+          ? reason.response.status
+          : 0;
+      if (status === 404) {
+        this._sink.problem('This job is no longer in the job store.');
+        this._poll.dispose();
+        return;
+      }
+      if (status === 400 && !tail) {
+        // The offset is past the end: the log was replaced. Start over.
+        this._offset = null;
+        this._next(tick, 0);
+        return;
+      }
+      this._sink.problem(`Cannot read the log (${String(reason)}); retrying.`);
+      throw reason;
+    } finally {
+      if (this._request === request) {
         this._request = null;
       }
+    }
+    if (finished) {
+      this._sink.problem(null);
+      this._decoderFlush();
+      this._sink.end();
+      this._poll.dispose();
+      return;
+    }
+    if (this._poll.tick !== tick) {
+      return;
+    }
+    this._sink.problem(null);
+    // Follow at once after the tail; then at most one request per minInterval.
+    const elapsed = Date.now() - began;
+    this._next(tick, tail ? 0 : Math.max(0, this._minInterval - elapsed));
+  }
+
+  /** Schedule the next step, unless the poll was rescheduled meanwhile. */
+  private _next(tick: Promise<unknown>, interval: number): void {
+    if (this._poll.tick === tick) {
+      void this._poll.schedule({
+        interval,
+        phase:
+          this._poll.state.phase === 'rejected' ? 'reconnected' : 'resolved'
+      });
     }
   }
 
@@ -138,11 +168,7 @@ export class LogFollower implements IDisposable {
       length: 0,
       signal
     });
-    let size = probe.logSize;
-    if (size === null) {
-      size = (await this._api.getJob(this._jobId, signal)).log_size;
-    }
-    const start = Math.max(0, size - this._window);
+    const start = Math.max(0, probe.logSize - this._window);
     const chunk = await this._api.readLog(this._jobId, {
       offset: start,
       length: this._window,
@@ -167,7 +193,6 @@ export class LogFollower implements IDisposable {
 
   /** Wait for and read bytes past the offset. Returns whether the log is complete. */
   private async _follow(signal: AbortSignal): Promise<boolean> {
-    const began = Date.now();
     const offset = this._offset ?? 0;
     const chunk = await this._api.readLog(this._jobId, {
       offset,
@@ -175,7 +200,7 @@ export class LogFollower implements IDisposable {
       follow: true,
       signal
     });
-    if (chunk.logSize !== null && chunk.logSize - offset > 2 * this._window) {
+    if (chunk.logSize - offset > 2 * this._window) {
       // Far behind a fast writer: skip to the end instead of reading it all.
       this._offset = null;
       return false;
@@ -184,14 +209,7 @@ export class LogFollower implements IDisposable {
     if (chunk.data.length > 0) {
       this._sink.append(this._decode(chunk.data));
     }
-    if (this._isComplete(chunk)) {
-      return true;
-    }
-    const wait = this._minInterval - (Date.now() - began);
-    if (wait > 0) {
-      await this._sleep(wait);
-    }
-    return false;
+    return this._isComplete(chunk);
   }
 
   /** Whether a chunk says that the job ended and nothing is left to read. */
@@ -199,9 +217,7 @@ export class LogFollower implements IDisposable {
     if (chunk.state === null || !isFinished(chunk.state)) {
       return false;
     }
-    return chunk.logSize === null
-      ? chunk.data.length === 0
-      : (this._offset ?? 0) >= chunk.logSize;
+    return (this._offset ?? 0) >= chunk.logSize;
   }
 
   private _decode(data: Uint8Array): string {
@@ -215,21 +231,6 @@ export class LogFollower implements IDisposable {
     }
   }
 
-  /** Wait `ms` milliseconds, or less if the open request is aborted. */
-  private _sleep(ms: number): Promise<void> {
-    const signal = this._request?.signal;
-    if (signal?.aborted) {
-      return Promise.resolve();
-    }
-    return new Promise(resolve => {
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
   private readonly _api: JobsApi;
   private readonly _jobId: number;
   private readonly _sink: ILogSink;
@@ -238,8 +239,8 @@ export class LogFollower implements IDisposable {
   private _decoder = new TextDecoder();
   /** The next byte to read; `null` until the tail was read (or after a skip). */
   private _offset: number | null = null;
+  private readonly _poll: Poll<void>;
   private _paused = false;
   private _disposed = false;
   private _request: AbortController | null = null;
-  private _resume: (() => void) | null = null;
 }

@@ -15,7 +15,6 @@ import { IJob, isFinished } from './api';
 import { SecondTicker } from './clock';
 import {
   briefState,
-  describeExit,
   formatBytes,
   formatDuration,
   jobLabel,
@@ -168,10 +167,9 @@ export class JobLogView extends Widget implements ILogSink {
     if (runtime) {
       details.push(runtime);
     }
-    if (job.exit_code !== null && job.exit_code !== undefined) {
-      const signal =
-        job.exit_code < 0 ? ` (${describeExit(job.exit_code)})` : '';
-      details.push(`exit code ${job.exit_code}${signal}`);
+    if (job.exit_text) {
+      // The server's words: "exit code 0", "killed by SIGKILL".
+      details.push(job.exit_text);
     }
     if (job.error) {
       details.push(job.error);

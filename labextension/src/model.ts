@@ -4,18 +4,29 @@
  *
  * One request is open at a time and the server answers it only when the
  * store changed (or after ~30 s), so an idle page costs nothing; a change
- * reaches the page as soon as the server sees it.
+ * reaches the page as soon as the server sees it. A `Poll` drives the feed:
+ * it backs off after errors and stands by while the page is hidden.
  */
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IJob, IJobList, JobsApi, isFinished } from './api';
+import {
+  IJob,
+  IJobList,
+  JobsApi,
+  WIRE_SCHEMA_VERSION,
+  isFinished
+} from './api';
 
 /** Options for a `JobsModel`. */
 export interface IJobsModelOptions {
   api: JobsApi;
-  /** First delay after a failed request, in milliseconds. */
+  /**
+   * First delay after a failed request, and the shortest time between two
+   * requests when the first brought no change, in milliseconds.
+   */
   minBackoff?: number;
   /** Longest delay between retries, in milliseconds. */
   maxBackoff?: number;
@@ -25,8 +36,19 @@ export interface IJobsModelOptions {
 export class JobsModel implements IDisposable {
   constructor(options: IJobsModelOptions) {
     this.api = options.api;
-    this._minBackoff = options.minBackoff ?? 1000;
-    this._maxBackoff = options.maxBackoff ?? 30000;
+    this._minInterval = Math.max(1, options.minBackoff ?? 1000);
+    this._poll = new Poll<IJobList>({
+      name: 'jobmagic:jobs',
+      auto: false,
+      factory: () => this._ask(),
+      standby: 'when-hidden'
+    });
+    // Set after construction: the constructor raises `max` to at least 30 s.
+    this._poll.frequency = {
+      interval: this._minInterval,
+      backoff: 2,
+      max: Math.max(this._minInterval, options.maxBackoff ?? 30000)
+    };
   }
 
   readonly api: JobsApi;
@@ -78,7 +100,7 @@ export class JobsModel implements IDisposable {
   start(): void {
     if (!this._started && !this.isDisposed) {
       this._started = true;
-      void this._follow();
+      void this._poll.start();
     }
   }
 
@@ -110,40 +132,55 @@ export class JobsModel implements IDisposable {
       return;
     }
     this._abort.abort();
+    this._poll.dispose();
     Signal.clearData(this);
   }
 
-  private async _follow(): Promise<void> {
-    let backoff = this._minBackoff;
-    while (!this.isDisposed) {
-      const asked = this._version;
-      const sent = Date.now();
-      try {
-        this._apply(await this.api.listJobs(asked, this._abort.signal));
-        backoff = this._minBackoff;
-      } catch (reason) {
-        if (this.isDisposed) {
-          return;
-        }
-        console.warn(`jobmagic: job list unavailable, retrying`, reason);
-        await this._sleep(backoff);
-        backoff = Math.min(backoff * 2, this._maxBackoff);
-        continue;
+  /**
+   * One request of the feed, the poll's factory. It schedules the next one
+   * itself when it succeeds; after a failure the poll retries with back-off.
+   */
+  private async _ask(): Promise<IJobList> {
+    const tick = this._poll.tick;
+    const asked = this._version;
+    const sent = Date.now();
+    let list: IJobList;
+    try {
+      list = await this.api.listJobs(asked, this._abort.signal);
+    } catch (reason) {
+      if (!this.isDisposed) {
+        console.warn('jobmagic: job list unavailable, retrying', reason);
       }
-      if (asked !== undefined && this._version === asked) {
-        // The server's wait ended without a change. If it answered at once,
-        // it is not long-polling: wait rather than spin.
-        const elapsed = Date.now() - sent;
-        if (elapsed < this._minBackoff) {
-          await this._sleep(this._minBackoff - elapsed);
-        }
-      }
+      throw reason;
     }
+    this._apply(list);
+    if (this._poll.tick === tick) {
+      // After a change, ask again at once: the server holds the request until
+      // the next one. An answer without a change came after the server's wait,
+      // or at once from a server that does not long-poll: then keep the
+      // minimum interval rather than spin.
+      const changed = asked === undefined || list.version !== asked;
+      const elapsed = Date.now() - sent;
+      void this._poll.schedule({
+        interval: changed ? 0 : Math.max(0, this._minInterval - elapsed),
+        payload: list,
+        phase:
+          this._poll.state.phase === 'rejected' ? 'reconnected' : 'resolved'
+      });
+    }
+    return list;
   }
 
   private _apply(list: IJobList): void {
     if (this.isDisposed) {
       return;
+    }
+    if (list.schema_version !== WIRE_SCHEMA_VERSION && !this._warnedSchema) {
+      this._warnedSchema = true;
+      console.warn(
+        `jobmagic: the server sends wire schema ${list.schema_version}, this page ` +
+          `understands ${WIRE_SCHEMA_VERSION}; reload the page after an upgrade`
+      );
     }
     this._receivedAt = Date.now();
     this._version = list.version;
@@ -158,24 +195,12 @@ export class JobsModel implements IDisposable {
     }
   }
 
-  private _sleep(ms: number): Promise<void> {
-    return new Promise(resolve => {
-      const timer = setTimeout(done, ms);
-      const signal = this._abort.signal;
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done);
-    });
-  }
-
-  private readonly _minBackoff: number;
-  private readonly _maxBackoff: number;
+  private readonly _minInterval: number;
+  private readonly _poll: Poll<IJobList>;
   private readonly _abort = new AbortController();
   private readonly _changed = new Signal<this, void>(this);
   private _started = false;
+  private _warnedSchema = false;
   private _version: number | undefined = undefined;
   private _receivedAt = Date.now();
   private _jobs: IJob[] = [];
