@@ -37,6 +37,7 @@ def test_a_spec_is_checked_and_frozen() -> None:
         ({"timeout": -1}, ValueError, "timeout must be a number of seconds >= 0"),
         ({"timeout": float("nan")}, ValueError, "timeout must be"),
         ({"timeout": True}, ValueError, "timeout must be"),
+        ({"timeout": "5"}, ValueError, "timeout must be"),
         ({"env": {"A": 1}}, TypeError, "'A' must map a str to a str"),
         ({"name": 3}, TypeError, "a job name is a str"),
         ({"backend": ""}, ValueError, "a backend is named by a str"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
 from collections.abc import Mapping
@@ -85,7 +84,7 @@ class JobSpec:
             if not isinstance(key, str) or not isinstance(value, str):  # type: ignore[redundant-expr]
                 raise TypeError(f"environment variable {key!r} must map a str to a str")
         timeout = self.timeout
-        if timeout is not None and (isinstance(timeout, bool) or not _is_seconds(timeout)):
+        if timeout is not None and not _is_seconds(timeout):
             raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         if not isinstance(self.backend, str) or not self.backend:  # type: ignore[redundant-expr]
             raise ValueError(f"a backend is named by a str such as 'local', not {self.backend!r}")
@@ -116,10 +115,8 @@ class JobSpec:
 
 
 def _is_seconds(value: Any) -> bool:
-    try:
-        return bool(float(value) >= 0) and not math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
+    """A number of seconds >= 0 (``inf`` included; NaN, bools and strings are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _checked(options: JobOptions) -> dict[str, Any]:
