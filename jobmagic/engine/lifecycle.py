@@ -122,11 +122,7 @@ class JobLifecycle:
                 failure: str | None = str(exc)
             else:
                 failure = None
-                self._execution = execution
-                self._state = check_transition(self._state, JobState.RUNNING)
-                self.pid = execution.pid
-                self.started_at = time.time()
-                self._changed.notify_all()
+                self._running(execution, time.time())
         if failure is not None:
             self._finish(JobState.FAILED, None, failure)
             return
@@ -147,12 +143,16 @@ class JobLifecycle:
         """Take over a running execution a dead kernel started (QUEUED -> RUNNING)."""
         with self._lock:
             self._launched = True
-            self._execution = execution
-            self._state = check_transition(self._state, JobState.RUNNING)
-            self.pid = execution.pid
-            self.started_at = started_at
-            self._changed.notify_all()
+            self._running(execution, started_at)
         self._begin(execution)
+
+    def _running(self, execution: Execution, started_at: float | None) -> None:
+        """QUEUED -> RUNNING on ``execution`` (lock held)."""
+        self._execution = execution
+        self._state = check_transition(self._state, JobState.RUNNING)
+        self.pid = execution.pid
+        self.started_at = started_at
+        self._changed.notify_all()
 
     def _begin(self, execution: Execution) -> None:
         """The job runs: feed its output, watch for its end, arm its timeout."""
@@ -171,9 +171,7 @@ class JobLifecycle:
 
     # -- stopping ------------------------------------------------------------------------
     def stop(self, by: str, timeout: float | None, wait: bool) -> None:
-        """Stop the whole job; see :meth:`jobmagic.Worker.stop`."""
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        """Stop the whole job; see :meth:`jobmagic.Worker.stop` (which checks ``timeout``)."""
         with self._lock:
             if self._state.is_finished:
                 return

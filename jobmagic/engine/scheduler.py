@@ -14,8 +14,6 @@ from typing import Protocol
 class Admittable(Protocol):
     """A job the scheduler can start."""
 
-    job_id: int
-
     def launch(self) -> None:
         """Start the job now."""
         ...

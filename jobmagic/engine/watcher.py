@@ -204,8 +204,7 @@ class Watcher:
             del self._readable[fd]
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
-        if callback is not None:
-            _run_callback(callback)
+        _run_callback(callback)
 
     def _dispatch_file_events(self) -> None:
         wds = {event.wd for event in self._inotify.read(timeout=0)}

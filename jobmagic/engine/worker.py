@@ -21,16 +21,20 @@ from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError
 from jobmagic.text import terminal
 
-from .binding import JobBinding, default_service
+from .binding import JobBinding, JobFacts, default_service
 from .lifecycle import JobLifecycle
 
 T = TypeVar("T")
 
 
-class _Fact(Generic[T]):
-    """A Worker attribute read from its job's state (``default`` before it has a job)."""
+class _Delegated(Generic[T]):
+    """A read-only Worker attribute: the same-named attribute of ``source(worker)``.
 
-    def __init__(self, default: T, doc: str) -> None:
+    ``source`` returning None (a Worker not added to a service yet) gives ``default``.
+    """
+
+    def __init__(self, source: Callable[[Worker], object | None], default: T, doc: str) -> None:
+        self._source = source
         self._default = default
         self.__doc__ = doc
         self._name = ""
@@ -39,36 +43,25 @@ class _Fact(Generic[T]):
         self._name = name
 
     @overload
-    def __get__(self, worker: None, owner: type) -> _Fact[T]: ...
+    def __get__(self, worker: None, owner: type) -> _Delegated[T]: ...
     @overload
     def __get__(self, worker: Worker, owner: type) -> T: ...
-    def __get__(self, worker: Worker | None, owner: type) -> T | _Fact[T]:
+    def __get__(self, worker: Worker | None, owner: type) -> T | _Delegated[T]:
         if worker is None:
             return self
-        binding = worker.binding
-        if binding is None:
+        source = self._source(worker)
+        if source is None:
             return self._default
-        return cast(T, getattr(binding.facts, self._name))
+        return cast(T, getattr(source, self._name))
 
 
-class _SpecField(Generic[T]):
-    """A Worker attribute that is a field of its spec (read-only)."""
+def _spec(worker: Worker) -> JobSpec:
+    return worker.spec
 
-    def __init__(self, doc: str) -> None:
-        self.__doc__ = doc
-        self._name = ""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, worker: None, owner: type) -> _SpecField[T]: ...
-    @overload
-    def __get__(self, worker: Worker, owner: type) -> T: ...
-    def __get__(self, worker: Worker | None, owner: type) -> T | _SpecField[T]:
-        if worker is None:
-            return self
-        return cast(T, getattr(worker.spec, self._name))
+def _facts(worker: Worker) -> JobFacts | None:
+    binding = worker.binding
+    return binding.facts if binding is not None else None
 
 
 class Worker:
@@ -90,19 +83,19 @@ class Worker:
         ``backend``: see :class:`jobmagic.core.spec.JobSpec`.
     """
 
-    command = _SpecField[str]("The shell command line.")
-    name = _SpecField[str | None]("The job's alias, or None.")
-    cwd = _SpecField[str | None]("Its working directory; None means the kernel's.")
-    timeout = _SpecField[float | None]("Seconds after which it is stopped; None: no limit.")
-    pty = _SpecField[bool]("Whether it runs under a pseudo-terminal.")
-    detach = _SpecField[bool]("Whether it keeps running when its kernel shuts down.")
+    command = _Delegated[str](_spec, "", "The shell command line.")
+    name = _Delegated[str | None](_spec, None, "The job's alias, or None.")
+    cwd = _Delegated[str | None](_spec, None, "Its working directory; None means the kernel's.")
+    timeout = _Delegated[float | None](_spec, None, "Seconds after which it is stopped, or None.")
+    pty = _Delegated[bool](_spec, False, "Whether it runs under a pseudo-terminal.")
+    detach = _Delegated[bool](_spec, False, "Whether it keeps running when its kernel stops.")
 
-    state = _Fact(JobState.QUEUED, "The job's :class:`JobState`.")
-    exit_code = _Fact[int | None](None, "The exit code; negative N: killed by signal N.")
-    error = _Fact[str | None](None, "One line a person can act on when it failed, else None.")
-    pid = _Fact[int | None](None, "The pid of the job's process group leader (its wrapper).")
-    started_at = _Fact[float | None](None, "When the process started, in epoch seconds.")
-    ended_at = _Fact[float | None](None, "When the job ended, in epoch seconds; None before.")
+    state = _Delegated(_facts, JobState.QUEUED, "The job's :class:`JobState`.")
+    exit_code = _Delegated[int | None](_facts, None, "The exit code; -N: killed by signal N.")
+    error = _Delegated[str | None](_facts, None, "One line a person can act on, or None.")
+    pid = _Delegated[int | None](_facts, None, "The pid of the job's group leader (its wrapper).")
+    started_at = _Delegated[float | None](_facts, None, "When it started, in epoch seconds.")
+    ended_at = _Delegated[float | None](_facts, None, "When it ended, in epoch seconds, or None.")
 
     def __init__(
         self, command: str, logger: logging.Logger | None = None, **options: Unpack[JobOptions]

@@ -85,27 +85,15 @@ FIELDS = (
 
 def job_json(record: JobRecord) -> dict[str, Any]:
     """A job as the API sends it: exactly the fields of ``FIELDS``, in that order."""
-    values: dict[str, Any] = {
-        "id": record.id,
-        "name": record.name,
-        "command": record.command,
-        "cwd": record.cwd,
+    # Every other field is the record's attribute of that name.
+    derived: dict[str, Any] = {
         "state": record.state.value,
-        "exit_code": record.exit_code,
         "exit_text": exit_text(record.exit_code),
-        "error": record.error,
-        "pid": record.pid,
-        "backend": record.backend,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "ended_at": record.ended_at,
-        "runtime": record.runtime,
-        "orphaned": record.orphaned,
-        "owner": record.owner,
-        "detached": record.detached,
-        "stop_requested_by": record.stop_requested_by,
     }
-    return {field.name: values[field.name] for field in FIELDS}
+    return {
+        field.name: derived[field.name] if field.name in derived else getattr(record, field.name)
+        for field in FIELDS
+    }
 
 
 def job_list_json(records: list[JobRecord], version: int) -> dict[str, Any]:
