@@ -233,3 +233,26 @@ def test_tail_collapses_progress_bars(svc: WorkerService) -> None:
     w.wait()
     assert w.tail(lines=2) == "start\n3%\n"
     assert w.output() == b"start\n\r1%\r2%\r3%\n"
+
+
+def test_stream_from_an_offset_skips_what_was_read_and_follows_the_rest(
+    svc: WorkerService, tmp_path: Path
+) -> None:
+    # `%job logs --follow` shows a snapshot, then continues from the snapshot's end.
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    code = (
+        "import os, sys\n"
+        "os.write(1, b'first\\n')\n"  # one write each: a line arrives whole
+        "open(sys.argv[1]).readline()\n"
+        "os.write(1, b'second\\n')\n"
+    )
+    w = svc.start(f"{python_cmd(code)} {shlex.quote(str(fifo))}")
+    chunks = w.stream(offset=len(b"first\n"))
+    with contextlib.closing(chunks):
+        assert next(iter(w.stream())) == b"first\n"  # the first line is in the log
+        say_go(fifo)
+        assert b"".join(chunks) == b"second\n"
+    assert w.wait() == 0
+    assert b"".join(w.stream(offset=3)) == b"st\nsecond\n"
+    assert b"".join(w.stream(offset=1000)) == b"", "past the end of a finished job: nothing"
