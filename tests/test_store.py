@@ -528,3 +528,25 @@ def test_a_reused_pid_is_never_signalled(svc: WorkerService) -> None:
     w.stop(timeout=5)  # the owner still holds the process itself and can stop it
     assert not alive(child)
     assert signal_job(w.pid, real_start, w.pid, signal.SIGTERM) is False, "gone is gone"
+
+
+def test_a_commit_is_visible_when_the_changed_file_says_so(jobmagic_home: Path) -> None:
+    # Watchers (the server's change feed) wake on this file: when it changes, the commit
+    # must be visible to other connections, unlike at the WAL write that precedes it.
+    from inotify_simple import INotify, flags
+
+    writer, reader = JobStore(jobmagic_home), JobStore(jobmagic_home)
+    inotify = INotify()
+    try:
+        inotify.add_watch(writer.changed_path, flags.ATTRIB)
+        assert mode(writer.changed_path) == 0o600
+        for _ in range(20):
+            version = reader.data_version()
+            writer.create(JobSpec("true"))
+            assert inotify.read(timeout=10_000), "no change signalled"
+            assert reader.data_version() != version
+        assert [r.id for r in reader.list()] == list(range(1, 21))
+    finally:
+        inotify.close()
+        writer.close()
+        reader.close()

@@ -31,8 +31,11 @@ from .file_events import FileEvents
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
 
-# Writes to the database land in the WAL; a checkpoint writes the main file.
-_DB_EVENTS = flags.MODIFY | flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.DELETE
+# Writes to the database land in the WAL; a checkpoint writes the main file; every
+# writer touches the store's "changed" file once its commit is visible (IN_ATTRIB).
+_DB_EVENTS = (
+    flags.MODIFY | flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.DELETE | flags.ATTRIB
+)
 
 
 class ChangeFeed:
@@ -92,7 +95,11 @@ class ChangeFeed:
         self._files = files
         self._exits = exits
         self._reactor = reactor
-        db_names = {self.store.path.name, self.store.path.name + "-wal"}
+        db_names = {
+            self.store.path.name,
+            self.store.path.name + "-wal",
+            self.store.changed_path.name,
+        }
 
         def on_home_event(name: str, mask: int) -> None:
             if name in db_names or mask & flags.Q_OVERFLOW:

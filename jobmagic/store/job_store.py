@@ -41,6 +41,10 @@ BUSY_TIMEOUT = 60.0
 #: Marks the file as jobmagic's ("JOBM"), so a foreign SQLite file is never written to.
 APPLICATION_ID = 0x4A4F424D
 DB_NAME = "jobs.sqlite"
+#: Touched after every commit (IN_ATTRIB for inotify watchers). A commit's last write to
+#: the WAL comes before SQLite publishes it in the shared-memory index, so a watcher woken
+#: by that write may not see the commit yet; this file changes only once it is visible.
+CHANGED_NAME = "jobs.changed"
 
 
 class JobStore:
@@ -63,6 +67,7 @@ class JobStore:
         self.home = private_dir(Path(home) if home is not None else jobmagic_home())
         self.logs_dir = private_dir(self.home / "logs")
         self.path = self.home / DB_NAME
+        self.changed_path = self.home / CHANGED_NAME
         # One connection per store, shared by threads: sqlite3 objects are not safe to use
         # from two threads at once, so this lock guards every use of self._db.
         self._lock = threading.Lock()
@@ -84,6 +89,8 @@ class JobStore:
             # Create the file ourselves so it is 0600 from the start; SQLite gives its
             # -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        if not self.changed_path.exists():
+            os.close(os.open(self.changed_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -156,6 +163,9 @@ class JobStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        # Outside the transaction: the commit is visible to every reader by now.
+        with contextlib.suppress(OSError):
+            os.utime(self.changed_path)
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[JobRecord]:
         with self._lock:
