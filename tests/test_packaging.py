@@ -106,6 +106,7 @@ def test_wheel_ships_typing_marker_labextension_and_config(tmp_path: Path) -> No
     expected = {
         "jobmagic/py.typed",
         "jobmagic/_version.py",
+        "jobmagic/backends/local/pty_relay.py",  # run by path: must be a file in the wheel
         "jobmagic/labextension/package.json",
         "jobmagic/labextension/static/style.js",
         f"{data}/share/jupyter/labextensions/jobmagic/package.json",

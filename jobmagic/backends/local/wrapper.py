@@ -4,7 +4,9 @@ The wrapper is the job's process group leader and the kernel's direct child. It 
 command, then writes the command's exit status to the job's status file, so the status is
 on disk even when no kernel is alive to reap the job. It catches SIGTERM, SIGINT and SIGHUP
 only to outlive its command long enough to record it: a caught signal is reset to its
-default in the command (unlike an ignored one), so the command sees them as usual.
+default in the command (unlike an ignored one), so the command sees them as usual. A
+``pty=True`` command runs under the pty relay (``pty_relay.py``), which keeps it in the
+job's process group: a stop reaches it as it reaches any command.
 
 Spawning goes through ``subprocess.Popen`` with no Python callback between fork and exec,
 so CPython keeps its vfork fast path: a spawn costs about a millisecond however large the
@@ -24,23 +26,29 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from jobmagic.core.files import create_private_file
 from jobmagic.text.terminal import decode, read_tail
 
-# $1 status file, $2 stop marker, $3 shell, $4 command, $5 how to run it (see run_mode).
+#: The pty relay, run by file path (it imports nothing of jobmagic).
+PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.py")
+
+# $1 status file, $2 stop marker, $3 shell, $4 command, $5 how to run it (see run_mode),
+# $6 the Python that runs $7, the pty relay (pty_relay.py), in the "pty" modes.
 # stdout and stderr arrive as one open log file. The wrapper keeps it on fd 3 for the
 # command and points its own stdout and stderr at /dev/null, so its own notices ("Killed")
 # never land in the job's byte-exact log. The command runs in a subshell of the wrapper (a
 # fork: the cheapest way to get a child), which first checks the stop marker: `stop()`
 # creates the marker before it signals the group, so a stop that lands while the wrapper
-# starts up is never swallowed by the wrapper's trap.
+# starts up is never swallowed by the wrapper's trap. In the "pty" modes the subshell
+# becomes the relay, which runs the command on a pty in the job's process group.
 WRAPPER = """trap : TERM INT HUP
 exec 3>&1 >/dev/null 2>&1
 [ -n "${PYTHONUNBUFFERED+set}" ] || export PYTHONUNBUFFERED=1
-_jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5
+_jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5 _jm_python=$6 _jm_relay=$7
 (
   exec >&3 2>&3 3>&-
   [ -e "$_jm_stop" ] && exit 143
@@ -48,7 +56,8 @@ _jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5
   case $_jm_mode in
     exec) eval "exec $_jm_cmd" ;;
     eval) eval "$_jm_cmd" ;;
-    pty) SHELL=$_jm_shell exec script -q -e -f -E never -c "$_jm_cmd" /dev/null ;;
+    pty-exec) exec "$_jm_python" -I -S "$_jm_relay" "$_jm_shell" "exec $_jm_cmd" ;;
+    pty) exec "$_jm_python" -I -S "$_jm_relay" "$_jm_shell" "$_jm_cmd" ;;
     *) exec "$_jm_shell" -c "$_jm_cmd" ;;
   esac
 )
@@ -121,20 +130,34 @@ _SHELL_WORDS = frozenset(
 
 
 def run_mode(command: str, shell: str, pty: bool) -> str:
-    """How the wrapper runs ``command``: "pty", "exec", "eval" or "shell".
+    """How the wrapper runs ``command``: "exec", "eval", "shell", "pty-exec" or "pty".
 
-    A simple command under the default shell is exec'd in place of the subshell, so the
-    program itself is the wrapper's child: its own exit status is recorded (0 after a
-    graceful exit on SIGTERM, -9 when killed), not that of a shell in between.
+    A simple command under the default shell is exec'd in place of the subshell ("exec"),
+    so the program itself is the wrapper's child: its own exit status is recorded (0 after
+    a graceful exit on SIGTERM, -9 when killed), not that of a shell in between. Other
+    commands under the default shell are evaluated by the subshell ("eval"); another
+    shell runs the command itself ("shell"). With a pty, the pty relay runs the command
+    with ``SHELL -c``, and the shell execs a simple command under the default shell
+    ("pty-exec"): there too the program is the relay's child, not a shell. A command longer
+    than ``SIMPLE_COMMAND_CHARS`` counts as not simple without being looked at: lexing a
+    megabyte takes seconds.
     """
-    if pty:
-        return "pty"
     if shell != "/bin/sh":
-        return "shell"
-    return "exec" if _is_simple_command(command) else "eval"
+        return "pty" if pty else "shell"
+    simple = _is_simple_command(command)
+    if pty:
+        return "pty-exec" if simple else "pty"
+    return "exec" if simple else "eval"
+
+
+#: Longer commands are not lexed to see whether they are simple (``shlex`` takes ~0.1 s
+#: for this much at worst, and grows faster than the command).
+SIMPLE_COMMAND_CHARS = 64 * 1024
 
 
 def _is_simple_command(command: str) -> bool:
+    if len(command) > SIMPLE_COMMAND_CHARS:
+        return False
     lexer = shlex.shlex(command, posix=True, punctuation_chars="();<>|&\n")
     lexer.whitespace = " \t"
     try:
@@ -187,6 +210,8 @@ def spawn(
             shell,
             command,
             run_mode(command, shell, pty),
+            sys.executable or "python3",
+            PTY_RELAY,
         ],
         stdin=subprocess.DEVNULL,
         stdout=log_fd,
