@@ -32,7 +32,7 @@ from jobmagic.backends.registry import Executors
 from jobmagic.core.process_identity import process_start_time
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobNotFound, StoreError
-from jobmagic.store.job_store import APPLICATION_ID, DB_NAME, JobStore
+from jobmagic.store.job_store import APPLICATION_ID, DB_NAME, JobStore, move_aside_command
 from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import MIGRATIONS, SCHEMA_VERSION
 
@@ -93,7 +93,7 @@ def test_home_is_private_and_files_are_owner_only(tmp_path: Path, mask: int) -> 
                 "wal": home / f"{DB_NAME}-wal",
                 "shm": home / f"{DB_NAME}-shm",
                 "log": w.log_path,
-                "status": home / "status" / f"{w.id}.status",
+                "status": home / "status" / f"{w.log_path.stem}.status",
             }
             dirs = {"home": home, "logs": home / "logs", "status dir": home / "status"}
             modes = {name: oct(mode(p)) for name, p in {**files, **dirs}.items()}
@@ -242,7 +242,7 @@ def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path
         assert kept == [running.id] + [w.id for w in done[2:]]
         for pruned in done[:2]:
             assert not pruned.log_path.exists()
-            assert not (svc.store.home / "status" / f"{pruned.id}.status").exists()
+            assert not (svc.store.home / "status" / f"{pruned.log_path.stem}.status").exists()
             with pytest.raises(JobNotFound):
                 svc.get(pruned.id or 0)
         assert [w.id for w in svc.list()] == kept
@@ -289,9 +289,15 @@ def test_damaged_file_gives_a_clear_error(tmp_path: Path) -> None:
         JobStore(home)
     message = str(caught.value)
     assert str(db) in message
-    assert f"mv {db} {db}.bad" in message
+    assert move_aside_command(home) in message
     with pytest.raises(StoreError):
         WorkerService(home=home)
+    # What the message says to do works: the files move aside and a new store starts.
+    subprocess.run(["bash", "-c", move_aside_command(home)], check=True)
+    assert not db.exists()
+    (moved,) = home.glob(f"old-*/{DB_NAME}")
+    assert moved.read_bytes().startswith(b"this is not a database")
+    assert JobStore(home).list() == []
 
 
 def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -374,7 +380,7 @@ def _orphan(store: JobStore, status: bytes | None, stop_requested_by: str | None
     record = store.create(JobSpec("a job whose kernel died"))
     owner_pid, owner_start = dead_pid()
     job_pid, job_start = dead_pid()
-    status_path = LocalExecutor(store.home).status_path(record.id)
+    status_path = LocalExecutor(store.home).status_path(store.log_path(record.id))
     store.update(
         record.id,
         state=JobState.RUNNING,

@@ -95,6 +95,16 @@ class Executor(Protocol):
 
     name: str
 
+    def check(self, spec: JobSpec) -> None:
+        """Refuse, before anything is recorded, a spec this backend can never run.
+
+        Raises
+        ------
+        ValueError
+            Saying in one line what is wrong (a command longer than the system runs).
+        """
+        ...
+
     def launch(self, job_id: int, spec: JobSpec, log_path: Path) -> Execution:
         """Start job ``job_id`` of ``spec``, its output appended to ``log_path``.
 

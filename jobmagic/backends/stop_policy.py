@@ -140,7 +140,7 @@ class Stops:
         self._ended = ended
         # Guards _pending: stops are asked for from any thread, exits arrive on the reactor.
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[Execution, StopPolicy]] = {}
+        self._pending: dict[int, tuple[Execution, StopPolicy, threading.Event]] = {}
 
     @property
     def pending(self) -> int:
@@ -155,52 +155,64 @@ class Stops:
         ref: Mapping[str, Any] | None,
         by: str,
         grace: float | None = None,
-    ) -> None:
-        """Stop job ``job_id``, whose execution ``executor`` finds from ``ref``."""
+    ) -> threading.Event:
+        """Stop job ``job_id``, whose execution ``executor`` finds from ``ref``.
+
+        Returns an event that is set once the job has ended and ``ended(job_id)`` ran:
+        at once for a job that had ended, else after its grace period at the latest.
+        """
         with self._lock:
             pending = self._pending.get(job_id)
         if pending is not None:
             pending[1].request(by, grace)
-            return
+            return pending[2]
         execution = executor.attach(ref)
         if execution is None:
             # Gone already: only its record may need finishing.
             self._record_request(job_id, by)
             self._ended(job_id)
-            return
+            done = threading.Event()
+            done.set()
+            return done
         policy = StopPolicy(
             execution,
             self._reactor,
             self._default_grace,
             functools.partial(self._record_request, job_id),
         )
+        done = threading.Event()
         with self._lock:
             if job_id in self._pending:  # another thread got there first
                 execution.close()
                 pending = self._pending[job_id]
             else:
-                self._pending[job_id] = (execution, policy)
+                self._pending[job_id] = (execution, policy, done)
         if pending is not None:
             pending[1].request(by, grace)
-            return
+            return pending[2]
         execution.on_exit(self._reactor, functools.partial(self._exited, job_id))
         policy.request(by, grace)
+        return done
 
     def kill_all(self) -> None:
         """End every pending stop now (SIGKILL): nobody will be there to wait for them."""
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
-        for execution, policy in pending:
+        for execution, policy, done in pending:
             policy.ended()
             execution.kill()
             execution.close()
+            done.set()
 
     def _exited(self, job_id: int) -> None:
         with self._lock:
             pending = self._pending.pop(job_id, None)
         if pending is None:
             return
-        execution, policy = pending
+        execution, policy, done = pending
         policy.ended()
         execution.close()
-        self._ended(job_id)
+        try:
+            self._ended(job_id)
+        finally:
+            done.set()

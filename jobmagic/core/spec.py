@@ -59,7 +59,9 @@ class JobSpec:
     Raises
     ------
     ValueError
-        An empty command or backend name, or a timeout that is not a number >= 0.
+        An empty command or backend name, a timeout that is not a number >= 0, a NUL
+        byte in any string, an empty ``env`` key or one with ``=`` in it, or a name that
+        reads as a job id ("7", "#7": ids and names share one lookup).
     TypeError
         An ``env`` key or value that is not a str, or a name that is not a str.
     """
@@ -77,12 +79,24 @@ class JobSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.command, str) or not self.command.strip():  # type: ignore[redundant-expr]
             raise ValueError("empty command")
-        if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"a job name is a str, not {self.name!r}")
+        _no_nul("the command", self.command)
+        if self.name is not None:
+            _check_name(self.name)
         env = dict(self.env or {})
         for key, value in env.items():
             if not isinstance(key, str) or not isinstance(value, str):  # type: ignore[redundant-expr]
                 raise TypeError(f"environment variable {key!r} must map a str to a str")
+            if not key or "=" in key:
+                raise ValueError(
+                    f"environment variable name {key!r} is not valid: it must be non-empty "
+                    "and have no '='"
+                )
+            _no_nul(f"environment variable {key!r}", key + value)
+        if self.cwd is not None:
+            _no_nul("the working directory", os.fspath(self.cwd))
+        if not isinstance(self.shell, str) or not self.shell:  # type: ignore[redundant-expr]
+            raise ValueError(f"a shell is a path such as '/bin/sh', not {self.shell!r}")
+        _no_nul("the shell", self.shell)
         timeout = self.timeout
         if timeout is not None and not _is_seconds(timeout):
             raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
@@ -112,6 +126,30 @@ class JobSpec:
             "shell": self.shell,
             "backend": self.backend,
         }
+
+
+def _no_nul(what: str, text: str) -> None:
+    if "\0" in text:
+        raise ValueError(f"{what} contains a NUL byte, which no program can be given")
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"a job name is a str, not {name!r}")
+    _no_nul("the job name", name)
+    if not name.strip():
+        raise ValueError("a job name cannot be empty; leave it out for no name")
+    if looks_like_id(name):
+        raise ValueError(
+            f"a job name cannot read as a job id ({name!r}); ids and names are looked up "
+            "alike: use a name with a letter in it"
+        )
+
+
+def looks_like_id(text: str) -> bool:
+    """True for text that a lookup takes as a job id: "7", " #7 "."""
+    digits = text.strip().lstrip("#")
+    return digits.isascii() and digits.isdigit()
 
 
 def _is_seconds(value: Any) -> bool:

@@ -23,14 +23,15 @@ class ForeignJob:
     reread:
         Returns the job's current record (after reconciling), None once it is deleted.
     stop:
-        ``stop(record, by, timeout)``: stops the job for this kernel.
+        ``stop(record, by, timeout, wait)``: stops the job for this kernel (with ``wait``:
+        returns once the job has ended and its end is recorded).
     """
 
     def __init__(
         self,
         record: JobRecord,
         reread: Callable[[int], JobRecord | None],
-        stop: Callable[[JobRecord, str, float | None], None],
+        stop: Callable[[JobRecord, str, float | None, bool], None],
     ) -> None:
         self._reread = reread
         self._stop = stop
@@ -52,11 +53,17 @@ class ForeignJob:
                 self._record = record
             return self._record
 
-    def stop(self, by: str, timeout: float | None) -> None:
-        """Stop the job on behalf of this kernel unless it has ended; returns at once."""
+    def stop(self, by: str, timeout: float | None, wait: bool) -> None:
+        """Stop the job on behalf of this kernel unless it has ended.
+
+        The same policy as for an own job: SIGTERM, SIGKILL after ``timeout``. With
+        ``wait``, returns once the job has ended and its end is recorded.
+        """
         record = self.refresh()
         if not record.state.is_finished:
-            self._stop(record, by, timeout)
+            self._stop(record, by, timeout, wait)
+            if wait:
+                self.refresh()
 
     def not_owned_message(self) -> str:
         """Why this kernel cannot wait for or follow the job, and what to do about it."""

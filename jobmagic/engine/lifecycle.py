@@ -120,6 +120,9 @@ class JobLifecycle:
                 execution = self._executor.launch(self.job_id, self.spec, self.log_path)
             except LaunchError as exc:
                 failure: str | None = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a job that cannot start ends FAILED
+                _log.exception("jobmagic could not start job %s", self.job_id)
+                failure = f"could not start: {exc}"
             else:
                 failure = None
                 self._running(execution, time.time())

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Unpack
@@ -16,7 +17,7 @@ from jobmagic.backends.base import Executor
 from jobmagic.backends.registry import Executors
 from jobmagic.core.events import EventKind, JobEvent, Listeners
 from jobmagic.core.files import create_private_file
-from jobmagic.core.spec import JobOptions, JobSpec
+from jobmagic.core.spec import JobOptions, JobSpec, looks_like_id
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_store import JobStore
@@ -28,10 +29,15 @@ from .output_feed import OutputFeed, SharedHandlers
 from .retention import delete_job, prune
 from .scheduler import Scheduler
 from .views import ForeignJobs, not_found_message
-from .watcher import Watcher
+from .watcher import Timer, Watcher
 from .worker import Worker
 
 _log = logging.getLogger("jobmagic")
+
+#: Seconds ``shutdown()`` waits beyond the stop timeout for jobs to end (and the store).
+SHUTDOWN_SLACK = 10.0
+#: The longest wait between retries of job ends that could not be recorded (disk full).
+MAX_RETRY_DELAY = 60.0
 
 #: The logger the default service hands its jobs' output to (as children named by id).
 DEFAULT_LOGGER_NAME = "jobmagic.job"
@@ -84,6 +90,8 @@ class WorkerService:
         self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}
         self._closed = False
+        self._retry_delay = 1.0
+        self._retry_timer: Timer | None = None
         self._foreign = ForeignJobs(
             store=self.store,
             executors=self.executors,
@@ -112,11 +120,15 @@ class WorkerService:
         Raises
         ------
         ValueError
-            Empty command, a negative timeout, or an unknown backend.
+            Empty command, a negative timeout, an unknown backend, a NUL byte, a bad
+            ``env`` name, a name that reads as an id, or a command larger than the
+            system runs. Nothing is recorded then.
         TypeError
             An ``env`` value that is not a str, or an unknown option.
         JobNameInUse
             A running job already has ``name``.
+        StoreError
+            The job store cannot be written (disk full, read-only, deleted).
         """
         return self.add(Worker(command, **options)).start()
 
@@ -126,13 +138,33 @@ class WorkerService:
         if worker.id is not None:
             raise JobmagicError(f"job {worker.id} already belongs to a service")
         spec = worker.spec
-        executor = self.executors.require(spec.backend)  # unknown: fails before a record
+        # What the backend cannot run fails before anything is recorded.
+        executor = self.executors.require(spec.backend)
+        executor.check(spec)
         record = self.store.create(spec)
-        # The log exists from the start, so that stream() of a queued job can wait on it.
-        os.close(create_private_file(self.store.log_path(record.id)))
+        self._create_log(record.id)
         self._bind_owned(worker, record.id, spec, executor)
         self._emit("added", worker)
         return worker
+
+    def _create_log(self, job_id: int) -> None:
+        """Create the new job's empty log (stream() of a queued job waits on it)."""
+        path = self.store.log_path(job_id)
+        try:
+            try:
+                fd = create_private_file(path, new=True)
+            except FileExistsError:
+                # Another store's file of the same name (a store restored from a copy):
+                # set aside, never appended to.
+                stale = path.with_name(f"{path.name}.stale-{time.time():.0f}")
+                os.rename(path, stale)
+                _log.warning("jobmagic: moved an earlier job's log %s aside to %s", path, stale)
+                fd = create_private_file(path, new=True)
+        except OSError as exc:
+            with contextlib.suppress(StoreError):
+                self.store.finish(job_id, JobState.FAILED, None, f"cannot create its log: {exc}")
+            raise StoreError(f"cannot create the job's log {path}: {exc.strerror or exc}") from None
+        os.close(fd)
 
     def _bind_owned(
         self, worker: Worker, job_id: int, spec: JobSpec, executor: Executor
@@ -148,7 +180,7 @@ class WorkerService:
             feed=feed,
             default_grace=self._default_grace,
             on_change=functools.partial(self._emit, "state", worker),
-            on_end=self._prune,
+            on_end=self._after_end,
         )
         worker.bind(
             JobBinding(
@@ -197,7 +229,20 @@ class WorkerService:
         execution = executor.attach(record.backend_ref)
         if execution is None:
             raise JobmagicError(f"job {record.id} is no longer running")
-        self.store.adopt(record.id)
+        try:
+            won = self.store.adopt(record)
+        except BaseException:
+            execution.close()
+            raise
+        if not won:
+            execution.close()
+            now = self.store.get(record.id)
+            if now is not None and now.state is JobState.RUNNING:
+                raise JobmagicError(
+                    f"job {record.id} was just adopted by another kernel ({now.owner}); "
+                    "follow it there"
+                )
+            raise JobmagicError(f"job {record.id} is no longer running")
         adopted = Worker.from_spec(record.spec())
         lifecycle = self._bind_owned(adopted, record.id, adopted.spec, executor)
         lifecycle.adopt(execution, record.started_at)
@@ -284,6 +329,35 @@ class WorkerService:
             self._workers.pop(worker.id, None)
         self._emit("removed", worker)
 
+    def _after_end(self) -> None:
+        """A job of this service has ended: retry what was not recorded, else prune."""
+        if self.store.unsaved:
+            self._retry_later()
+            return
+        try:
+            self._prune()
+        except StoreError as exc:
+            _log.warning("jobmagic could not prune old jobs: %s", exc)
+
+    def _retry_later(self) -> None:
+        """Retry writing unrecorded job ends on a timer, backing off up to a minute."""
+        with self._lock:
+            if self._retry_timer is not None or self._closed:
+                return
+            delay = self._retry_delay
+            self._retry_delay = min(MAX_RETRY_DELAY, delay * 2)
+            self._retry_timer = self.watcher.call_later(delay, self._retry_unsaved)
+
+    def _retry_unsaved(self) -> None:
+        with self._lock:
+            self._retry_timer = None
+        if self.store.retry_unsaved():
+            self._retry_later()
+            return
+        with self._lock:
+            self._retry_delay = 1.0
+        _log.info("jobmagic recorded the job ends it could not write before")
+
     def _prune(self) -> None:
         removed = prune(self.store, self.executors, self.keep_finished, self.max_log_bytes)
         with self._lock:
@@ -291,14 +365,33 @@ class WorkerService:
         for old in gone:
             self._emit("removed", old)
 
-    def shutdown(self) -> None:
-        """Stop this kernel's jobs (detached ones keep running) and end the watcher."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop this kernel's jobs (detached ones keep running) and end the watcher.
+
+        Jobs get ``timeout`` seconds (default: ``stop_timeout``) between SIGTERM and
+        SIGKILL; this returns at most ``SHUTDOWN_SLACK`` seconds after that even when a
+        job does not end or the store cannot be written (a warning names what was left).
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            retry, self._retry_timer = self._retry_timer, None
+        grace = self.stop_timeout if timeout is None else timeout
+        deadline = time.monotonic() + grace + SHUTDOWN_SLACK
         try:
-            self.stop_all(include_detached=False)
+            running = [w for w in self.list() if not w.state.is_finished and not w.detach]
+            for worker in running:
+                worker.stop(grace, wait=False)
+            for worker in running:
+                worker.wait(max(0.0, deadline - time.monotonic()))
+            left = [w.id for w in running if not w.state.is_finished]
+            if left:
+                _log.warning("jobmagic shut down before these jobs ended: %s", left)
+            if retry is not None or self.store.unsaved:
+                with contextlib.suppress(StoreError):
+                    if self.store.retry_unsaved():
+                        _log.warning("jobmagic could not record the end of every job")
         finally:
             self.watcher.close()
             _live_services.discard(self)
@@ -348,8 +441,8 @@ class WorkerService:
 def _as_id(id_or_name: int | str) -> int | None:
     if isinstance(id_or_name, int):
         return id_or_name
-    text = str(id_or_name).strip().lstrip("#")
-    return int(text) if text.isdigit() else None
+    text = str(id_or_name)
+    return int(text.strip().lstrip("#")) if looks_like_id(text) else None
 
 
 # Every service still open, so that interpreter exit stops their jobs.

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 from jobmagic.backends.registry import Executors
@@ -21,6 +23,9 @@ from .foreign import ForeignJob
 from .output_feed import OutputFeed
 from .watcher import Watcher
 from .worker import Worker
+
+#: Seconds a stop that waits gives the owning kernel to record the end it saw.
+RECORD_WAIT = 10.0
 
 
 class ForeignJobs:
@@ -76,13 +81,33 @@ class ForeignJobs:
             self._reconcile()
         return self._store.get(job_id)
 
-    def _stop(self, record: JobRecord, by: str, timeout: float | None) -> None:
+    def _stop(self, record: JobRecord, by: str, timeout: float | None, wait: bool) -> None:
         try:
             executor = self._executors.require(record.backend)
         except UnknownBackend:
             self._record_stop(record.id, by)  # a process that has its backend may act on it
             return
-        self._stops.stop(record.id, executor, record.backend_ref, by, timeout)
+        ended = self._stops.stop(record.id, executor, record.backend_ref, by, timeout)
+        # A listener on the watcher thread must not wait for what that thread delivers.
+        if wait and threading.current_thread() is not self._watcher.thread:
+            ended.wait()
+            self._wait_recorded(record.id)
+
+    def _wait_recorded(self, job_id: int) -> None:
+        """Wait (a while) for the job's end to be in the store: its owner writes it."""
+        changed = threading.Event()
+        watch = self._watcher.watch_file(str(self._store.changed_path), changed.set)
+        try:
+            deadline = time.monotonic() + RECORD_WAIT
+            while True:
+                changed.clear()
+                record = self._reread(job_id)
+                remaining = deadline - time.monotonic()
+                if record is None or record.state.is_finished or remaining <= 0:
+                    return
+                changed.wait(remaining)
+        finally:
+            self._watcher.unwatch_file(watch)
 
     def _record_stop(self, job_id: int, by: str) -> None:
         with contextlib.suppress(StoreError):

@@ -22,7 +22,10 @@ from collections.abc import Callable
 import inotify_simple
 
 _log = logging.getLogger("jobmagic")
-_WATCH_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+# ATTRIB too: the store's change file is touched, not written (see JobStore).
+_WATCH_MASK = (
+    inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE | inotify_simple.flags.ATTRIB
+)
 #: The longest single sleep (seconds): epoll takes at most ~24.8 days in milliseconds, and
 #: a deadline further away (a timeout of a month, or of ``inf``) is simply slept towards.
 _MAX_SLEEP = 86400.0
@@ -172,24 +175,36 @@ class Watcher:
             return min(_MAX_SLEEP, max(0.0, self._timers[0][0] - time.monotonic()))
 
     def _run(self) -> None:
-        inotify_fd = self._inotify.fileno()
-        while True:
-            events = self._epoll.poll(self._next_timeout())
-            if self._closed:
-                break
-            self._iteration += 1
-            for fd, _mask in events:
-                if fd == self._wake_fd:
-                    with contextlib.suppress(BlockingIOError):
-                        os.eventfd_read(self._wake_fd)
-                elif fd == inotify_fd:
-                    self._dispatch_file_events()
-                else:
-                    self._dispatch_readable(fd)
-            self._dispatch_timers()
+        failures = 0
+        while not self._closed:
+            try:
+                self._run_once()
+                failures = 0
+            except Exception:  # noqa: BLE001 - the one thread that sees jobs end must live on
+                if failures == 0:
+                    _log.exception("jobmagic watcher hit an unexpected error; it carries on")
+                failures += 1
+                # The same fault again and again: back off rather than spin (an error
+                # path only; the loop itself never sleeps).
+                time.sleep(0.001 * 2 ** min(failures, 10))
         self._epoll.close()
         self._inotify.close()
         os.close(self._wake_fd)
+
+    def _run_once(self) -> None:
+        events = self._epoll.poll(self._next_timeout())
+        if self._closed:
+            return
+        self._iteration += 1
+        for fd, _mask in events:
+            if fd == self._wake_fd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake_fd)
+            elif fd == self._inotify.fileno():
+                self._dispatch_file_events()
+            else:
+                self._dispatch_readable(fd)
+        self._dispatch_timers()
 
     def _dispatch_readable(self, fd: int) -> None:
         with self._lock:

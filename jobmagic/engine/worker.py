@@ -261,8 +261,9 @@ class Worker:
         """Stop the whole job: SIGTERM to its process group, SIGKILL after ``timeout``.
 
         Idempotent, and safe from any thread while others wait or stream. A job that has
-        already ended is left as it is. Another kernel's job is asked to stop (with the
-        same policy) and this returns at once.
+        already ended is left as it is. Another kernel's job, or one whose kernel is gone,
+        is stopped with the same policy; with ``wait`` this returns once its end is
+        recorded.
 
         Parameters
         ----------
@@ -280,7 +281,7 @@ class Worker:
         if binding is None:
             return
         if binding.foreign is not None:
-            binding.foreign.stop(by, timeout)
+            binding.foreign.stop(by, timeout, wait)
         elif binding.lifecycle is not None:
             binding.lifecycle.stop(by, timeout, wait)
 

@@ -285,8 +285,14 @@ class JobMagics(Magics, Configurable):
             if worker.owned:
                 worker.wait()
                 _say(f"{job_label(worker)} {outcome_text(worker)}")
+                continue
+            orphaned = worker.orphaned
+            worker.stop(args.timeout)  # joins the stop above and waits for its end
+            if orphaned:
+                whose = "was started by a kernel that is gone"
             else:
-                _say(f"{job_label(worker)} belongs to another kernel; asked it to stop (SIGTERM)")
+                whose = "belongs to another kernel"
+            _say(f"{job_label(worker)} {whose}; stopped it: {outcome_text(worker)}")
 
     def _wait(self, rest: str) -> None:
         args = self._parse("wait", rest)

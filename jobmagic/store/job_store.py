@@ -14,6 +14,8 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
+import shlex
 import sqlite3
 import threading
 import time
@@ -21,7 +23,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jobmagic.core.files import file_size, private_dir
+from jobmagic.core.files import (
+    UnsafePath,
+    check_private_file,
+    create_private_file,
+    file_size,
+    private_dir,
+)
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobNameInUse, StoreError
@@ -38,6 +46,8 @@ from .records import (
 
 #: Seconds a write waits for another process's write lock before giving up.
 BUSY_TIMEOUT = 60.0
+#: The largest id SQLite can hold; a larger number names no job.
+MAX_ID = (1 << 63) - 1
 #: Marks the file as jobmagic's ("JOBM"), so a foreign SQLite file is never written to.
 APPLICATION_ID = 0x4A4F424D
 DB_NAME = "jobs.sqlite"
@@ -60,52 +70,83 @@ class JobStore:
     ------
     StoreError
         When the file is damaged, is another program's database, or was written by a newer
-        jobmagic. The message names the file and how to move it aside.
+        jobmagic; when the home, its ``logs/`` or the store's files are links or belong to
+        another user. The message names the file and what to do.
+
+    A store notices when its file is deleted or replaced while it is open (someone reset
+    the store): every later read or write raises ``StoreError`` saying so, rather than
+    showing the old file's jobs or none.
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        self.home = private_dir(Path(home) if home is not None else jobmagic_home())
-        self.logs_dir = private_dir(self.home / "logs")
+        try:
+            self.home = private_dir(
+                Path(home) if home is not None else jobmagic_home(), link_allowed=True
+            )
+            self.logs_dir = private_dir(self.home / "logs")
+        except UnsafePath as exc:
+            raise StoreError(f"cannot use the job home: {exc}") from None
         self.path = self.home / DB_NAME
         self.changed_path = self.home / CHANGED_NAME
         # One connection per store, shared by threads: sqlite3 objects are not safe to use
         # from two threads at once, so this lock guards every use of self._db.
         self._lock = threading.Lock()
+        # Finished jobs whose end could not be written yet (disk full): job id -> the
+        # arguments of finish(), written by the next write that works (retry_unsaved()).
+        self._unsaved: dict[int, tuple[JobState, int | None, str | None, float]] = {}
+        self.generation = ""
+        self._identity: tuple[int, int] = (0, 0)
         self._db = self._connect()
 
     # -- opening ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         # Processes opening the store at the same moment take turns (a blocking flock):
         # switching a new file to WAL and migrating it are not safe to race.
-        lock_fd = os.open(self.home / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            return self._connect_locked()
-        finally:
-            os.close(lock_fd)
+            lock_fd = create_private_file(self.home / "store.lock")
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                return self._connect_locked()
+            finally:
+                os.close(lock_fd)
+        except OSError as exc:
+            if isinstance(exc, UnsafePath):
+                raise StoreError(f"cannot use the job store: {exc}") from None
+            raise StoreError(f"cannot open the job store in {self.home}: {exc}") from None
 
     def _connect_locked(self) -> sqlite3.Connection:
-        if not self.path.exists():
-            # Create the file ourselves so it is 0600 from the start; SQLite gives its
-            # -wal and -shm files the same mode.
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        if not self.changed_path.exists():
-            os.close(os.open(self.changed_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # Created here, never through a link, so that they are 0600 and ours from the
+        # start (SQLite gives its -wal and -shm files the database's mode); the journals
+        # SQLite opens itself are checked first.
+        os.close(create_private_file(self.path))
+        os.close(create_private_file(self.changed_path))
+        wal = self.path.with_name(DB_NAME + "-wal")
+        for journal in (wal, self.path.with_name(DB_NAME + "-shm")):
+            check_private_file(journal)
+        if file_size(self.path) == 0 and file_size(wal) > 0:
+            # Not a new store: its file was truncated under a log of changes to it.
+            # (SQLite would take it for an empty database and wait for a lock.)
+            raise self._damaged(sqlite3.DatabaseError("the file was truncated to 0 bytes"))
         db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         try:
             self._check_and_migrate(db)
+            self.generation = db.execute(
+                "SELECT value FROM store_info WHERE key = 'generation'"
+            ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
             db.close()
             raise self._damaged(exc) from exc
+        info = os.stat(self.path)
+        self._identity = (info.st_dev, info.st_ino)
         return db
 
     def _damaged(self, exc: Exception) -> StoreError:
         return StoreError(
-            f"the job store {self.path} cannot be used ({exc}). Move it aside "
-            f"(mv {self.path} {self.path}.bad) and jobmagic will start a new one; "
-            "its records stay in the moved file."
+            f"the job store {self.path} cannot be used ({exc}). Move it aside with its "
+            f"journals ({move_aside_command(self.home)}) and jobmagic will start a new "
+            "one; the old records stay in the moved files."
         )
 
     def _check_and_migrate(self, db: sqlite3.Connection) -> None:
@@ -121,11 +162,17 @@ class JobStore:
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
+            if version == 0:
+                # A new store: its files get names no earlier store's files have.
+                db.execute(
+                    "UPDATE store_info SET value = ? WHERE key = 'generation'",
+                    (secrets.token_hex(4),),
+                )
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     @staticmethod
@@ -145,35 +192,52 @@ class JobStore:
     # -- low-level access ------------------------------------------------------------
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds SQLite's write lock from its start."""
+        """A write transaction that holds SQLite's write lock from its start.
+
+        Every failure but a constraint's (``IntegrityError``, the caller's to explain) is
+        a ``StoreError`` with one line; the transaction is rolled back if SQLite has not
+        done so itself (it does after "database or disk is full").
+        """
         with self._lock:
+            self._check_same_file()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"cannot write to the job store {self.path}: {exc}") from exc
-            try:
                 yield self._db
                 self._db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                self._db.execute("ROLLBACK")
-                raise
-            except sqlite3.OperationalError as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"cannot write to the job store {self.path}: {exc}") from exc
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                _rollback(self._db)
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreError(f"cannot write to the job store {self.path}: {exc}") from exc
                 raise
         # Outside the transaction: the commit is visible to every reader by now.
         with contextlib.suppress(OSError):
             os.utime(self.changed_path)
+        if self._unsaved:
+            self.retry_unsaved()
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[JobRecord]:
         with self._lock:
+            self._check_same_file()
             try:
                 rows = self._db.execute(sql, tuple(params)).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise self._damaged(exc) from exc
         return [JobRecord.from_row(row) for row in rows]
+
+    def _check_same_file(self) -> None:
+        """Refuse to go on when the store's file was deleted or replaced (lock held)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            what = "deleted"
+        else:
+            if (info.st_dev, info.st_ino) == self._identity:
+                return
+            what = "replaced"
+        raise StoreError(
+            f"the job store {self.path} was {what} while this process used it; restart "
+            "the kernel (or the Jupyter server) to use the store that is there now"
+        )
 
     # -- records -----------------------------------------------------------------------
     def create(self, spec: JobSpec) -> JobRecord:
@@ -226,8 +290,12 @@ class JobStore:
         return record
 
     def log_path(self, job_id: int) -> Path:
-        """Where the log of job ``job_id`` lives: ``<home>/logs/<id>.log``."""
-        return self.logs_dir / f"{job_id}.log"
+        """Where the log of job ``job_id`` lives: ``<home>/logs/<id>-<generation>.log``.
+
+        (``<id>.log`` in a store made before generations.)
+        """
+        suffix = f"-{self.generation}" if self.generation else ""
+        return self.logs_dir / f"{job_id}{suffix}.log"
 
     def update(self, job_id: int, **fields: Any) -> None:
         """Set some columns of one record (``state`` may be a :class:`JobState`)."""
@@ -249,17 +317,66 @@ class JobStore:
         error: str | None,
         ended_at: float | None = None,
     ) -> None:
-        """Record a job's end, unless an earlier writer already did."""
+        """Record a job's end, unless an earlier writer already did.
+
+        Raises
+        ------
+        StoreError
+            When it cannot be written now; it is kept and written by the next write of
+            this store that works, or by :meth:`retry_unsaved`.
+        """
+        end = (state, exit_code, error, ended_at or time.time())
+        try:
+            self._write_end(job_id, *end)
+        except StoreError:
+            with self._lock:
+                self._unsaved[job_id] = end
+            raise
+        with self._lock:
+            self._unsaved.pop(job_id, None)
+
+    def _write_end(
+        self,
+        job_id: int,
+        state: JobState,
+        exit_code: int | None,
+        error: str | None,
+        ended_at: float,
+    ) -> None:
         log_size = file_size(self.log_path(job_id))
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, exit_code = ?, error = ?, ended_at = ?,"
                 " log_size = ? WHERE id = ? AND state IN ('queued', 'running')",
-                (state.value, exit_code, error, ended_at or time.time(), log_size, job_id),
+                (state.value, exit_code, error, ended_at, log_size, job_id),
             )
+
+    @property
+    def unsaved(self) -> int:
+        """How many jobs' ends wait to be written (see :meth:`finish`)."""
+        with self._lock:
+            return len(self._unsaved)
+
+    def retry_unsaved(self) -> int:
+        """Write the ends that could not be written before; return how many are left."""
+        with self._lock:
+            pending = dict(self._unsaved)
+            self._unsaved.clear()
+        left: dict[int, tuple[JobState, int | None, str | None, float]] = {}
+        for job_id, end in pending.items():
+            try:
+                self._write_end(job_id, *end)
+            except StoreError:
+                left[job_id] = end
+        with self._lock:
+            for job_id, end in left.items():
+                self._unsaved.setdefault(job_id, end)
+            return len(self._unsaved)
 
     def get(self, job_id: int) -> JobRecord | None:
         """The record with ``job_id``, or None."""
+        if not 0 < job_id <= MAX_ID:
+            return None
         records = self._query(f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return records[0] if records else None
 
@@ -297,10 +414,21 @@ class JobStore:
                 (by, job_id),
             )
 
-    def adopt(self, job_id: int) -> None:
-        """Make the current process the owner of a job."""
-        owner, owner_pid, owner_start = this_process_owner()
-        self.update(job_id, owner=owner, owner_pid=owner_pid, owner_start=owner_start)
+    def adopt(self, record: JobRecord) -> bool:
+        """Make the current process the owner of ``record``'s running job.
+
+        Atomic: only if the job is still running and still has the owner ``record`` names;
+        of two processes adopting at once, exactly one gets True.
+        """
+        new_owner = this_process_owner()
+        old_owner = (record.owner, record.owner_pid, record.owner_start)
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET owner = ?, owner_pid = ?, owner_start = ? WHERE id = ?"
+                " AND state = 'running' AND owner IS ? AND owner_pid IS ? AND owner_start IS ?",
+                (*new_owner, record.id, *old_owner),
+            )
+            return cursor.rowcount == 1
 
     def delete(self, job_id: int) -> JobRecord | None:
         """Remove a record and its log; return the record (None if there was none).
@@ -317,6 +445,7 @@ class JobStore:
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the store."""
         with self._lock:
+            self._check_same_file()
             value: int = self._db.execute("PRAGMA data_version").fetchone()[0]
         return value
 
@@ -348,6 +477,22 @@ class JobStore:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+
+def move_aside_command(home: Path) -> str:
+    """A shell command that moves a store's files into a new ``old-<time>/`` of ``home``.
+
+    All of them: a database moved without its ``-wal`` would lose the latest changes,
+    and a ``-wal`` left behind would be replayed into the next store.
+    """
+    return f"cd {shlex.quote(str(home))} && d=old-$(date +%s) && mkdir $d && mv {DB_NAME}* $d/"
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """End a failed transaction, unless SQLite already rolled it back itself."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _column_value(value: Any) -> Any:

@@ -62,6 +62,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs DROP COLUMN pgid;
     ALTER TABLE jobs DROP COLUMN status_path;
     """,
+    # 3: the store's generation, a random token a new store puts in the names of its jobs'
+    # files (logs, status files), so that a store started afresh next to the files of an
+    # earlier one never reads or appends to them. A store made before keeps its names ('').
+    """
+    CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO store_info (key, value) VALUES ('generation', '');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -26,16 +26,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jobmagic.core.files import create_private_file, private_dir
+from jobmagic.core.files import UnsafePath, create_private_file, private_dir
 from jobmagic.core.outcome import Outcome
 from jobmagic.core.process_identity import open_pidfd, process_start_time, same_process
 from jobmagic.core.spec import JobSpec
-from jobmagic.errors import LaunchError
+from jobmagic.errors import LaunchError, StoreError
 
 from ..base import Callback, Cancellable, Reactor
-from .procinfo import ProcessGroups, kill_leftovers, signal_job
+from .procinfo import ProcessGroups, group_remains, kill_leftovers, signal_job, signal_leftovers
 from .wrapper import (
     diagnose,
+    job_environment,
     leave_stop_marker,
     prepare_status_file,
     read_status_file,
@@ -57,27 +58,43 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, home: Path) -> None:
-        self.status_dir = private_dir(home / "status")
+        try:
+            self.status_dir = private_dir(home / "status")
+        except UnsafePath as exc:
+            raise StoreError(f"cannot use the job home: {exc}") from None
         # Shared by this executor's executions: exits that arrive together (stop_all)
         # share one scan of /proc.
         self._groups = ProcessGroups()
         _raise_open_file_limit()
 
-    def status_path(self, job_id: int) -> Path:
-        """Where the wrapper of job ``job_id`` writes its exit status."""
-        return self.status_dir / f"{job_id}.status"
+    def check(self, spec: JobSpec) -> None:
+        """Refuse a command or environment larger than ``execve`` takes (``E2BIG``).
 
-    def launch(self, job_id: int, spec: JobSpec, log_path: Path) -> LocalExecution:
+        Checked before anything is recorded or spawned: the kernel would refuse it anyway,
+        and only after copying the whole environment.
+        """
+        check_exec_size(spec)
+
+    def status_path(self, log_path: Path) -> Path:
+        """Where the wrapper of the job logging to ``log_path`` writes its exit status.
+
+        Named after the log (``<id>-<store generation>``), so that a store started afresh
+        never shares a status file with an earlier store's job.
+        """
+        return self.status_dir / f"{log_path.stem}.status"
+
+    def launch(self, job_id: int, spec: JobSpec, log_path: Path) -> LocalExecution:  # noqa: ARG002 - the protocol's; files are named after the log
         """Spawn the wrapper for ``spec``; see :meth:`jobmagic.backends.base.Executor.launch`."""
         if spec.cwd is not None and not os.path.isdir(spec.cwd):
             raise LaunchError(f"working directory not found: {spec.cwd}")
-        status_path = self.status_path(job_id)
+        status_path = self.status_path(log_path)
         try:
             prepare_status_file(status_path)
             log_fd = create_private_file(log_path)
         except OSError as exc:
+            remove_status_files(status_path)
             raise LaunchError(
-                f"cannot create the job's files in {log_path.parent}: {exc.strerror}"
+                f"cannot create the job's files in {log_path.parent}: {exc.strerror or exc}"
             ) from None
         try:
             popen = spawn(
@@ -90,6 +107,7 @@ class LocalExecutor:
                 pty=spec.pty,
             )
         except OSError as exc:
+            remove_status_files(status_path)
             raise LaunchError(f"could not start: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
@@ -108,7 +126,7 @@ class LocalExecutor:
             return None
         pid, start = ref.get("pid"), ref.get("start")
         pidfd = open_pidfd(pid, start)
-        if pidfd is None:
+        if pidfd is None and not _wrapper_killed(ref):
             return None
         assert pid is not None
         return LocalExecution(
@@ -118,27 +136,51 @@ class LocalExecutor:
             log_path=None,
             groups=self._groups,
             pidfd=pidfd,
+            leaderless=pidfd is None,
         )
 
     def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
         """The exit status the wrapper wrote, once its process is gone; None while it runs."""
         if ref is None:
             return Outcome(None)
-        if same_process(ref.get("pid"), ref.get("start")):
+        if same_process(ref.get("pid"), ref.get("start")) or _wrapper_killed(ref):
             return None
         status_path = str(ref.get("status", ""))
         if not status_path:
             return Outcome(None)
         return Outcome(read_status_file(status_path), ended_at=status_written_at(status_path))
 
-    def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:
+    def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:  # noqa: ARG002 - the protocol's; the ref names the files
         """Delete a removed job's status file and stop marker."""
         status = ref.get("status") if ref else None
-        remove_status_files(status or self.status_path(job_id))
+        if status:
+            remove_status_files(status)
+
+
+def _wrapper_killed(ref: Mapping[str, Any]) -> bool:
+    """True when the job's wrapper is gone without a status but its command runs on.
+
+    (Someone SIGKILLed the wrapper while no kernel watched.) The job is then its process
+    group's surviving members: it still runs, and can be stopped.
+    """
+    if same_process(ref.get("pid"), ref.get("start")):
+        return False
+    status = ref.get("status")
+    if status and read_status_file(status) is not None:
+        return False
+    return group_remains(ref.get("pid"), ref.get("start"), ref.get("pgid"))
+
+
+#: Why a job whose wrapper was killed has no exit status.
+WRAPPER_KILLED = "its jobmagic wrapper was killed, so its exit status is unknown"
 
 
 class LocalExecution:
-    """One job's process group; see the module docstring. Thread-safe."""
+    """One job's process group; see the module docstring. Thread-safe.
+
+    ``leaderless``: the wrapper was killed while its command runs on (see
+    ``_wrapper_killed``); the job ends when the last member of its group does.
+    """
 
     def __init__(
         self,
@@ -150,6 +192,7 @@ class LocalExecution:
         groups: ProcessGroups,
         popen: subprocess.Popen[bytes] | None = None,
         pidfd: int | None = None,
+        leaderless: bool = False,
     ) -> None:
         self._pid = pid
         self._start = start
@@ -162,7 +205,11 @@ class LocalExecution:
         # Guards every field below: terminate() and kill() come from any thread, the
         # exit handling runs on the reactor's.
         self._lock = threading.Lock()
-        self._pidfd: int | None = pidfd if pidfd is not None else os.pidfd_open(pid)
+        self._leaderless = leaderless
+        self._pidfd: int | None = pidfd
+        if pidfd is None and not leaderless:
+            self._pidfd = os.pidfd_open(pid)
+        self._watching = False  # on_exit() was called
         self._terminated = False
         self._ended = False  # the whole job ended (on_exit's callback ran or runs)
         self._reactor: Reactor | None = None
@@ -206,18 +253,27 @@ class LocalExecution:
         if self._popen is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, sig)
-        elif not signal_job(self._pid, self._start, self._pid, sig) and sig == signal.SIGKILL:
+        elif not signal_job(self._pid, self._start, self._pid, sig):
             # The leader is gone: what is left of its group, if the group is still its.
-            kill_leftovers(self._pid, self._start, self._pid)
+            signal_leftovers(self._pid, self._start, self._pid, sig)
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` from ``reactor`` once the whole job has ended."""
         with self._lock:
-            if self._callback is not None or self._pidfd is None:
+            if self._watching or (self._pidfd is None and not self._leaderless):
                 raise RuntimeError("on_exit() was already called for this execution")
+            self._watching = True
             self._reactor = reactor
             self._callback = callback
-            self._leader_watch = reactor.watch_readable(self._pidfd, self._leader_exited)
+            if self._pidfd is not None:
+                self._leader_watch = reactor.watch_readable(self._pidfd, self._leader_exited)
+            else:
+                # No leader to wait for: its group's members, watched from the reactor.
+                self._leader_watch = reactor.call_later(0, self._members_left)
+
+    def _members_left(self) -> None:
+        if not self._watch_members():
+            self._complete()
 
     def _leader_exited(self) -> None:
         # The command's shell may die of SIGTERM while the program it ran is still shutting
@@ -283,6 +339,8 @@ class LocalExecution:
         if exit_code is None:
             exit_code = returncode
         reason = diagnose(exit_code, self._log_path) if self._log_path is not None else None
+        if exit_code is None and self._leaderless:
+            reason = WRAPPER_KILLED
         return Outcome(exit_code, reason=reason)
 
     def close(self) -> None:
@@ -299,6 +357,39 @@ class LocalExecution:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+#: Linux's limit on one argument or environment string, terminating NUL included.
+MAX_ARG_STRLEN = 32 * (os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096)
+# What the wrapper adds around the command, generously (its script, paths, words).
+_WRAPPER_OVERHEAD = 8192
+
+
+def check_exec_size(spec: JobSpec) -> None:
+    """Raise ValueError when ``spec`` is larger than ``execve`` can pass to the wrapper."""
+    command = len(os.fsencode(spec.command)) + 1
+    if command > MAX_ARG_STRLEN:
+        raise ValueError(
+            f"the command is {command - 1:,} bytes; this system runs commands of at most "
+            f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
+        )
+    environ = job_environment(spec.env) or os.environ
+    total = command + _WRAPPER_OVERHEAD
+    for key, value in environ.items():
+        size = len(os.fsencode(key)) + len(os.fsencode(value)) + 2
+        if size > MAX_ARG_STRLEN:
+            raise ValueError(
+                f"the environment variable {key} is {size - 2:,} bytes; this system passes "
+                f"at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
+            )
+        total += size + 8  # and its pointer
+    arg_max = os.sysconf("SC_ARG_MAX")
+    if arg_max > 0 and total > arg_max:
+        raise ValueError(
+            f"the command and its environment take {total:,} bytes; this system starts "
+            f"programs with at most {arg_max:,}: put the command in a script file, or "
+            "pass less environment"
+        )
 
 
 def _raise_open_file_limit() -> None:

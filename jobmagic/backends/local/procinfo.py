@@ -43,20 +43,35 @@ def group_alive(pgid: int) -> bool:
 
 
 def kill_leftovers(pid: int | None, start_time: int | None, pgid: int | None) -> None:
-    """SIGKILL what is left of a job's process group whose leader is not our child.
+    """SIGKILL what is left of a job's process group whose leader is not our child."""
+    signal_leftovers(pid, start_time, pgid, signal.SIGKILL)
+
+
+def signal_leftovers(pid: int | None, start_time: int | None, pgid: int | None, sig: int) -> None:
+    """Send ``sig`` to what is left of a job's process group whose leader is not our child.
 
     A live group with this id is the job's, unless every member ended and a new process
     took the id as its own pid since: that process would own the id now, and it is told
     apart by its start time.
     """
-    if pgid is None or not group_alive(pgid):
+    if pgid is None or not group_alive(pgid) or not _group_is_the_jobs(pid, start_time, pgid):
         return
-    if pgid == pid:
-        leader_start = process_start_time(pgid)
-        if leader_start is not None and leader_start != start_time:
-            return
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, sig)
+
+
+def group_remains(pid: int | None, start_time: int | None, pgid: int | None) -> bool:
+    """True while live (not zombie) processes of the job's group outlive its leader."""
+    if pgid is None or not _group_is_the_jobs(pid, start_time, pgid):
+        return False
+    return bool(ProcessGroups().members(pgid, object()))
+
+
+def _group_is_the_jobs(pid: int | None, start_time: int | None, pgid: int) -> bool:
+    if pgid != pid:
+        return True
+    leader_start = process_start_time(pgid)
+    return leader_start is None or leader_start == start_time
 
 
 class ProcessGroups:
