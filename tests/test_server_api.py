@@ -13,6 +13,7 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -76,6 +77,15 @@ def _drain(stream: Any, lines: list[str], ready: threading.Event) -> None:
     ready.set()
 
 
+def _accepts(port: int) -> bool:
+    """Whether something listens on ``port`` of 127.0.0.1."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, _private_dirs: dict[str, Path]
@@ -119,6 +129,8 @@ def server(
     try:
         started = ready.wait(60) and process.poll() is None
         assert started, "jupyter server did not start:\n" + "\n".join(output[-40:])
+        # It says "is running at" before its loop binds the port: wait for that too.
+        wait_until(lambda: _accepts(port), 30, message="the jupyter server to listen")
         yield Server(port=port, token=token, home=home, process=process, output=output)
     finally:
         stop_server(process, drainer)
@@ -706,3 +718,118 @@ def test_bad_change_feed_arguments_get_400(server: Server) -> None:
         reply = request(server, "GET", f"{API}?{query}")
         assert reply.status == 400, query
         assert reply.json()["message"], query
+
+
+# --------------------------------------------------------------------------- odd ids and arguments
+
+HUGE = [2**63, 2**64, 10**30]
+TOO_LONG = "9" * 5000  # past Python's limit for int(str): not even read as a number
+# Ids SQLite cannot hold (its INTEGER is 64-bit signed) name no job, like any other unused id.
+OUT_OF_RANGE_IDS = [*HUGE, -(2**63) - 1, -(10**30)]
+ID_ENDPOINTS = [
+    pytest.param("GET", "{API}/{id}", id="job"),
+    pytest.param("POST", "{API}/{id}/stop", id="stop"),
+    pytest.param("GET", "{API}/{id}/log", id="log"),
+    pytest.param("GET", "{API}/{id}/log?offset=0&follow=1", id="follow"),
+]
+
+
+@pytest.mark.parametrize("job_id", [*OUT_OF_RANGE_IDS, 2**63 - 1, 0, -1], ids=str)
+@pytest.mark.parametrize(("method", "endpoint"), ID_ENDPOINTS)
+def test_ids_no_job_can_have_are_404(
+    server: Server, method: str, endpoint: str, job_id: int
+) -> None:
+    reply = request(server, method, endpoint.format(API=API, id=job_id))
+    assert reply.status == 404, reply.body
+    assert reply.json()["message"] == f"no job {job_id}"
+
+
+@pytest.mark.parametrize(("method", "endpoint"), ID_ENDPOINTS)
+def test_an_id_too_long_to_parse_is_400(server: Server, method: str, endpoint: str) -> None:
+    reply = request(server, method, endpoint.format(API=API, id=TOO_LONG))
+    assert reply.status == 400, reply.body[:200]
+    message = reply.json()["message"]
+    assert "integer" in message
+    assert len(message) < 200, "the message repeats the whole argument"
+
+
+def test_integer_arguments_out_of_range_are_400_or_clamped_never_500(
+    server: Server, service: WorkerService
+) -> None:
+    job = service.start("printf hello")
+    job.wait(30)
+    log = f"{API}/{job.id}/log"
+    rejected = [
+        *(f"{log}?offset={n}&follow=1" for n in [*HUGE, TOO_LONG]),
+        *(f"{log}?offset=-{n}" for n in [*HUGE, TOO_LONG]),
+        *(f"{log}?length=-{n}" for n in [*HUGE, TOO_LONG]),
+        f"{log}?length={TOO_LONG}",
+        f"{API}?wait_for={TOO_LONG}",
+    ]
+    for path in rejected:
+        reply = request(server, "GET", path)
+        assert reply.status == 400, (path[:80], reply.body[:200])
+        assert len(reply.json()["message"]) < 200, f"the message repeats {path[:80]}"
+    # A length past the cap is the cap; a timeout past the server's limit is the limit.
+    for query in [*(f"length={n}" for n in HUGE), *(f"timeout={n}" for n in [*HUGE, TOO_LONG])]:
+        reply = request(server, "GET", f"{log}?{query}&follow=1")
+        assert (reply.status, reply.body) == (200, b"hello"), query[:80]
+    # A version the server never gave (it is opaque): the listing as it is, at once.
+    version = get_json(server, API)["version"]
+    for n in HUGE:
+        for wait_for in (n, -n):
+            listing = get_json(server, f"{API}?wait_for={wait_for}&timeout=20")
+            assert listing["version"] == version
+
+
+# --------------------------------------------------------------------------- deleted logs
+
+
+def test_following_a_finished_job_whose_log_was_deleted_ends(
+    server: Server, service: WorkerService
+) -> None:
+    job = service.start("printf 'some output'")
+    job.wait(30)
+    log = f"{API}/{job.id}/log"
+    assert request(server, "GET", f"{log}?offset=0").body == b"some output"
+    os.unlink(job.log_path)
+
+    # The follower had 11 bytes; the answer is the end of a finished job's log.
+    for query in ("offset=11&follow=1", "offset=11", "offset=0&follow=1"):
+        reply = request(server, "GET", f"{log}?{query}")
+        assert reply.status == 200, (query, reply.body)
+        assert reply.body == b""
+        assert (reply.headers["X-Job-State"], reply.headers["X-Log-Size"]) == ("succeeded", "0")
+
+    # A removed job (record and log) is 404, like any job the store does not have.
+    service.remove(job.id or 0)
+    gone = request(server, "GET", f"{log}?offset=11&follow=1")
+    assert (gone.status, gone.json()["message"]) == (404, f"no job {job.id}")
+
+
+def test_a_follower_of_a_running_job_whose_log_is_deleted_gets_404_at_once(
+    server: Server, service: WorkerService
+) -> None:
+    job = service.start(python_cmd("import time; print('ready', flush=True); time.sleep(300)"))
+    read_until(job, b"ready\n")
+    log_inode = job.log_path.stat().st_ino
+    log = f"{API}/{job.id}/log"
+    try:
+        pending = start_pending(
+            server,
+            f"{log}?offset=6&follow=1&timeout=30",
+            parked=lambda: log_inode in server_watches(server),
+        )
+        started = time.monotonic()
+        os.unlink(job.log_path)
+        reply = finish_pending(pending)
+        assert time.monotonic() - started < 15, "the follower waited for its timeout"
+        assert reply.status == 404, reply.body
+        assert reply.json()["message"] == f"the log of job {job.id} was deleted"
+
+        for query in ("offset=6&follow=1", "offset=0", "offset=0&follow=1"):
+            again = request(server, "GET", f"{log}?{query}")
+            assert again.status == 404, (query, again.body)
+        assert get_json(server, f"{API}/{job.id}")["state"] == "running"
+    finally:
+        job.stop(timeout=5)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import python_cmd
+from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, Worker, WorkerService
 
@@ -256,3 +256,127 @@ def test_stream_from_an_offset_skips_what_was_read_and_follows_the_rest(
     assert w.wait() == 0
     assert b"".join(w.stream(offset=3)) == b"st\nsecond\n"
     assert b"".join(w.stream(offset=1000)) == b"", "past the end of a finished job: nothing"
+
+
+# -- a log that is deleted -----------------------------------------------------------------
+# A removed job's log goes (svc.remove, pruning), and anyone may delete a file by hand: a
+# reader then ends, after what it could still read, instead of raising FileNotFoundError.
+def watching(worker: Worker) -> bool:
+    """Whether the engine watches the job's log (a reader waits at its end)."""
+    assert worker.binding is not None
+    return worker.binding.feed.watching
+
+
+def parked_job(tmp_path: Path, *lines: str) -> tuple[str, list[Path]]:
+    """A command that echoes each line, then waits for its FIFO's "go" (``say_go``)."""
+    fifos = []
+    parts = []
+    for index, line in enumerate(lines):
+        fifo = tmp_path / f"go{index}"
+        os.mkfifo(fifo)
+        fifos.append(fifo)
+        parts.append(f"echo {shlex.quote(line)}; read go < {shlex.quote(str(fifo))}")
+    return "; ".join(parts), fifos
+
+
+class Reader(threading.Thread):
+    """Streams a job's log in a thread; ``first`` is set once ``needle`` was read."""
+
+    def __init__(self, worker: Worker, needle: bytes) -> None:
+        super().__init__(daemon=True)
+        self.worker = worker
+        self.needle = needle
+        self.first = threading.Event()
+        self.received = b""
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for chunk in self.worker.stream():
+                self.received += chunk
+                if self.needle in self.received:
+                    self.first.set()
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever it raised
+            self.error = exc
+        finally:
+            self.first.set()
+
+
+def test_a_reader_ends_when_the_log_is_deleted_mid_stream(
+    svc: WorkerService, tmp_path: Path
+) -> None:
+    command, [fifo] = parked_job(tmp_path, "first")
+    w = svc.start(command)
+    chunks = w.stream()
+    with contextlib.closing(chunks):
+        received = b""
+        while received != b"first\n":
+            received += next(chunks)
+        os.unlink(w.log_path)
+        assert list(chunks) == [], "nothing more: the log is gone"
+    assert w.state is JobState.RUNNING, "the stream ended although the job runs on"
+    say_go(fifo)
+    assert w.wait() == 0
+
+
+def test_stream_of_a_job_whose_log_was_deleted_ends_at_once(
+    svc: WorkerService, tmp_path: Path
+) -> None:
+    command, [fifo] = parked_job(tmp_path, "first")
+    w = svc.start(command)
+    read_until(w, b"first\n")
+    os.unlink(w.log_path)
+    assert list(w.stream()) == [], "a deleted log has no output"
+    assert list(w.stream(offset=3)) == []
+    assert w.state is JobState.RUNNING
+    say_go(fifo)
+    assert w.wait() == 0
+    assert list(w.stream()) == [], "nor once the job has ended"
+
+
+def test_a_waiting_reader_woken_by_output_after_the_log_was_deleted_ends(
+    svc: WorkerService, tmp_path: Path
+) -> None:
+    command, [go, end] = parked_job(tmp_path, "first", "second")
+    w = svc.start(command)
+    reader = Reader(w, b"first\n")
+    reader.start()
+    try:
+        assert reader.first.wait(20), "the reader read nothing"
+        assert reader.error is None
+        wait_until(lambda: watching(w), 20, message="the reader to wait at the log's end")
+        os.unlink(w.log_path)
+        say_go(go)  # the job writes "second" to its (deleted) log; the write wakes the reader
+        reader.join(20)
+        assert not reader.is_alive(), "the reader still waits"
+        assert reader.error is None
+        # Whether it still read "second" depends on what woke it first: the write, or the
+        # deletion itself (the next test).
+        assert reader.received in (b"first\n", b"first\nsecond\n")
+        assert w.state is JobState.RUNNING
+    finally:
+        say_go(end)
+        reader.join(20)
+    assert w.wait() == 0
+
+
+def test_a_waiting_reader_wakes_when_the_log_is_deleted(svc: WorkerService, tmp_path: Path) -> None:
+    command, [go] = parked_job(tmp_path, "first")
+    w = svc.start(command)
+    reader = Reader(w, b"first\n")
+    reader.start()
+    try:
+        assert reader.first.wait(20), "the reader read nothing"
+        assert reader.error is None
+        wait_until(lambda: watching(w), 20, message="the reader to wait at the log's end")
+        # Nothing else happens: the job waits, silent. The unlink alone must wake the reader
+        # (the watcher's IN_ATTRIB: the log's link count fell).
+        os.unlink(w.log_path)
+        reader.join(5)
+        assert not reader.is_alive(), "the reader did not notice that the log was deleted"
+        assert (reader.error, reader.received) == (None, b"first\n")
+        assert w.state is JobState.RUNNING
+    finally:
+        say_go(go)
+        reader.join(20)
+    assert w.wait() == 0

@@ -141,14 +141,18 @@ class OutputFeed:
 
     # -- readers ---------------------------------------------------------------------------
     def stream(self, offset: int = 0, chunk_size: int = 65536) -> Generator[bytes, None, None]:
-        """Yield the log from byte ``offset``, then live output until the job has ended."""
+        """Yield the log from byte ``offset``, then live output until the job has ended.
+
+        A deleted log ends the stream too (the job was removed or pruned, or someone
+        deleted the file): the reader gets what it can still read, then the generator
+        returns. A log that is gone before the first read yields nothing: a removed job
+        has no output. What a running job writes after its log was deleted goes to a file
+        nobody can open, so its stream ends then, before the job does.
+        """
         try:
             fd = os.open(self._log_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            with self._lock:
-                if self._ended:
-                    return
-            raise
+            return  # its log exists from the job's creation on: it was deleted
         try:
             position = offset
             while True:
@@ -160,27 +164,34 @@ class OutputFeed:
                     position += len(data)
                     yield data
                     continue
-                if ended:
+                if ended or not self._wait_for_more(fd, position, generation):
                     return
-                self._wait_for_more(fd, position, generation)
         finally:
             os.close(fd)
 
-    def _wait_for_more(self, fd: int, position: int, generation: int) -> None:
-        """Block a reader at ``position`` (the log's end) until it grows or the job ends."""
+    def _wait_for_more(self, fd: int, position: int, generation: int) -> bool:
+        """Block a reader at ``position`` (the log's end) until it grows or the job ends.
+
+        Returns False, without waiting, when the log was deleted: nothing more will come.
+        """
         with self._lock:
             if self._generation != generation:
-                return
+                return True
             # The log is watched only while a reader waits at its end: a fast writer then
             # costs one wake-up per time a reader catches up, not one per block written.
             self._reader_waiting = True
-            self._update_file_watch()
-            if os.fstat(fd).st_size > position:
-                return  # written between the reader's last read and the watch
+            if not self._update_file_watch():
+                return False  # no file at the log's path any more
+            status = os.fstat(fd)
+            if status.st_size > position:
+                return True  # written between the reader's last read and the watch
+            if status.st_nlink == 0:
+                return False  # deleted (while the file was open: the watch still works)
             if self._changed is None:
                 self._changed = threading.Condition(self._lock)
             while self._generation == generation:
                 self._changed.wait()
+            return True
 
     # -- handlers --------------------------------------------------------------------------
     def add_handler(
@@ -296,15 +307,23 @@ class OutputFeed:
             os.close(fd)
 
     # -- watching the log --------------------------------------------------------------------
-    def _update_file_watch(self) -> None:
-        """Watch the log only while a reader waits at its end or handlers await output."""
+    def _update_file_watch(self) -> bool:
+        """Watch the log only while a reader waits at its end or handlers await output.
+
+        Returns False when the log should be watched but has gone from its path (deleted
+        or moved away); True otherwise.
+        """
         handlers_waiting = self._emitting and not self._emit_scheduled
         wanted = (self._reader_waiting or handlers_waiting) and self._running
         if wanted and self._file_watch is None:
-            self._file_watch = self._watcher.watch_file(str(self._log_path), self._on_written)
+            try:
+                self._file_watch = self._watcher.watch_file(str(self._log_path), self._on_written)
+            except FileNotFoundError:
+                return False
         elif not wanted and self._file_watch is not None:
             self._watcher.unwatch_file(self._file_watch)
             self._file_watch = None
+        return True
 
     def _on_written(self) -> None:
         with self._lock:

@@ -5,6 +5,10 @@ Every handler is a Jupyter ``APIHandler`` behind ``@tornado.web.authenticated`` 
 authenticated by cookie must carry the XSRF token (token-header requests need none).
 Errors are JSON ``{"message": ...}``. The long-polls (``?wait_for=``, ``?follow=1``) take
 an optional ``?timeout=`` in seconds, at most ``JobmagicServer.long_poll_timeout`` (30 s).
+
+A job id that is not an integer gets 400; an integer no job has gets 404 "no job N", and
+that includes every id outside ``1..MAX_JOB_ID`` (SQLite's INTEGER range). A bad query
+argument gets 400; none of them, however large, is a 500.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from tornado import web
 
 from jobmagic.core.files import file_size
 from jobmagic.core.state import JobState
+from jobmagic.store.job_store import MAX_ID
 from jobmagic.store.records import JobRecord
 
 from .extension import JobmagicServer
+from .log_follow import log_deleted
 from .wire import job_json, job_list_json
 
 #: Bytes a log request returns when it names no ``length``.
@@ -32,7 +38,22 @@ DEFAULT_LOG_LENGTH = 1 << 20
 #: The most bytes one log request returns, whatever ``length`` it asks for.
 MAX_LOG_LENGTH = 8 << 20
 
+#: The largest job id there can be: ids are SQLite INTEGERs (64-bit), counted from 1.
+MAX_JOB_ID = MAX_ID
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
+#: How much of a bad argument an error message repeats.
+_SHOWN_CHARS = 40
+
+
+def _clip(text: str) -> str:
+    """``text``, cut short for an error message when it is long."""
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _shown(text: str) -> str:
+    """A client's argument as an error message quotes it."""
+    return repr(_clip(text))
 
 
 class JobmagicHandler(APIHandler):
@@ -68,11 +89,18 @@ class JobmagicHandler(APIHandler):
         return self._client_gone
 
     def job_id(self, text: str) -> int:
-        """Parse the id in the URL; 400 when it is not an integer."""
+        """Parse the id in the URL: 400 when it is not an integer, 404 when no job can have it.
+
+        An integer outside ``1..MAX_JOB_ID`` (0, negative, 2**63 and more) is answered as
+        any id the store does not have, without asking it (SQLite cannot even take it).
+        """
         try:
-            return int(text)
-        except ValueError:
-            raise web.HTTPError(400, f"a job id is an integer, not {text!r}") from None
+            value = int(text)
+        except ValueError:  # also a number too long for int(): no job has one that long
+            raise web.HTTPError(400, f"a job id is an integer, not {_shown(text)}") from None
+        if not 1 <= value <= MAX_JOB_ID:
+            raise web.HTTPError(404, f"no job {_clip(str(value))}")
+        return value
 
     def job(self, job_id: int) -> JobRecord:
         """Return the job's (reconciled) record; 404 when there is none."""
@@ -89,9 +117,9 @@ class JobmagicHandler(APIHandler):
         try:
             value = int(text)
         except ValueError:
-            raise web.HTTPError(400, f"{name} must be an integer, not {text!r}") from None
+            raise web.HTTPError(400, f"{name} must be an integer, not {_shown(text)}") from None
         if value < 0:
-            raise web.HTTPError(400, f"{name} must be >= 0, not {value}")
+            raise web.HTTPError(400, f"{name} must be >= 0, not {_clip(text)}")
         return value
 
     def wait_argument(self) -> float:
@@ -102,9 +130,11 @@ class JobmagicHandler(APIHandler):
         try:
             value = float(text)
         except ValueError:
-            raise web.HTTPError(400, f"timeout must be a number of seconds, not {text!r}") from None
+            raise web.HTTPError(
+                400, f"timeout must be a number of seconds, not {_shown(text)}"
+            ) from None
         if not value >= 0:  # also rejects NaN
-            raise web.HTTPError(400, f"timeout must be >= 0 seconds, not {text}")
+            raise web.HTTPError(400, f"timeout must be >= 0 seconds, not {_clip(text)}")
         return self.jobmagic.clamp_wait(value)
 
     def finish_json(self, data: dict[str, Any], status: int = 200) -> None:
@@ -124,7 +154,8 @@ class JobListHandler(JobmagicHandler):
 
     ``version`` is opaque: compare it for equality only. It moves whenever a job record
     changes (and a job's ``orphaned`` flag), sometimes also for a write that changed no
-    job; a client just asks again with the new version.
+    job; a client just asks again with the new version. Any integer is a ``VERSION``: one
+    this server never gave (an old server's, or any other) answers at once.
     """
 
     @web.authenticated
@@ -140,7 +171,7 @@ class JobListHandler(JobmagicHandler):
                 known = int(wait_for)
             except ValueError:
                 raise web.HTTPError(
-                    400, f"wait_for must be an integer version, not {wait_for!r}"
+                    400, f"wait_for must be an integer version, not {_shown(wait_for)}"
                 ) from None
             timeout = self.wait_argument()
             if feed.refresh() == known:
@@ -167,7 +198,9 @@ class JobListHandler(JobmagicHandler):
                 states.append(JobState(value))
             except ValueError:
                 known = ", ".join(s.value for s in JobState)
-                raise web.HTTPError(400, f"unknown state {value!r}; use one of: {known}") from None
+                raise web.HTTPError(
+                    400, f"unknown state {_shown(value)}; use one of: {known}"
+                ) from None
         return states
 
 
@@ -215,6 +248,12 @@ class LogHandler(JobmagicHandler):
     ends, or the timeout passes (then the body may be empty). Follow a log by asking again
     from ``offset + len(body)`` until ``X-Job-State`` is a finished state and the body is
     empty.
+
+    A deleted log (the job was removed, or someone deleted the file) ends the log: a job
+    the store no longer has is 404 "no job N"; a finished job's log answers as at its end
+    (an empty body, ``X-Log-Size: 0``, the final ``X-Job-State``), whatever the offset; a
+    running job's is 404, as nothing it writes can be read any more. A follow that waits
+    when the log is deleted answers at once. (A queued job's log may not exist yet.)
     """
 
     @web.authenticated
@@ -228,6 +267,9 @@ class LogHandler(JobmagicHandler):
         follow = self.get_argument("follow", "0").lower() in _TRUE
         timeout = self.wait_argument()
         path = self.log_path(record)
+        if log_deleted(record, path):
+            self.finish_deleted_log(record)
+            return
         size = file_size(path)
         if offset > size:
             raise web.HTTPError(
@@ -237,13 +279,27 @@ class LogHandler(JobmagicHandler):
             await self.jobmagic.followers.wait(record.id, path, offset, timeout, self.client_gone())
             if self.client_gone().done():
                 return
-            record = self.jobmagic.store.get(record.id) or record
+            record = self.job(record.id)  # 404 if it was removed meanwhile
+            if log_deleted(record, path):
+                self.finish_deleted_log(record)
+                return
         loop = asyncio.get_running_loop()
         # A large range from a cold disk should not stall every other request.
         data, size = await loop.run_in_executor(None, _read_range, path, offset, length)
         self.set_header("X-Log-Size", str(size))
         self.set_header("X-Job-State", record.state.value)
         self.finish(data, set_content_type="application/octet-stream")
+
+    def finish_deleted_log(self, record: JobRecord) -> None:
+        """Answer for a log that was deleted (see the class docstring)."""
+        # The store deletes the record before the log: a removed job is "no job N".
+        record = self.job(record.id)
+        if not record.state.is_finished:
+            raise web.HTTPError(404, f"the log of job {record.id} was deleted")
+        # The end of a finished job's log: nothing more, and the state that says so.
+        self.set_header("X-Log-Size", "0")
+        self.set_header("X-Job-State", record.state.value)
+        self.finish(b"", set_content_type="application/octet-stream")
 
     def log_path(self, record: JobRecord) -> Path:
         """Return the job's log file; 404 unless it lies in the store's ``logs/``.

@@ -1,8 +1,10 @@
-"""Long-poll followers of job logs: wake when a log grows or its job ends.
+"""Long-poll followers of job logs: wake when a log grows, is deleted, or its job ends.
 
 A log file is watched (inotify IN_MODIFY) only while at least one request follows it: a
 job writing 4 KiB blocks raises an event per write, and nobody should pay for events
-nobody waits for. A job's end shows up as a change of the store's version.
+nobody waits for. A job's end shows up as a change of the store's version. The watch also
+reports the log's deletion (IN_ATTRIB: its link count fell, while the job still holds it
+open) and its move (IN_MOVE_SELF): nothing more can be read from its path then.
 """
 
 from __future__ import annotations
@@ -15,9 +17,22 @@ from pathlib import Path
 from inotify_simple import flags
 
 from jobmagic.core.files import file_size
+from jobmagic.core.state import JobState
+from jobmagic.store.records import JobRecord
 
 from .changes import ChangeFeed
 from .file_events import FileEvents
+
+#: A log's writes, and its deletion or move (IN_ATTRIB for the fall of its link count).
+_LOG_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
+
+
+def log_deleted(record: JobRecord, log_path: Path) -> bool:
+    """Whether the job's log was deleted (or moved away): it exists before the job starts.
+
+    A queued job's log may not exist yet (its record is written first).
+    """
+    return record.state is not JobState.QUEUED and not log_path.exists()
 
 
 class _FollowedLog:
@@ -66,7 +81,7 @@ class LogFollowers:
         max_wait: float,
         give_up: asyncio.Future[None] | None = None,
     ) -> None:
-        """Return once the log is longer than ``offset`` bytes or the job has ended.
+        """Return once the log is longer than ``offset`` bytes, is deleted, or the job ended.
 
         Parameters
         ----------
@@ -91,7 +106,7 @@ class LogFollowers:
                 # between the look and the wait still wakes us.
                 if followed.unwatch is None:
                     with contextlib.suppress(FileNotFoundError):
-                        followed.unwatch = self._files.watch(log_path, flags.MODIFY, followed.wake)
+                        followed.unwatch = self._files.watch(log_path, _LOG_EVENTS, followed.wake)
                 if followed.next_write is None:
                     followed.next_write = loop.create_future()
                 wakers: list[asyncio.Future[None]] = [
@@ -104,6 +119,8 @@ class LogFollowers:
                     return
                 record = self._feed.store.get(job_id)
                 if record is None or record.state.is_finished:
+                    return
+                if log_deleted(record, log_path):
                     return
                 remaining = deadline - loop.time()
                 if remaining <= 0:
