@@ -310,6 +310,22 @@ def test_a_link_planted_at_a_jobs_log_is_set_aside_not_followed(
     assert oct(victim.stat().st_mode & 0o777) == oct(0o644)
 
 
+def test_a_home_may_be_your_link_to_your_directory(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    home = tmp_path / "home"
+    home.symlink_to(real)
+    _start_in(home)
+    assert len(list((real / "logs").iterdir())) == 1
+
+
+def test_a_home_that_is_a_dangling_link_is_a_store_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.symlink_to(tmp_path / "gone")
+    with pytest.raises(StoreError, match=r"^cannot use the job home"):
+        JobStore(home)
+
+
 def _start_in(home: Path) -> None:
     service = WorkerService(logger=quiet_logger(), home=home)
     try:

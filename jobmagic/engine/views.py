@@ -96,7 +96,10 @@ class ForeignJobs:
     def _wait_recorded(self, job_id: int) -> None:
         """Wait (a while) for the job's end to be in the store: its owner writes it."""
         changed = threading.Event()
-        watch = self._watcher.watch_file(str(self._store.changed_path), changed.set)
+        try:
+            watch = self._watcher.watch_file(str(self._store.changed_path), changed.set)
+        except OSError:
+            return  # the store's files are gone: there is no record to wait for
         try:
             deadline = time.monotonic() + RECORD_WAIT
             while True:

@@ -86,6 +86,8 @@ class JobStore:
             self.logs_dir = private_dir(self.home / "logs")
         except UnsafePath as exc:
             raise StoreError(f"cannot use the job home: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot use the job home {home or jobmagic_home()}: {exc}") from None
         self.path = self.home / DB_NAME
         self.changed_path = self.home / CHANGED_NAME
         # One connection per store, shared by threads: sqlite3 objects are not safe to use
