@@ -33,7 +33,7 @@ from helpers import free_port, python_cmd, stop_server, wait_until
 from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
-from jobmagic.server import wire
+from jobmagic.store import wire
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -396,6 +396,24 @@ def _orphan(store: JobStore, status: bytes | None, stop_requested_by: str | None
     return record.id
 
 
+def test_an_orphans_end_is_never_before_its_start(jobmagic_home: Path) -> None:
+    # A status file's mtime is coarser than time.time(): a job that ran for a moment
+    # could read as ending before it started (a negative runtime).
+    store = JobStore(jobmagic_home)
+    try:
+        job_id = _orphan(store, b"0\n")
+        status = LocalExecutor(store.home).status_path(store.log_path(job_id))
+        written = status.stat().st_mtime
+        store.update(job_id, started_at=written + 0.003)
+        reconcile_store(store)
+        record = store.get(job_id)
+        assert record is not None
+        assert record.ended_at == record.started_at
+        assert record.runtime == 0
+    finally:
+        store.close()
+
+
 def local_ref(pid: int, start: int | None, status_path: Path) -> dict[str, object]:
     """The local backend's reference to the job led by ``pid``."""
     return {"pid": pid, "start": start, "pgid": pid, "status": str(status_path)}

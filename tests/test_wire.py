@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobmagic import WorkerService
-from jobmagic.server import wire
+from jobmagic.store import wire
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -17,7 +17,7 @@ WIRE_TS = Path(__file__).parent.parent / "labextension" / "src" / "wire.ts"
 
 def test_the_typescript_types_are_generated_from_the_schema() -> None:
     assert WIRE_TS.read_text() == wire.typescript(), (
-        "labextension/src/wire.ts is stale: python -m jobmagic.server.wire > "
+        "labextension/src/wire.ts is stale: python -m jobmagic.store.wire > "
         "labextension/src/wire.ts"
     )
     for field in wire.FIELDS:

@@ -28,10 +28,10 @@ from jobmagic.core.files import file_size
 from jobmagic.core.state import JobState
 from jobmagic.store.job_store import MAX_ID
 from jobmagic.store.records import JobRecord
+from jobmagic.store.wire import job_json, job_list_json
 
 from .extension import JobmagicServer
 from .log_follow import log_deleted
-from .wire import job_json, job_list_json
 
 #: Bytes a log request returns when it names no ``length``.
 DEFAULT_LOG_LENGTH = 1 << 20

@@ -64,4 +64,8 @@ def finish_from_outcome(store: JobStore, record: JobRecord, outcome: Outcome) ->
             error = outcome.reason
         elif outcome.exit_code is None:
             error = UNKNOWN_END
-    store.finish(record.id, state, outcome.exit_code, error, ended_at=outcome.ended_at)
+    ended_at = outcome.ended_at
+    if ended_at is not None and record.started_at is not None:
+        # A file's mtime is a little coarser than time.time(): never before the start.
+        ended_at = max(ended_at, record.started_at)
+    store.finish(record.id, state, outcome.exit_code, error, ended_at=ended_at)

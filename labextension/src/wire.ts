@@ -1,5 +1,5 @@
 // The jobmagic REST API's JSON, as TypeScript types.
-// Generated from jobmagic/server/wire.py by `python -m jobmagic.server.wire`;
+// Generated from jobmagic/store/wire.py by `python -m jobmagic.store.wire`;
 // do not edit by hand (tests/test_wire.py checks that the two agree).
 
 /** The version of the wire schema these types describe. */
@@ -45,7 +45,7 @@ export interface IJob {
   owner: string | null;
   /** It keeps running when its kernel shuts down or restarts. */
   detached: boolean;
-  /** Who asked it to stop ("kernel", "ui", "timeout"), if anyone did. */
+  /** Who asked it to stop ("kernel", "ui", "timeout", "cli"), if anyone did. */
   stop_requested_by: string | null;
 }
 

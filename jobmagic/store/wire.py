@@ -3,7 +3,7 @@
 ``job_json(record)`` is how a job goes to the browser (and to scripts); nothing of the
 store's private bookkeeping (owner pids, backend references, file paths) leaves this way.
 The TypeScript types in ``labextension/src/wire.ts`` are generated from ``FIELDS``:
-``python -m jobmagic.server.wire > labextension/src/wire.ts``; a test checks they agree.
+``python -m jobmagic.store.wire > labextension/src/wire.ts``; a test checks they agree.
 Add a field by appending it here (clients ignore fields they do not know); renaming or
 removing one is a new ``SCHEMA_VERSION``.
 """
@@ -78,7 +78,7 @@ FIELDS = (
     Field(
         "stop_requested_by",
         "string | null",
-        'Who asked it to stop ("kernel", "ui", "timeout"), if anyone did.',
+        'Who asked it to stop ("kernel", "ui", "timeout", "cli"), if anyone did.',
     ),
 )
 
@@ -110,7 +110,7 @@ def typescript() -> str:
     states = " | ".join(f"'{state.value}'" for state in JobState)
     fields = "\n".join(f"  /** {f.doc} */\n  {f.name}: {f.typescript};" for f in FIELDS)
     return f"""// The jobmagic REST API's JSON, as TypeScript types.
-// Generated from jobmagic/server/wire.py by `python -m jobmagic.server.wire`;
+// Generated from jobmagic/store/wire.py by `python -m jobmagic.store.wire`;
 // do not edit by hand (tests/test_wire.py checks that the two agree).
 
 /** The version of the wire schema these types describe. */
