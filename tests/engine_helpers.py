@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import select
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from jobmagic.core.process_identity import process_start_time, stat_fields
 from jobmagic.engine.service import WorkerService
@@ -54,3 +59,40 @@ def flush_watcher(service: WorkerService) -> None:
     done = threading.Event()
     service.watcher.call_later(0, done.set)
     assert done.wait(10), "the watcher thread is stuck"
+
+
+class OtherKernel:
+    """Another Python process with its own service: it starts a job and then lives on
+    (until ``close``) or dies at once without cleaning up (``die=True``)."""
+
+    def __init__(self, home: Path, command: str, *, die: bool = False) -> None:
+        end = "os._exit(0)" if die else "sys.stdin.read()"
+        code = (
+            "import json, os, sys\nfrom jobmagic import WorkerService\n"
+            "svc = WorkerService()\n"
+            f"w = svc.start({command!r})\n"
+            "for chunk in w.stream():\n"
+            "    if b'ready' in chunk: break\n"
+            "print(json.dumps({'id': w.id, 'pid': w.pid}), flush=True)\n"
+            f"{end}\n"
+        )
+        env = {**os.environ, "JOBMAGIC_HOME": str(home)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        assert ready, "the other kernel did not start its job"
+        self.job: dict[str, int] = json.loads(self.process.stdout.readline())
+        if die:
+            self.process.wait(10)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        self.process.wait(30)

@@ -8,13 +8,10 @@ killed while nobody watched, and commands larger than the system runs.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import logging
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -26,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import alive, read_until
+from engine_helpers import OtherKernel, alive, read_until
 from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
@@ -335,43 +332,6 @@ def _start_in(home: Path) -> None:
 
 
 # -- 6. stopping jobs this kernel does not own --------------------------------------------
-class OtherKernel:
-    """Another Python process with its own service: it starts a job and then lives on
-    (until ``close``) or dies at once without cleaning up (``die=True``)."""
-
-    def __init__(self, home: Path, command: str, *, die: bool = False) -> None:
-        end = "os._exit(0)" if die else "sys.stdin.read()"
-        code = (
-            "import json, os, sys\nfrom jobmagic import WorkerService\n"
-            "svc = WorkerService()\n"
-            f"w = svc.start({command!r})\n"
-            "for chunk in w.stream():\n"
-            "    if b'ready' in chunk: break\n"
-            "print(json.dumps({'id': w.id, 'pid': w.pid}), flush=True)\n"
-            f"{end}\n"
-        )
-        env = {**os.environ, "JOBMAGIC_HOME": str(home)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        assert ready, "the other kernel did not start its job"
-        self.job: dict[str, int] = json.loads(self.process.stdout.readline())
-        if die:
-            self.process.wait(10)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        self.process.wait(30)
-
-
 def _program_pid(svc: WorkerService, job_id: int) -> int:
     match = READY.search(svc.get(job_id).output())
     assert match is not None

@@ -1,0 +1,1 @@
+"""The ``jobmagic`` command line (``main.py``): list, follow, stop and wait on jobs."""

@@ -1,0 +1,5 @@
+"""``python -m jobmagic.cli``: the same as the ``jobmagic`` command."""
+
+from .main import run
+
+run()

@@ -1,0 +1,252 @@
+"""The command line's subcommands: each takes the parsed arguments, returns an exit status.
+
+Exit statuses: 0 done (for ``wait`` and ``logs --follow``: the jobs succeeded); the job's
+own status for ``logs --follow`` and ``wait`` (128+N for a job killed by signal N, 1 when
+it is unknown); 124 when ``wait`` timed out (as ``timeout(1)``); 2 for a usage error or an
+id or name that names no job (``errors.UsageError``); 1 when the store cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from jobmagic.core.state import JobState
+from jobmagic.engine.service import WorkerService
+from jobmagic.errors import JobNotFound
+from jobmagic.store.records import JobRecord
+from jobmagic.store.wire import job_json, job_list_json
+from jobmagic.text.describe import job_label, outcome_text
+
+from .output import job_details, job_table, say, use_colour
+from .watch import follow_log, wait_for_jobs
+
+#: ``wait`` timed out (as ``timeout(1)`` does).
+TIMED_OUT = 124
+#: A shell's status for a process killed by signal N is this plus N.
+_SIGNAL_BASE = 128
+#: Finished jobs ``list`` shows without ``--all``.
+RECENT_FINISHED = 20
+#: Who the store says asked for a stop made here.
+BY = "cli"
+
+
+class UsageError(Exception):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+Command = Callable[[WorkerService, argparse.Namespace], int]
+
+
+def shell_status(record: JobRecord | None) -> int:
+    """A job's end as a process exit status: its exit code, 128+N for signal N, else 1."""
+    if record is None:
+        return 1
+    if record.state is JobState.SUCCEEDED:
+        return 0
+    code = record.exit_code
+    if code is None:
+        return 1
+    if code < 0:
+        return _SIGNAL_BASE - code
+    return code if 0 < code < 256 else 1  # noqa: PLR2004 - the range of an exit status
+
+
+def find(service: WorkerService, id_or_name: str) -> JobRecord:
+    """The record an id or name names, as the magics find it."""
+    try:
+        job_id = service.get(id_or_name).id
+    except JobNotFound as exc:
+        raise UsageError(str(exc)) from None
+    record = service.store.get(job_id or 0)
+    if record is None:
+        raise UsageError(f"no job {id_or_name!r}")
+    return record
+
+
+def _targets(service: WorkerService, args: argparse.Namespace, what: str) -> list[JobRecord]:
+    if args.all and args.jobs:
+        raise UsageError(f"give job ids or --all, not both: jobmagic {what} --all")
+    if args.all:
+        return [r for r in service.store.list() if not r.state.is_finished]
+    if not args.jobs:
+        raise UsageError(f"which jobs? give their ids or names: jobmagic {what} 7 8, or --all")
+    return [find(service, job) for job in args.jobs]
+
+
+def _json_out(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# -- looking -------------------------------------------------------------------------------
+def list_jobs(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic list``: the running and queued jobs and the latest finished ones."""
+    service.reconcile()
+    states = [JobState(s) for s in args.state] if args.state else None
+    records = service.store.list(states=states)
+    if not args.all and states is None:
+        finished = [r for r in records if r.state.is_finished]
+        hidden = {r.id for r in finished[:-RECENT_FINISHED]} if finished else set()
+        records = [r for r in records if r.id not in hidden]
+    if args.json:
+        _json_out(job_list_json(records, service.store.data_version()))
+    elif records:
+        say(job_table(records, use_colour(sys.stdout)))
+    else:
+        say("No jobs." if states is None else "No jobs in that state.")
+    return 0
+
+
+def status(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic status ID``: everything about one job."""
+    service.reconcile()
+    record = find(service, args.job)
+    if args.json:
+        _json_out(job_json(record))
+    else:
+        say(job_details(record, use_colour(sys.stdout)))
+    return 0
+
+
+def logs(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic logs ID``: the job's output, byte for byte; ``--follow`` until it ends."""
+    record = find(service, args.job)
+    out = sys.stdout.buffer
+    offset = 0
+    try:
+        with open(record.log_path, "rb") as log:
+            size = log.seek(0, 2)
+            offset = _tail_offset(log, size, args.tail) if args.tail is not None else 0
+            if not args.follow:
+                log.seek(offset)
+                while chunk := log.read(1 << 16):
+                    out.write(chunk)
+                out.flush()
+                return 0
+    except FileNotFoundError:
+        if not args.follow:
+            return 0
+    final = follow_log(service, record, out, offset)
+    return shell_status(final)
+
+
+def _tail_offset(log: BinaryIO, size: int, lines: int) -> int:
+    r"""Where the last ``lines`` lines of the log start (a last line without ``\\n`` counts)."""
+    if lines <= 0:
+        return size
+    position, seen = size, 0
+    log.seek(max(0, size - 1))
+    ends_with_newline = size > 0 and log.read(1) == b"\n"
+    wanted = lines + (1 if ends_with_newline else 0)
+    while position > 0:
+        start = max(0, position - (1 << 16))
+        log.seek(start)
+        block = log.read(position - start)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            seen += 1
+            if seen == wanted:
+                return start + index + 1
+        position = start
+    return 0
+
+
+# -- acting --------------------------------------------------------------------------------
+def start(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic start -- CMD``: a job no kernel owns, which outlives this command."""
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not words:
+        raise UsageError("empty command; write it after --: jobmagic start -- sleep 10")
+    env: dict[str, str] = {}
+    for item in args.env or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--env takes KEY=VALUE, not {item!r}")
+        env[key] = value
+    try:
+        worker = service.start(
+            " ".join(words),
+            name=args.name,
+            cwd=args.cwd,
+            env=env,
+            timeout=args.timeout,
+            pty=args.pty,
+            detach=True,  # nobody is left to stop it when this command exits
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _json_out(job_json(find(service, str(worker.id))))
+    else:
+        say(str(worker.id))
+    if worker.state is JobState.FAILED:
+        print(f"jobmagic start: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def stop(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic stop ID...|--all``: SIGTERM, SIGKILL after the timeout; waits for the end."""
+    records = _targets(service, args, "stop")
+    if not records:
+        say("No running jobs to stop.")
+        return 0
+    workers = [service.get(r.id) for r in records]
+    for worker in workers:
+        worker.stop(args.timeout, wait=False, by=BY)
+    for worker in workers:
+        worker.stop(args.timeout, by=BY)  # joins the stop above, waits for the end
+        say(f"{job_label(worker)} {outcome_text(worker)}")
+    return 0
+
+
+def wait(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic wait ID...|--all``: 0 when all succeeded, else the first failure's status."""
+    records = _targets(service, args, "wait")
+    ids = [r.id for r in records]
+    final = wait_for_jobs(service, ids, args.timeout)
+    if final is None:
+        print(f"jobmagic wait: timed out after {args.timeout:g} s", file=sys.stderr)
+        return TIMED_OUT
+    for job_id in ids:
+        code = shell_status(final[job_id])
+        if code:
+            return code
+    return 0
+
+
+def remove(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic rm ID...|--finished``: delete finished jobs' records and logs."""
+    if args.finished and args.jobs:
+        raise UsageError("give job ids or --finished, not both")
+    if args.finished:
+        count = service.remove_finished()
+        say(f"Removed {count} finished job{'s' if count != 1 else ''}.")
+        return 0
+    if not args.jobs:
+        raise UsageError("which jobs? give their ids or names: jobmagic rm 7 8, or --finished")
+    records = [find(service, job) for job in args.jobs]
+    running = [r for r in records if not r.state.is_finished]
+    if running:
+        raise UsageError(
+            f"{job_label(running[0])} is {running[0].state.value}; stop it first: "
+            f"jobmagic stop {running[0].id}"
+        )
+    for record in records:
+        service.remove(record.id)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "list": list_jobs,
+    "status": status,
+    "logs": logs,
+    "start": start,
+    "stop": stop,
+    "wait": wait,
+    "rm": remove,
+}

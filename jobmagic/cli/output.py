@@ -1,0 +1,116 @@
+"""What the command line prints: aligned tables, colours on a terminal, relative times."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO
+
+from jobmagic.core.state import JobState
+from jobmagic.store.records import JobRecord
+from jobmagic.text.describe import (
+    error_text,
+    exit_column,
+    exit_text,
+    format_runtime,
+    short_command,
+    state_text,
+)
+
+# Basic ANSI colours (every terminal has them) for the states of ``STATE_COLORS``.
+_ANSI = {
+    JobState.QUEUED: "90",  # grey
+    JobState.RUNNING: "34",  # blue
+    JobState.SUCCEEDED: "32",  # green
+    JobState.FAILED: "31",  # red
+    JobState.STOPPED: "33",  # yellow
+}
+_MINUTE, _HOUR, _DAY = 60, 3600, 86400
+COLUMNS = ("ID", "NAME", "STATE", "EXIT", "RUNTIME", "STARTED", "COMMAND")
+
+
+def use_colour(stream: IO[str]) -> bool:
+    """Colours only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def coloured(text: str, state: JobState, colour: bool) -> str:
+    """``text`` in the colour of ``state`` when ``colour``."""
+    return f"\x1b[{_ANSI[state]}m{text}\x1b[0m" if colour else text
+
+
+def ago(when: float | None, now: float | None = None) -> str:
+    """``"12s ago"``, ``"3m ago"``, ``"2h ago"``, ``"5d ago"``; ``-`` for never."""
+    if when is None:
+        return "-"
+    seconds = max(0.0, (now if now is not None else time.time()) - when)
+    if seconds < _MINUTE:
+        return f"{seconds:.0f}s ago"
+    if seconds < _HOUR:
+        return f"{seconds // _MINUTE:.0f}m ago"
+    if seconds < _DAY:
+        return f"{seconds // _HOUR:.0f}h ago"
+    return f"{seconds // _DAY:.0f}d ago"
+
+
+def job_table(records: Sequence[JobRecord], colour: bool, now: float | None = None) -> str:
+    """The jobs as aligned columns under a header line (no trailing spaces)."""
+    rows = [
+        (
+            str(r.id),
+            r.name or "-",
+            state_text(r),
+            exit_column(r.exit_code),
+            format_runtime(r.runtime) if r.runtime is not None else "-",
+            ago(r.started_at, now),
+            short_command(r.command),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    lines = [_line(COLUMNS, widths)]
+    for record, row in zip(records, rows, strict=True):
+        line = _line(row, widths)
+        if colour:
+            # Colour the state cell only; padding stays outside the escape codes.
+            start = sum(w + 2 for w in widths[:2])
+            cell = row[2]
+            line = line[:start] + coloured(cell, record.state, colour) + line[start + len(cell) :]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+
+def job_details(record: JobRecord, colour: bool, now: float | None = None) -> str:
+    """``jobmagic status``: one ``key: value`` line per fact about the job."""
+    facts = [
+        ("job", str(record.id)),
+        ("name", record.name or "-"),
+        ("state", coloured(state_text(record), record.state, colour)),
+        ("exit", exit_text(record.exit_code) or "-"),
+        ("error", error_text(record) or "-"),
+        ("command", record.command),
+        ("cwd", record.cwd or "-"),
+        ("pid", str(record.pid) if record.pid is not None else "-"),
+        ("owner", record.owner or "-"),
+        ("started", ago(record.started_at, now)),
+        ("runtime", format_runtime(record.runtime) if record.runtime is not None else "-"),
+        ("log", record.log_path),
+    ]
+    if record.stop_requested_by:
+        facts.append(("stopped by", record.stop_requested_by))
+    width = max(len(key) for key, _ in facts)
+    return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in facts)
+
+
+def say(text: str, stream: IO[str] | None = None) -> None:
+    """Print one message line (to stdout unless told)."""
+    print(text, file=stream or sys.stdout, flush=True)
