@@ -98,11 +98,16 @@ def test_json_is_the_rest_apis_json(jobmagic_home: Path, lab_server: Any) -> Non
         assert w.wait(10) == 4
     finally:
         svc.shutdown()
+    # A job the command line started, which no kernel owns, is the server's to see too.
+    started = json.loads(cli("start", "--json", "--", "echo from the cli").stdout)
+    assert cli("wait", str(started["id"])).returncode == 0
     with urllib.request.urlopen(lab_server.api_url("jobmagic/api/jobs"), timeout=30) as answer:
         rest = json.load(answer)
     listing = json.loads(cli("list", "--json").stdout)
     assert listing["schema_version"] == rest["schema_version"]
     assert listing["jobs"] == rest["jobs"]
+    assert [job["state"] for job in rest["jobs"]] == ["failed", "succeeded"]
+    assert rest["jobs"][1]["command"] == "echo from the cli"
     status = json.loads(cli("status", "json-job", "--json").stdout)
     assert status == rest["jobs"][0]
     assert status["state"] == "failed"
