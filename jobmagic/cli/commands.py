@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
+from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobNotFound
 from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json, job_list_json
@@ -68,10 +70,17 @@ def find(service: WorkerService, id_or_name: str) -> JobRecord:
 
 
 def _targets(service: WorkerService, args: argparse.Namespace, what: str) -> list[JobRecord]:
-    if args.all and args.jobs:
-        raise UsageError(f"give job ids or --all, not both: jobmagic {what} --all")
-    if args.all:
-        return [r for r in service.store.list() if not r.state.is_finished]
+    group = getattr(args, "group", None)
+    if sum(map(bool, (args.all, args.jobs, group))) > 1:
+        raise UsageError(
+            f"give job ids, --group or --all, not more than one: jobmagic {what} --all"
+        )
+    if args.all or group:
+        return [
+            r
+            for r in service.store.list()
+            if not r.state.is_finished and (group is None or r.group_name == group)
+        ]
     if not args.jobs:
         raise UsageError(f"which jobs? give their ids or names: jobmagic {what} 7 8, or --all")
     return [find(service, job) for job in args.jobs]
@@ -88,6 +97,8 @@ def list_jobs(service: WorkerService, args: argparse.Namespace) -> int:
     service.reconcile()
     states = [JobState(s) for s in args.state] if args.state else None
     records = service.store.list(states=states)
+    if args.group is not None:
+        records = [r for r in records if r.group_name == args.group]
     if not args.all and states is None:
         finished = [r for r in records if r.state.is_finished]
         hidden = {r.id for r in finished[:-RECENT_FINISHED]} if finished else set()
@@ -168,8 +179,15 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
             raise UsageError(f"--env takes KEY=VALUE, not {item!r}")
         env[key] = value
     try:
+        after = [int(i) for i in args.after.split(",") if i.strip()] if args.after else []
+    except ValueError:
+        raise UsageError(f"--after takes job ids such as 3 or 3,4, not {args.after!r}") from None
+    try:
         worker = service.start(
             " ".join(words),
+            group=args.group,
+            priority=args.priority,
+            after=after,
             name=args.name,
             cwd=args.cwd,
             env=env,
@@ -183,10 +201,26 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
         _json_out(job_json(find(service, str(worker.id))))
     else:
         say(str(worker.id))
+    if worker.state is JobState.QUEUED:
+        # Nobody else would start it: this command waits in the queue for its turn,
+        # launches it, and leaves it running (until the queue admits ownerless jobs).
+        sys.stdout.flush()
+        _wait_until_started(service, worker)
     if worker.state is JobState.FAILED:
         print(f"jobmagic start: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _wait_until_started(service: WorkerService, worker: Worker) -> None:
+    left_queue = threading.Event()
+    unsubscribe = service.subscribe(lambda _event: left_queue.set())
+    try:
+        while worker.state is JobState.QUEUED:
+            left_queue.wait()
+            left_queue.clear()
+    finally:
+        unsubscribe()
 
 
 def stop(service: WorkerService, args: argparse.Namespace) -> int:
@@ -219,6 +253,29 @@ def wait(service: WorkerService, args: argparse.Namespace) -> int:
     return 0
 
 
+def groups(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic group [NAME] [--parallel N]``: the queue's groups; set one's limit."""
+    if args.parallel is not None:
+        if args.name is None:
+            raise UsageError("which group? jobmagic group gpu --parallel 2")
+        try:
+            service.set_group(args.name, args.parallel)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    found = [g for g in service.groups() if args.name is None or g.name == args.name]
+    if args.json:
+        _json_out({"groups": [g._asdict() for g in found]})
+        return 0
+    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED")] + [
+        (g.name, str(g.parallel) if g.parallel else "any", str(g.running), str(g.queued))
+        for g in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def remove(service: WorkerService, args: argparse.Namespace) -> int:
     """``jobmagic rm ID...|--finished``: delete finished jobs' records and logs."""
     if args.finished and args.jobs:
@@ -248,5 +305,6 @@ COMMANDS: dict[str, Command] = {
     "start": start,
     "stop": stop,
     "wait": wait,
+    "group": groups,
     "rm": remove,
 }

@@ -25,6 +25,8 @@ examples:
   jobmagic stop train --timeout 30   SIGTERM to the job named "train", SIGKILL after 30 s
   jobmagic wait 7 8 --timeout 3600   0 if both succeeded; 124 if still running after 1 h
   jobmagic start --name sweep -- python sweep.py --lr 0.1
+  jobmagic group gpu --parallel 2    at most 2 jobs of group "gpu" run at once
+  jobmagic start --group gpu --after 7 -- python eval.py
   jobmagic list --json | jq '.jobs[] | select(.state == "failed") | .id'
 
 Jobs are named by id or name, as in the notebook's %job magic. The store is
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[s.value for s in JobState],
         help="only jobs in this state (repeatable)",
     )
+    p.add_argument("--group", help="only the jobs of this queue group")
     p.add_argument("--json", action="store_true", help="the REST API's JSON document")
 
     p = sub.add_parser("status", help="everything about one job")
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="add to its environment")
     p.add_argument("--timeout", type=float, metavar="S", help="stop it after S seconds")
     p.add_argument("--pty", action="store_true", help="run it on a pseudo-terminal")
+    p.add_argument("--group", default="default", help="the queue group it runs in")
+    p.add_argument("--priority", type=int, default=0, help="higher starts first in its group")
+    p.add_argument("--after", metavar="ID[,ID...]", help="start when these jobs have succeeded")
     p.add_argument("--json", action="store_true", help="print its JSON, not its id")
     p.add_argument(
         "command",
@@ -121,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("wait", help="wait for jobs to end; exit 0 if all succeeded")
     _jobs_argument(p, "*", "ids or names")
     p.add_argument("--all", action="store_true", help="every job queued or running now")
+    p.add_argument("--group", help="every job of this group queued or running now")
     p.add_argument("--timeout", type=float, metavar="S", help="exit 124 after S seconds")
+
+    p = sub.add_parser("group", help="show queue groups, or limit how many jobs of one run")
+    p.add_argument("name", metavar="NAME", nargs="?", help="a group's name")
+    p.add_argument("--parallel", type=int, metavar="N", help="run at most N at once (0: any)")
+    p.add_argument("--json", action="store_true", help="the groups as JSON")
 
     p = sub.add_parser("rm", help="delete finished jobs and their logs")
     _jobs_argument(p, "*", "ids or names")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
+
+#: The group a job waits in unless it names one.
+DEFAULT_GROUP = "default"
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class JobOptions(TypedDict, total=False):
@@ -23,6 +28,9 @@ class JobOptions(TypedDict, total=False):
     detach: bool
     shell: str
     backend: str
+    group: str
+    priority: int
+    after: tuple[int, ...] | list[int] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +63,14 @@ class JobSpec:
         The shell that runs ``command``.
     backend:
         What runs it: ``"local"`` (a process group on this machine).
+    group:
+        The queue group it waits in (``"default"``): a group may limit how many of its
+        jobs run at once (``WorkerService.set_group``). Letters, digits, ``_.-``.
+    priority:
+        Within its group, higher starts first (then submission order); default 0.
+    after:
+        Ids of jobs that must all have SUCCEEDED before this one starts; if one fails
+        or is stopped, this one ends FAILED without running.
 
     Raises
     ------
@@ -75,6 +91,9 @@ class JobSpec:
     detach: bool = False
     shell: str = "/bin/sh"
     backend: str = "local"
+    group: str = DEFAULT_GROUP
+    priority: int = 0
+    after: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.command, str) or not self.command.strip():  # type: ignore[redundant-expr]
@@ -82,16 +101,7 @@ class JobSpec:
         _no_nul("the command", self.command)
         if self.name is not None:
             _check_name(self.name)
-        env = dict(self.env or {})
-        for key, value in env.items():
-            if not isinstance(key, str) or not isinstance(value, str):  # type: ignore[redundant-expr]
-                raise TypeError(f"environment variable {key!r} must map a str to a str")
-            if not key or "=" in key:
-                raise ValueError(
-                    f"environment variable name {key!r} is not valid: it must be non-empty "
-                    "and have no '='"
-                )
-            _no_nul(f"environment variable {key!r}", key + value)
+        env = _checked_env(self.env)
         if self.cwd is not None:
             _no_nul("the working directory", os.fspath(self.cwd))
         if not isinstance(self.shell, str) or not self.shell:  # type: ignore[redundant-expr]
@@ -102,8 +112,12 @@ class JobSpec:
             raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         if not isinstance(self.backend, str) or not self.backend:  # type: ignore[redundant-expr]
             raise ValueError(f"a backend is named by a str such as 'local', not {self.backend!r}")
+        check_group_name(self.group)
+        if not _is_int(self.priority):
+            raise ValueError(f"priority must be an integer, not {self.priority!r}")
         # Frozen: the checked values are set once, here.
         object.__setattr__(self, "env", types.MappingProxyType(env))
+        object.__setattr__(self, "after", _checked_after(self.after))
         if self.cwd is not None:
             object.__setattr__(self, "cwd", os.fspath(self.cwd))
         if timeout is not None:
@@ -125,7 +139,43 @@ class JobSpec:
             "detach": self.detach,
             "shell": self.shell,
             "backend": self.backend,
+            "group": self.group,
+            "priority": self.priority,
+            "after": self.after,
         }
+
+
+def _checked_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    checked = dict(env or {})
+    for key, value in checked.items():
+        if not isinstance(key, str) or not isinstance(value, str):  # type: ignore[redundant-expr]
+            raise TypeError(f"environment variable {key!r} must map a str to a str")
+        if not key or "=" in key:
+            raise ValueError(
+                f"environment variable name {key!r} is not valid: it must be non-empty "
+                "and have no '='"
+            )
+        _no_nul(f"environment variable {key!r}", key + value)
+    return checked
+
+
+def _checked_after(after: Iterable[int] | None) -> tuple[int, ...]:
+    ids = tuple(after or ())
+    for job_id in ids:
+        if not _is_int(job_id) or job_id <= 0:
+            raise ValueError(f"after takes job ids (integers > 0), not {job_id!r}")
+    return tuple(dict.fromkeys(ids))
+
+
+def check_group_name(name: object) -> str:
+    """``name`` if it can name a group (letters, digits, ``_.-``; at most 64), else ValueError."""
+    if not isinstance(name, str) or not _GROUP_NAME.fullmatch(name):
+        raise ValueError(f"a group name is 1-64 letters, digits, '_', '.' or '-', not {name!r}")
+    return name
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _no_nul(what: str, text: str) -> None:

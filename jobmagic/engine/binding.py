@@ -53,6 +53,11 @@ class JobFacts(Protocol):
         """When it ended (epoch seconds), or None."""
         ...
 
+    @property
+    def queue_reason(self) -> str | None:
+        """Why it waits in the queue, or None."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class JobBinding:

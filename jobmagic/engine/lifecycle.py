@@ -88,6 +88,8 @@ class JobLifecycle:
         self._stop: StopPolicy | None = None
         self._timeout: Cancellable | None = None
         self._done_callbacks: list[Callable[[], None]] = []
+        #: Why it has not started yet, while it waits in the queue (None otherwise).
+        self.queue_reason: str | None = None
 
     @property
     def state(self) -> JobState:
@@ -116,6 +118,7 @@ class JobLifecycle:
             if self._launched or self._state is not JobState.QUEUED:
                 raise JobmagicError(f"job {self.job_id} was already started")
             self._launched = True
+            self.queue_reason = None
             try:
                 execution = self._executor.launch(self.job_id, self.spec, self.log_path)
             except LaunchError as exc:
@@ -141,6 +144,23 @@ class JobLifecycle:
             with self._lock:
                 self.error = f"the job runs but its record could not be saved: {exc}"
         self._begin(execution)
+
+    def wait_in_queue(self, reason: str) -> None:
+        """The queue says why the job cannot start yet (QUEUED, tells listeners)."""
+        with self._lock:
+            if self._state is not JobState.QUEUED or reason == self.queue_reason:
+                return
+            self.queue_reason = reason
+        self._on_change()
+
+    def never_start(self, reason: str) -> None:
+        """QUEUED -> FAILED without running (a job it waits for failed): ``reason``."""
+        with self._lock:
+            if self._launched or self._state is not JobState.QUEUED:
+                return
+            self._launched = True
+            self.queue_reason = None
+        self._finish(JobState.FAILED, None, reason)
 
     def adopt(self, execution: Execution, started_at: float | None) -> None:
         """Take over a running execution a dead kernel started (QUEUED -> RUNNING)."""

@@ -1,27 +1,134 @@
 """Admission: when a queued job may start.
 
-Every job goes through the scheduler between being added and being launched. For now
-every job is admitted the moment it is submitted; a queue with limits (groups,
-dependencies, device pools) will decide here, in one place, without the worker or the
-service changing.
+Every job goes through the scheduler between being added and being launched. A job with
+no ``after`` in a group without a limit starts at once (no queue pass, no extra write).
+Any other job waits in the queue, which is shared by every kernel through the store: a
+pass (``JobStore.admit``, the rule in ``store/queue.py``) decides in one transaction which
+of this kernel's queued jobs start now, which never will (a job they wait for failed) and
+why the others wait. Passes run when a job is queued, and whenever the store changes
+while this kernel has queued jobs (any kernel's job ended, a group's limit changed): the
+store's change file wakes the watcher thread. Nothing polls.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Protocol
+
+from jobmagic.core.spec import JobSpec
+from jobmagic.core.state import JobState
+from jobmagic.errors import StoreError
+from jobmagic.store.job_queue import JobQueue
+
+from .watcher import FileWatch, Watcher
+
+_log = logging.getLogger("jobmagic")
 
 
 class Admittable(Protocol):
-    """A job the scheduler can start."""
+    """A job the scheduler can start (a ``JobLifecycle``)."""
+
+    job_id: int
+    spec: JobSpec
+
+    @property
+    def state(self) -> JobState:
+        """Where the job is."""
+        ...
 
     def launch(self) -> None:
         """Start the job now."""
         ...
 
+    def wait_in_queue(self, reason: str) -> None:
+        """Say why the job waits."""
+        ...
+
+    def never_start(self, reason: str) -> None:
+        """End the queued job FAILED, with ``reason``."""
+        ...
+
 
 class Scheduler:
-    """Decides when submitted jobs start: at once, for now."""
+    """The kernel's side of the shared queue. Thread-safe.
+
+    Parameters
+    ----------
+    queue:
+        The store's queue.
+    watcher:
+        Wakes the scheduler when the store changes (while anything is queued here).
+    """
+
+    def __init__(self, queue: JobQueue, watcher: Watcher) -> None:
+        self._queue = queue
+        self._watcher = watcher
+        # Guards _queued and _watch; passes hold _pass so that two never overlap (a job
+        # that ends during a pass, e.g. one that cannot start, runs a nested one).
+        self._lock = threading.Lock()
+        self._pass = threading.RLock()
+        self._queued: dict[int, Admittable] = {}
+        self._watch: FileWatch | None = None
+
+    @property
+    def queued(self) -> int:
+        """How many of this kernel's jobs wait in the queue."""
+        with self._lock:
+            return len(self._queued)
 
     def submit(self, job: Admittable) -> None:
-        """A job is ready to run; launch it when it is admitted (now)."""
-        job.launch()
+        """A job is ready to run: launch it now, or queue it until it is admitted."""
+        spec = job.spec
+        if not spec.after and self._queue.group_limit(spec.group) == 0:
+            job.launch()
+            return
+        with self._lock:
+            self._queued[job.job_id] = job
+            if self._watch is None:
+                self._watch = self._watcher.watch_file(
+                    str(self._queue.store.changed_path), self._on_store_change
+                )
+        self.run()
+
+    def _on_store_change(self) -> None:
+        # On the watcher thread: a pass is a few milliseconds of SQLite.
+        try:
+            self.run()
+        except StoreError as exc:
+            _log.warning("jobmagic could not run the job queue: %s", exc)
+
+    def run(self) -> None:
+        """One pass of the queue for this kernel's queued jobs: start those admitted.
+
+        Returns once the jobs admitted are launched, by this pass or by one that was
+        under way on another thread.
+        """
+        with self._pass:
+            with self._lock:
+                for job_id in [
+                    i for i, job in self._queued.items() if job.state is not JobState.QUEUED
+                ]:
+                    del self._queued[job_id]  # stopped while it waited
+                mine = dict(self._queued)
+                if not mine:
+                    self._stop_watching()
+                    return
+            admission = self._queue.admit(mine)
+            with self._lock:
+                for job_id in [*admission.admitted, *admission.never]:
+                    self._queued.pop(job_id, None)
+                if not self._queued:
+                    self._stop_watching()
+            for job_id in admission.admitted:
+                mine[job_id].launch()
+            for job_id, reason in admission.never.items():
+                mine[job_id].never_start(reason)
+            for job_id, reason in admission.waiting.items():
+                mine[job_id].wait_in_queue(reason)
+
+    def _stop_watching(self) -> None:
+        """Stop waking on store changes (lock held)."""
+        if self._watch is not None:
+            self._watcher.unwatch_file(self._watch)
+            self._watch = None

@@ -11,15 +11,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Unpack
+from typing import NamedTuple, Unpack
 
 from jobmagic.backends.base import Executor
 from jobmagic.backends.registry import Executors
 from jobmagic.core.events import EventKind, JobEvent, Listeners
 from jobmagic.core.files import create_private_file
-from jobmagic.core.spec import JobOptions, JobSpec, looks_like_id
+from jobmagic.core.spec import JobOptions, JobSpec, check_group_name, looks_like_id
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
+from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.reconcile import reconcile
 
@@ -45,6 +46,15 @@ DEFAULT_LOGGER_NAME = "jobmagic.job"
 logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 
 Listener = Callable[[JobEvent[Worker]], None]
+
+
+class GroupInfo(NamedTuple):
+    """A queue group: its limit (``parallel``, 0: none) and its jobs running and queued."""
+
+    name: str
+    parallel: int
+    running: int
+    queued: int
 
 
 class WorkerService:
@@ -81,7 +91,8 @@ class WorkerService:
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
-        self.scheduler = Scheduler()
+        self.queue = JobQueue(self.store)
+        self.scheduler = Scheduler(self.queue, self.watcher)
         self.executors = Executors(self.store.home)
         self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
         self._shared_handlers = SharedHandlers(self.logger)
@@ -141,6 +152,9 @@ class WorkerService:
         # What the backend cannot run fails before anything is recorded.
         executor = self.executors.require(spec.backend)
         executor.check(spec)
+        for job_id in spec.after:
+            if self.store.get(job_id) is None:
+                raise ValueError(f"after: there is no job {job_id} to wait for")
         record = self.store.create(spec)
         self._create_log(record.id)
         self._bind_owned(worker, record.id, spec, executor)
@@ -249,6 +263,30 @@ class WorkerService:
         self._emit("added", adopted)
         return adopted
 
+    # -- the queue ---------------------------------------------------------------------
+    def set_group(self, name: str, parallel: int) -> None:
+        """Let at most ``parallel`` jobs of group ``name`` run at once, in every kernel.
+
+        ``0`` means no limit. The limit lives in the store: every kernel, the server and
+        the command line obey it; jobs already running go on. Queued jobs start at once
+        when the new limit leaves room.
+
+        Raises
+        ------
+        ValueError
+            A group name that is not 1-64 of ``A-Za-z0-9_.-``, or ``parallel`` not an
+            integer >= 0.
+        """
+        check_group_name(name)
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 0:  # type: ignore[redundant-expr]
+            raise ValueError(f"parallel must be an integer >= 0 (0: no limit), not {parallel!r}")
+        self.queue.set_group(name, parallel)
+        self.scheduler.run()
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group (with a limit, or with jobs): name, limit, running and queued counts."""
+        return [GroupInfo(*row) for row in self.queue.groups()]
+
     # -- finding ---------------------------------------------------------------------
     def get(self, id_or_name: int | str) -> Worker:
         """The job with this id or name (this kernel's first, then the store's).
@@ -330,7 +368,13 @@ class WorkerService:
         self._emit("removed", worker)
 
     def _after_end(self) -> None:
-        """A job of this service has ended: retry what was not recorded, else prune."""
+        """A job of this service has ended: run the queue, retry what was not recorded, prune."""
+        if self.scheduler.queued:
+            # Its slot goes on at once (other kernels hear of it through the store).
+            try:
+                self.scheduler.run()
+            except StoreError as exc:
+                _log.warning("jobmagic could not run the job queue: %s", exc)
         if self.store.unsaved:
             self._retry_later()
             return

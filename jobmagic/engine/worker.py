@@ -89,6 +89,9 @@ class Worker:
     timeout = _Delegated[float | None](_spec, None, "Seconds after which it is stopped, or None.")
     pty = _Delegated[bool](_spec, False, "Whether it runs under a pseudo-terminal.")
     detach = _Delegated[bool](_spec, False, "Whether it keeps running when its kernel stops.")
+    group = _Delegated[str](_spec, "default", "The queue group it waits and runs in.")
+    priority = _Delegated[int](_spec, 0, "Its priority in its group (higher starts first).")
+    after = _Delegated[tuple[int, ...]](_spec, (), "Ids of jobs that must succeed before it.")
 
     state = _Delegated(_facts, JobState.QUEUED, "The job's :class:`JobState`.")
     exit_code = _Delegated[int | None](_facts, None, "The exit code; -N: killed by signal N.")
@@ -96,6 +99,11 @@ class Worker:
     pid = _Delegated[int | None](_facts, None, "The pid of the job's group leader (its wrapper).")
     started_at = _Delegated[float | None](_facts, None, "When it started, in epoch seconds.")
     ended_at = _Delegated[float | None](_facts, None, "When it ended, in epoch seconds, or None.")
+    queue_reason = _Delegated[str | None](
+        _facts,
+        None,
+        'Why it has not started: "waiting for job 7", "2nd in group gpu (2/2 running)".',
+    )
 
     def __init__(
         self, command: str, logger: logging.Logger | None = None, **options: Unpack[JobOptions]

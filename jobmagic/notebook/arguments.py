@@ -38,6 +38,36 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _job_ids(text: str) -> list[int]:
+    """Parse ``--after 3,4``: job ids, comma-separated."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        ids = []
+    if not ids or any(i <= 0 for i in ids):
+        raise argparse.ArgumentTypeError(f"expected job ids such as 3 or 3,4, got {text!r}")
+    return ids
+
+
+def _count(text: str) -> int:
+    """Parse ``--parallel N``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    """Parse ``--priority N``: any whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def _lines(text: str) -> int:
     """Parse ``--tail N``: a whole number of lines >= 0."""
     try:
@@ -72,6 +102,15 @@ argument: Callable[..., Callable[[_Spec], _Spec]] = ipython_magic_arguments.argu
 @argument("--timeout", type=_seconds, metavar="S", help="Stop the job after S seconds.")
 @argument("--pty", action="store_true", help="Run under a pseudo-terminal (progress, colours).")
 @argument("--detach", action="store_true", help="Keep running when the kernel shuts down.")
+@argument("--group", default="default", help="The queue group to run in (see %%job group).")
+@argument("--priority", type=_integer, default=0, help="Higher starts first in its group.")
+@argument(
+    "--after",
+    type=_job_ids,
+    metavar="ID[,ID...]",
+    default=[],
+    help="Start when these jobs have succeeded (never, if one fails).",
+)
 @argument("command", nargs="*", help="The shell command (the rest of the line).")
 def _start_parser() -> None:
     """Start COMMAND in the background and return its Worker at once.
@@ -89,6 +128,8 @@ def _start_parser() -> None:
         %job start --env CUDA_VISIBLE_DEVICES=1 --timeout 3600 ./run.sh
         %job start --pty python -c "from tqdm import trange; [0 for _ in trange(10**7)]"
         %job start -- -weird-command-name
+        %job start --group gpu --priority 5 python sweep.py --lr {lr}
+        %job start --after 3,4 python report.py
     """
 
 
@@ -228,6 +269,40 @@ def _adopt_parser() -> None:
     """
 
 
+@magic_arguments(name="job group")
+@argument("-h", "--help", action="store_true", help="Show this help.")
+@argument(
+    "--parallel", type=_count, metavar="N", help="Run at most N of its jobs at once (0: any)."
+)
+@argument("group", metavar="NAME", nargs="?", help="A group's name.")
+def _group_parser() -> None:
+    """Show the queue groups, or set how many jobs of one group may run at once.
+
+    The limit is shared by every kernel (it lives in the job store). Jobs that cannot
+    start yet stay queued and start by themselves when a slot frees.
+
+    Examples
+    --------
+    ::
+
+        %job group
+        %job group gpu --parallel 2
+    """
+
+
+@magic_arguments(name="job queue")
+@argument("-h", "--help", action="store_true", help="Show this help.")
+def _queue_parser() -> None:
+    """Show every kernel's queued jobs in the order they will start, and why they wait.
+
+    Examples
+    --------
+    ::
+
+        %job queue
+    """
+
+
 _PARSERS: dict[str, Any] = {
     "start": _start_parser,
     "list": _list_parser,
@@ -238,6 +313,8 @@ _PARSERS: dict[str, Any] = {
     "panel": _panel_parser,
     "rm": _rm_parser,
     "adopt": _adopt_parser,
+    "group": _group_parser,
+    "queue": _queue_parser,
 }
 SUBCOMMANDS = tuple(_PARSERS)
 

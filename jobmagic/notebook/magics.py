@@ -28,6 +28,7 @@ from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
+from . import queue_commands
 from .arguments import SUBCOMMANDS, _help, _parser, split_start_line
 from .follow import follow, log_snapshot
 from .reprs import JobStatus, JobTable, pretty_worker, worker_summary_html
@@ -119,6 +120,8 @@ class JobMagics(Magics, Configurable):
           %job panel
           %job rm ID... | --finished
           %job adopt ID
+          %job group [NAME --parallel N]
+          %job queue
 
           %%job [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
           <bash script>
@@ -226,6 +229,9 @@ class JobMagics(Magics, Configurable):
                 pty=args.pty,
                 detach=args.detach,
                 shell=shell,
+                group=args.group,
+                priority=args.priority,
+                after=args.after,
             )
         except (JobmagicError, ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
@@ -344,6 +350,15 @@ class JobMagics(Magics, Configurable):
             except JobmagicError as exc:
                 raise UsageError(str(exc)) from None
             _say(f"Removed {job_label(worker)}.")
+
+    def _group(self, rest: str) -> None:
+        args = self._parse("group", rest)
+        if args is not None:
+            _say(queue_commands.group(self.service(), args.group, args.parallel))
+
+    def _queue(self, rest: str) -> None:
+        if self._parse("queue", rest) is not None:
+            _say(queue_commands.queue(self.service()))
 
     def _adopt(self, rest: str) -> Worker | None:
         args = self._parse("adopt", rest)

@@ -192,6 +192,19 @@ class JobStore:
         return version
 
     # -- low-level access ------------------------------------------------------------
+    def write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction (see ``_write``), for the store's other modules (the queue)."""
+        return self._write()
+
+    def read(self, sql: str, params: Iterable[Any] = ()) -> builtins.list[tuple[Any, ...]]:
+        """Rows of one query, for the store's other modules (the queue)."""
+        with self._lock:
+            self._check_same_file()
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from exc
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds SQLite's write lock from its start.
@@ -202,6 +215,7 @@ class JobStore:
         """
         with self._lock:
             self._check_same_file()
+            before = self._db.total_changes
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
@@ -211,9 +225,12 @@ class JobStore:
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
                     raise StoreError(f"cannot write to the job store {self.path}: {exc}") from exc
                 raise
-        # Outside the transaction: the commit is visible to every reader by now.
-        with contextlib.suppress(OSError):
-            os.utime(self.changed_path)
+            changed = self._db.total_changes != before
+        # Outside the transaction: the commit is visible to every reader by now. A write
+        # that changed nothing (a queue pass with nothing to do) wakes nobody.
+        if changed:
+            with contextlib.suppress(OSError):
+                os.utime(self.changed_path)
         if self._unsaved:
             self.retry_unsaved()
 
@@ -257,8 +274,9 @@ class JobStore:
             with self._write() as db:
                 cursor = db.execute(
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
-                    " owner_pid, owner_start, detached, pty, timeout, backend, shell)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
+                    " group_name, priority, after_ids)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -274,6 +292,9 @@ class JobStore:
                         spec.timeout,
                         spec.backend,
                         spec.shell,
+                        spec.group,
+                        spec.priority,
+                        json.dumps(list(spec.after)),
                     ),
                 )
                 job_id = cursor.lastrowid

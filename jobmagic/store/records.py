@@ -69,6 +69,16 @@ MIGRATIONS: list[str] = [
     CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO store_info (key, value) VALUES ('generation', '');
     """,
+    # 4: the queue: each job waits in a group (which may limit how many of its jobs run
+    # at once), with a priority, after other jobs, and says why it waits.
+    """
+    ALTER TABLE jobs ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN after_ids TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN queue_reason TEXT;
+    CREATE TABLE groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX jobs_group_state ON jobs(group_name, state);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -77,6 +87,7 @@ COLUMNS = [
     *("started_at", "ended_at", "exit_code", "error", "owner", "owner_pid", "owner_start"),
     *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
     *("backend", "backend_ref", "shell"),
+    *("group_name", "priority", "after_ids", "queue_reason"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -114,6 +125,10 @@ class JobRecord:
     backend: str
     backend_ref: dict[str, Any] | None
     shell: str
+    group_name: str
+    priority: int
+    after_ids: list[int]
+    queue_reason: str | None
 
     @property
     def owner_alive(self) -> bool:
@@ -143,6 +158,9 @@ class JobRecord:
             detach=self.detached,
             shell=self.shell,
             backend=self.backend,
+            group=self.group_name,
+            priority=self.priority,
+            after=tuple(self.after_ids),
         )
 
     @classmethod
@@ -150,6 +168,7 @@ class JobRecord:
         """The record of one row selected with ``SELECT_COLUMNS``."""
         values = dict(zip(COLUMNS, row, strict=True))
         values["env_keys"] = json.loads(values["env_keys"])
+        values["after_ids"] = json.loads(values["after_ids"])
         values["state"] = JobState(values["state"])
         values["detached"] = bool(values["detached"])
         values["pty"] = bool(values["pty"])

@@ -80,6 +80,14 @@ FIELDS = (
         "string | null",
         'Who asked it to stop ("kernel", "ui", "timeout", "cli"), if anyone did.',
     ),
+    Field("group", "string", 'The queue group it waits and runs in ("default" unless named).'),
+    Field("priority", "number", "Its priority in its group: higher starts first."),
+    Field("after", "number[]", "Ids of the jobs that must succeed before it starts."),
+    Field(
+        "queue_reason",
+        "string | null",
+        'Why it has not started yet ("waiting for job 7", "2nd in group gpu (2/2 running)").',
+    ),
 )
 
 
@@ -89,6 +97,8 @@ def job_json(record: JobRecord) -> dict[str, Any]:
     derived: dict[str, Any] = {
         "state": record.state.value,
         "exit_text": exit_text(record.exit_code),
+        "group": record.group_name,
+        "after": record.after_ids,
     }
     return {
         field.name: derived[field.name] if field.name in derived else getattr(record, field.name)

@@ -47,6 +47,14 @@ export interface IJob {
   detached: boolean;
   /** Who asked it to stop ("kernel", "ui", "timeout", "cli"), if anyone did. */
   stop_requested_by: string | null;
+  /** The queue group it waits and runs in ("default" unless named). */
+  group: string;
+  /** Its priority in its group: higher starts first. */
+  priority: number;
+  /** Ids of the jobs that must succeed before it starts. */
+  after: number[];
+  /** Why it has not started yet ("waiting for job 7", "2nd in group gpu (2/2 running)"). */
+  queue_reason: string | null;
 }
 
 /** The answer of `GET jobs`: every job asked for, and the store's change version. */

@@ -31,6 +31,10 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     owner: 'host:99',
     detached: false,
     stop_requested_by: null,
+    group: 'default',
+    priority: 0,
+    after: [],
+    queue_reason: null,
     ...fields
   };
 }

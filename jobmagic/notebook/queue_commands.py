@@ -1,0 +1,59 @@
+"""``%job group`` and ``%job queue``: the shared queue as text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from IPython.core.error import UsageError
+
+from jobmagic.core.state import JobState
+from jobmagic.engine.service import WorkerService
+from jobmagic.text.describe import short_command
+
+
+def group(service: WorkerService, name: str | None, parallel: int | None) -> str:
+    """Set a group's limit (with ``parallel``) and show the groups."""
+    if parallel is not None:
+        if name is None:
+            raise UsageError("which group? %job group gpu --parallel 2")
+        try:
+            service.set_group(name, parallel)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    groups = service.groups()
+    if name is not None:
+        groups = [g for g in groups if g.name == name]
+        if not groups:
+            return f"No group {name!r} yet: set its limit with %job group {name} --parallel N"
+    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED")] + [
+        (g.name, str(g.parallel) if g.parallel else "any", str(g.running), str(g.queued))
+        for g in groups
+    ]
+    return _table(rows)
+
+
+def queue(service: WorkerService) -> str:
+    """Every kernel's queued jobs, in the order they will start, with why they wait."""
+    records = service.store.list(states=[JobState.QUEUED])
+    if not records:
+        return "No queued jobs."
+    records.sort(key=lambda r: (r.group_name, -r.priority, r.id))
+    rows = [("ID", "GROUP", "PRIORITY", "WAITING", "COMMAND")] + [
+        (
+            str(r.id),
+            r.group_name,
+            str(r.priority),
+            "its kernel is gone" if not r.owner_alive else (r.queue_reason or "starting"),
+            short_command(r.command),
+        )
+        for r in records
+    ]
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
