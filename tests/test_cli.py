@@ -4,6 +4,7 @@ that another Python process (a kernel's ``WorkerService``) shares.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -308,3 +309,39 @@ def test_completion_offers_ids_and_names(jobmagic_home: Path) -> None:
     offered = done.stdout.decode().split("\n")
     assert "1" in offered
     assert "trainer" in offered
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colours_only_on_a_terminal_and_never_with_no_color(
+    jobmagic_home: Path, no_color: bool
+) -> None:
+    import pty
+
+    svc = WorkerService(home=jobmagic_home)
+    try:
+        svc.start("exit 2").wait(10)
+    finally:
+        svc.shutdown()
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    if no_color:
+        env["NO_COLOR"] = "1"
+    try:
+        done = subprocess.run(
+            [JOBMAGIC, "list"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+        os.close(slave)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once everything is read
+            while chunk := os.read(master, 65536):
+                shown += chunk
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert (b"\x1b[31mfailed\x1b[0m" in shown) is not no_color, shown
+    assert b"failed" in shown

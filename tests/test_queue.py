@@ -17,6 +17,7 @@ import pytest
 from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
+from jobmagic.errors import JobmagicError
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.queue import Queued, ordinal, plan
 from jobmagic.store.records import JobRecord
@@ -349,3 +350,89 @@ def test_the_command_line_sets_groups_queues_and_waits_for_a_group(jobmagic_home
     assert jobmagic("wait", "--group", "batch").returncode == 0  # nothing left running
     ended = json.loads(jobmagic("status", str(second), "--json").stdout)
     assert (ended["state"], ended["error"]) == ("failed", f"not started: job {first} was stopped")
+
+
+# -- a kernel that dies with queued jobs ------------------------------------------------------
+DIES_WITH_A_QUEUED_JOB = """
+import json, os, sys
+from jobmagic import WorkerService
+svc = WorkerService()
+w = svc.start("echo $X_GIVEN", group="held", env={"X_GIVEN": "from-the-dead-kernel"})
+print(json.dumps({"id": w.id, "state": w.state.value}), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_dead_kernels_queued_job_stays_queued_until_adopted(
+    svc: Any, jobmagic_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc.set_group("held", 1)
+    holder = svc.start(python_cmd("import signal; signal.pause()"), group="held")
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_WITH_A_QUEUED_JOB],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
+    )
+    orphan = json.loads(done.stdout)
+    assert orphan["state"] == "queued"
+    holder.stop(timeout=1)
+    # The slot is free, but nothing starts a dead kernel's job by itself.
+    job = svc.get(orphan["id"])
+    assert (job.state, job.orphaned) == (JobState.QUEUED, True)
+    assert [w.state for w in svc.list(all=True)] == [JobState.STOPPED, JobState.QUEUED]
+    monkeypatch.delenv("X_GIVEN", raising=False)
+    with pytest.raises(
+        JobmagicError, match=r"environment variables this kernel does not have \(X_GIVEN\)"
+    ):
+        svc.adopt(orphan["id"])
+    monkeypatch.setenv("X_GIVEN", "from-this-kernel")
+    adopted = svc.adopt(orphan["id"])
+    assert adopted.owned
+    assert adopted.wait(30) == 0
+    assert adopted.output() == b"from-this-kernel\n"
+
+
+# -- restart ----------------------------------------------------------------------------------
+def test_restart_starts_an_ended_job_again_with_this_kernels_environment(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = svc.start("echo $RUN; exit 3", name="flaky", env={"RUN": "one"}, group="g2")
+    assert first.wait(10) == 3
+    monkeypatch.setenv("RUN", "two")
+    again = first.restart()
+    assert again.id != first.id
+    assert (again.name, again.group, again.command) == ("flaky", "g2", first.command)
+    assert again.wait(10) == 3
+    assert again.output() == b"two\n"
+    assert svc.store.get(again.id).restarted_from == first.id
+    running = svc.start(python_cmd("import signal; signal.pause()"))
+    with pytest.raises(JobmagicError, match="is running; only an ended job can be restarted"):
+        running.restart()
+    running.stop(timeout=1)
+
+
+def test_restart_failed_restarts_each_failed_job_once(
+    svc: Any, ipython_shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The magic's service is the kernel's; use it for both.
+    from jobmagic import get_service
+
+    service = get_service()
+    ok = service.start("true", group="sweep")
+    bad = service.start("exit 1", group="sweep")
+    other = service.start("exit 1", group="elsewhere")
+    for w in (ok, bad, other):
+        w.wait(10)
+    restarted = ipython_shell.run_line_magic("job", "restart --failed --group sweep")
+    assert [w.command for w in restarted] == ["exit 1"]
+    assert service.store.get(restarted[0].id).restarted_from == bad.id
+    restarted[0].wait(10)
+    # bad was restarted already; its restart failed too, and is restarted in turn.
+    again = ipython_shell.run_line_magic("job", "restart --failed --group sweep")
+    assert [service.store.get(w.id).restarted_from for w in again] == [restarted[0].id]
+    again[0].wait(10)
+    one = ipython_shell.run_line_magic("job", f"restart {ok.id}")
+    assert one.wait(10) == 0

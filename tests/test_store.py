@@ -503,16 +503,18 @@ def test_reconcile_treats_an_unreaped_process_as_ended(jobmagic_home: Path, who:
         store.close()
 
 
-def test_reconcile_fails_a_queued_job_whose_kernel_died(jobmagic_home: Path) -> None:
+def test_reconcile_leaves_a_queued_job_whose_kernel_died_queued_and_orphaned(
+    jobmagic_home: Path,
+) -> None:
     store = JobStore(jobmagic_home)
     try:
         record = store.create(JobSpec("never started"))
         owner_pid, owner_start = dead_pid()
         store.update(record.id, owner_pid=owner_pid, owner_start=owner_start)
-        assert reconcile_store(store) == [record.id]
+        assert reconcile_store(store) == []
         after = store.get(record.id)
         assert after is not None
-        assert (after.state, after.error) == (JobState.FAILED, "its kernel died before it started")
+        assert (after.state, after.orphaned) == (JobState.QUEUED, True)
     finally:
         store.close()
 

@@ -78,6 +78,8 @@ class JobBinding:
     submit:
         Hands an owned job to the service's scheduler, which launches it when admitted;
         None once there is nothing to start.
+    restart:
+        Starts the job again as a new job of the service (``WorkerService.restart``).
     """
 
     job_id: int
@@ -87,6 +89,7 @@ class JobBinding:
     lifecycle: JobLifecycle | None = None
     foreign: ForeignJob | None = None
     submit: Callable[[], None] | None = None
+    restart: Callable[[int], Any] | None = None
 
     @property
     def facts(self) -> JobFacts:

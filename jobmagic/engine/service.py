@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -23,6 +24,7 @@ from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.reconcile import reconcile
+from jobmagic.store.records import JobRecord
 
 from .binding import JobBinding
 from .lifecycle import JobLifecycle
@@ -110,6 +112,7 @@ class WorkerService:
             logger=self.logger,
             default_grace=self._default_grace,
             reconcile=self.reconcile,
+            restart=self.restart,
         )
         with contextlib.suppress(StoreError):
             self.reconcile()
@@ -143,7 +146,7 @@ class WorkerService:
         """
         return self.add(Worker(command, **options)).start()
 
-    def add(self, worker: Worker) -> Worker:
+    def add(self, worker: Worker, *, restarted_from: int | None = None) -> Worker:
         """Give ``worker`` an id in the store and make it one of this service's jobs."""
         self._check_open()
         if worker.id is not None:
@@ -155,7 +158,7 @@ class WorkerService:
         for job_id in spec.after:
             if self.store.get(job_id) is None:
                 raise ValueError(f"after: there is no job {job_id} to wait for")
-        record = self.store.create(spec)
+        record = self.store.create(spec, restarted_from=restarted_from)
         self._create_log(record.id)
         self._bind_owned(worker, record.id, spec, executor)
         self._emit("added", worker)
@@ -204,6 +207,7 @@ class WorkerService:
                 self.logger,
                 lifecycle=lifecycle,
                 submit=functools.partial(self.scheduler.submit, lifecycle),
+                restart=self.restart,
             )
         )
         with self._lock:
@@ -220,14 +224,19 @@ class WorkerService:
         )
 
     def adopt(self, job_id: int | str) -> Worker:
-        """Take over a running job whose kernel died, to wait for, stream and stop it.
+        """Take over a job whose kernel died, to wait for, stream and stop it.
+
+        A running job is followed from where it is. A queued one goes back into the queue
+        as this kernel's; the environment variables it was given are read from this
+        kernel's environment (the store keeps their names, never their values).
 
         Raises
         ------
         JobNotFound
             No such job.
         JobmagicError
-            The job is not running, or its kernel is still alive.
+            The job has ended, its kernel is still alive, or (queued) it needs environment
+            variables this kernel does not have.
         """
         found = self.get(job_id)
         if found.owned:
@@ -235,10 +244,12 @@ class WorkerService:
         record = self.store.get(found.id or 0)
         if record is None:
             raise JobNotFound(f"no job {job_id!r}")
-        if record.state is not JobState.RUNNING:
-            raise JobmagicError(f"job {record.id} is {record.state.value}, not running")
+        if record.state.is_finished:
+            raise JobmagicError(f"job {record.id} has already ended ({record.state.value})")
         if record.owner_alive:
             raise JobmagicError(f"job {record.id} belongs to a live kernel ({record.owner})")
+        if record.state is JobState.QUEUED:
+            return self._adopt_queued(record)
         executor = self.executors.require(record.backend)
         execution = executor.attach(record.backend_ref)
         if execution is None:
@@ -262,6 +273,49 @@ class WorkerService:
         lifecycle.adopt(execution, record.started_at)
         self._emit("added", adopted)
         return adopted
+
+    def restart(self, id_or_name: int | str) -> Worker:
+        """Start a finished job again as a new job: same command, options and cwd.
+
+        Its environment variables are read from this kernel's environment now (the store
+        keeps their names, never their values). The new job's record names the old one
+        (``restarted_from``).
+
+        Raises
+        ------
+        JobmagicError
+            The job has not ended, or needs environment variables this kernel lacks.
+        """
+        found = self.get(id_or_name)
+        record = self.store.get(found.id or 0)
+        if record is None:
+            raise JobNotFound(f"no job {id_or_name!r}")
+        if not record.state.is_finished:
+            raise JobmagicError(
+                f"job {record.id} is {record.state.value}; only an ended job can be restarted"
+            )
+        spec = _spec_here(record, "restart it again")
+        return self.add(Worker.from_spec(spec), restarted_from=record.id).start()
+
+    def restart_failed(self, group: str | None = None) -> list[Worker]:
+        """Restart every FAILED job (of ``group``) that was not restarted before."""
+        records = self.store.list(states=[JobState.FAILED])
+        done = {r.restarted_from for r in self.store.list() if r.restarted_from is not None}
+        return [
+            self.restart(r.id)
+            for r in records
+            if r.id not in done and (group is None or r.group_name == group)
+        ]
+
+    def _adopt_queued(self, record: JobRecord) -> Worker:
+        spec = _spec_here(record, "adopt it again")
+        executor = self.executors.require(spec.backend)
+        if not self.store.adopt(record):
+            raise JobmagicError(f"job {record.id} was just adopted by another kernel")
+        adopted = Worker.from_spec(spec)
+        self._bind_owned(adopted, record.id, spec, executor)
+        self._emit("added", adopted)
+        return adopted.start()
 
     # -- the queue ---------------------------------------------------------------------
     def set_group(self, name: str, parallel: int) -> None:
@@ -480,6 +534,17 @@ class WorkerService:
 
     def _emit(self, kind: EventKind, worker: Worker) -> None:
         self._listeners.emit(kind, worker)
+
+
+def _spec_here(record: JobRecord, then: str) -> JobSpec:
+    """``record``'s spec with its environment variables' values from this kernel's."""
+    missing = [key for key in record.env_keys if key not in os.environ]
+    if missing:
+        raise JobmagicError(
+            f"job {record.id} was given environment variables this kernel does not have "
+            f"({', '.join(missing)}); set them (os.environ) and {then}"
+        )
+    return dataclasses.replace(record.spec(), env={k: os.environ[k] for k in record.env_keys})
 
 
 def _as_id(id_or_name: int | str) -> int | None:

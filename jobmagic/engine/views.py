@@ -41,6 +41,8 @@ class ForeignJobs:
         The service's ``stop_timeout``, read at each stop.
     reconcile:
         The service's reconcile (it finishes the records of jobs whose owner is gone).
+    restart:
+        The service's ``restart``, for the views' ``Worker.restart``.
     """
 
     def __init__(
@@ -52,12 +54,14 @@ class ForeignJobs:
         logger: logging.Logger,
         default_grace: Callable[[], float],
         reconcile: Callable[[], object],
+        restart: Callable[[int], object],
     ) -> None:
         self._store = store
         self._executors = executors
         self._watcher = watcher
         self._logger = logger
         self._reconcile = reconcile
+        self._restart = restart
         # The same stop policy as for the service's own jobs, on its watcher.
         self._stops = Stops(watcher, default_grace, self._record_stop, self._ended)
 
@@ -72,6 +76,7 @@ class ForeignJobs:
             feed,
             self._logger,
             foreign=ForeignJob(record, self._reread, self._stop),
+            restart=self._restart,
         )
         worker.bind(binding)
         return worker

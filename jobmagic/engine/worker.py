@@ -231,6 +231,14 @@ class Worker:
         binding.submit()
         return self
 
+    def restart(self) -> Worker:
+        """Start this ended job again as a new job; see :meth:`WorkerService.restart`."""
+        binding = self._bound()
+        if binding.restart is None:
+            raise JobmagicError(f"job {binding.job_id} cannot be restarted here")
+        restarted: Worker = binding.restart(binding.job_id)
+        return restarted
+
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the job ends; return its exit code.
 

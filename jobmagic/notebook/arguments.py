@@ -290,6 +290,25 @@ def _group_parser() -> None:
     """
 
 
+@magic_arguments(name="job restart")
+@argument("-h", "--help", action="store_true", help="Show this help.")
+@argument("--failed", action="store_true", help="Every failed job not restarted before.")
+@argument("--group", help="With --failed: only the jobs of this group.")
+@argument("jobs", metavar="ID", nargs="*", help="Ended job ids or names.")
+def _restart_parser() -> None:
+    """Start ended jobs again, as new jobs with the same command, options and cwd.
+
+    Environment variables given with --env are read from this kernel's environment now.
+
+    Examples
+    --------
+    ::
+
+        %job restart 7
+        %job restart --failed --group sweep
+    """
+
+
 @magic_arguments(name="job queue")
 @argument("-h", "--help", action="store_true", help="Show this help.")
 def _queue_parser() -> None:
@@ -315,6 +334,7 @@ _PARSERS: dict[str, Any] = {
     "adopt": _adopt_parser,
     "group": _group_parser,
     "queue": _queue_parser,
+    "restart": _restart_parser,
 }
 SUBCOMMANDS = tuple(_PARSERS)
 

@@ -122,6 +122,7 @@ class JobMagics(Magics, Configurable):
           %job adopt ID
           %job group [NAME --parallel N]
           %job queue
+          %job restart ID... | --failed [--group G]
 
           %%job [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
           <bash script>
@@ -355,6 +356,12 @@ class JobMagics(Magics, Configurable):
         args = self._parse("group", rest)
         if args is not None:
             _say(queue_commands.group(self.service(), args.group, args.parallel))
+
+    def _restart(self, rest: str) -> list[Worker] | Worker | None:
+        args = self._parse("restart", rest)
+        if args is None:
+            return None
+        return queue_commands.restart(self.service(), args.jobs, args.failed, args.group)
 
     def _queue(self, rest: str) -> None:
         if self._parse("queue", rest) is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from IPython.core.error import UsageError
 
 from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
+from jobmagic.engine.worker import Worker
+from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import short_command
 
 
@@ -30,6 +33,27 @@ def group(service: WorkerService, name: str | None, parallel: int | None) -> str
         for g in groups
     ]
     return _table(rows)
+
+
+def restart(
+    service: WorkerService, jobs: list[str], failed: bool, group: str | None
+) -> list[Worker] | Worker | None:
+    """``%job restart``: the new Worker (one job), the new Workers (several), or None."""
+    if failed == bool(jobs):
+        raise UsageError("give ended job ids or --failed: %job restart 7, %job restart --failed")
+    if group is not None and not failed:
+        raise UsageError("--group goes with --failed: %job restart --failed --group sweep")
+    try:
+        if failed:
+            started = service.restart_failed(group)
+            if not started:
+                sys.stdout.write("No failed jobs to restart.\n")
+                return None
+        else:
+            started = [service.restart(job) for job in jobs]
+    except (JobmagicError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return started[0] if len(started) == 1 and not failed else started
 
 
 def queue(service: WorkerService) -> str:

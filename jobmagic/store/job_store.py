@@ -259,7 +259,7 @@ class JobStore:
         )
 
     # -- records -----------------------------------------------------------------------
-    def create(self, spec: JobSpec) -> JobRecord:
+    def create(self, spec: JobSpec, restarted_from: int | None = None) -> JobRecord:
         """Allocate an id and record a QUEUED job of ``spec`` owned by this process.
 
         Only the names of ``spec.env`` are stored, never their values.
@@ -275,8 +275,8 @@ class JobStore:
                 cursor = db.execute(
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
                     " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
-                    " group_name, priority, after_ids)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " group_name, priority, after_ids, restarted_from)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -295,6 +295,7 @@ class JobStore:
                         spec.group,
                         spec.priority,
                         json.dumps(list(spec.after)),
+                        restarted_from,
                     ),
                 )
                 job_id = cursor.lastrowid
@@ -440,16 +441,17 @@ class JobStore:
     def adopt(self, record: JobRecord) -> bool:
         """Make the current process the owner of ``record``'s running job.
 
-        Atomic: only if the job is still running and still has the owner ``record`` names;
-        of two processes adopting at once, exactly one gets True.
+        Atomic: only if the job is still in ``record``'s state (queued or running) and
+        still has the owner ``record`` names; of two processes adopting at once, exactly
+        one gets True.
         """
         new_owner = this_process_owner()
         old_owner = (record.owner, record.owner_pid, record.owner_start)
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE jobs SET owner = ?, owner_pid = ?, owner_start = ? WHERE id = ?"
-                " AND state = 'running' AND owner IS ? AND owner_pid IS ? AND owner_start IS ?",
-                (*new_owner, record.id, *old_owner),
+                " AND state = ? AND owner IS ? AND owner_pid IS ? AND owner_start IS ?",
+                (*new_owner, record.id, record.state.value, *old_owner),
             )
             return cursor.rowcount == 1
 

@@ -33,17 +33,14 @@ def reconcile(store: JobStore, backends: Mapping[str, OutcomeProbe]) -> builtins
     """Finish the records of jobs whose owner is gone and whose execution has ended.
 
     A RUNNING job gets the exit code its backend reports (STOPPED when someone had asked
-    it to stop); a QUEUED job whose owner died never started. Jobs whose owner is alive
-    are left to their owner, and jobs of a backend not in ``backends`` are left alone.
-    Returns the ids changed.
+    it to stop). A QUEUED job whose owner died stays queued, orphaned: nothing starts it
+    by itself, and a kernel may adopt it. Jobs whose owner is alive are left to their
+    owner, and jobs of a backend not in ``backends`` are left alone. Returns the ids
+    changed.
     """
     changed: builtins.list[int] = []
-    for record in store.list(states=(JobState.QUEUED, JobState.RUNNING)):
+    for record in store.list(states=(JobState.RUNNING,)):
         if record.owner_alive:
-            continue
-        if record.state is JobState.QUEUED:
-            store.finish(record.id, JobState.FAILED, None, "its kernel died before it started")
-            changed.append(record.id)
             continue
         backend = backends.get(record.backend)
         if backend is None:

@@ -76,6 +76,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN after_ids TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN queue_reason TEXT;
+    ALTER TABLE jobs ADD COLUMN restarted_from INTEGER;
     CREATE TABLE groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX jobs_group_state ON jobs(group_name, state);
     """,
@@ -87,7 +88,7 @@ COLUMNS = [
     *("started_at", "ended_at", "exit_code", "error", "owner", "owner_pid", "owner_start"),
     *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
     *("backend", "backend_ref", "shell"),
-    *("group_name", "priority", "after_ids", "queue_reason"),
+    *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -129,6 +130,7 @@ class JobRecord:
     priority: int
     after_ids: list[int]
     queue_reason: str | None
+    restarted_from: int | None
 
     @property
     def owner_alive(self) -> bool:
@@ -137,8 +139,8 @@ class JobRecord:
 
     @property
     def orphaned(self) -> bool:
-        """True for a RUNNING job whose owner is dead."""
-        return self.state is JobState.RUNNING and not self.owner_alive
+        """True for a QUEUED or RUNNING job whose owner is dead (see ``adopt``)."""
+        return not self.state.is_finished and not self.owner_alive
 
     @property
     def runtime(self) -> float | None:

@@ -71,7 +71,7 @@ FIELDS = (
     Field(
         "orphaned",
         "boolean",
-        "Running, but the kernel that started it is gone and nobody adopted it.",
+        "Queued or running, but the kernel that started it is gone and nobody adopted it.",
     ),
     Field("owner", "string | null", 'The kernel that owns it, as "host:pid".'),
     Field("detached", "boolean", "It keeps running when its kernel shuts down or restarts."),
@@ -88,6 +88,7 @@ FIELDS = (
         "string | null",
         'Why it has not started yet ("waiting for job 7", "2nd in group gpu (2/2 running)").',
     ),
+    Field("restarted_from", "number | null", "The job this one is a restart of, if any."),
 )
 
 

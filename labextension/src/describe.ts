@@ -14,8 +14,8 @@ export function jobLabel(job: IJob): string {
  */
 export function describeState(job: IJob): string {
   const exit = job.exit_text;
-  if (job.state === 'running' && job.orphaned) {
-    return 'running (orphaned)';
+  if (job.orphaned) {
+    return `${job.state} (orphaned)`;
   }
   if ((job.state === 'failed' || job.state === 'stopped') && exit) {
     return `${job.state} (${exit})`;
@@ -23,9 +23,9 @@ export function describeState(job: IJob): string {
   return job.state;
 }
 
-/** The state in one word for narrow places: `orphaned` for a running orphan. */
+/** The state in one word for narrow places: `orphaned` for a queued or running orphan. */
 export function briefState(job: IJob): string {
-  return job.state === 'running' && job.orphaned ? 'orphaned' : job.state;
+  return job.orphaned ? 'orphaned' : job.state;
 }
 
 /**

@@ -39,7 +39,7 @@ export interface IJob {
   ended_at: number | null;
   /** Seconds it has run, when the answer was made; null before it started. */
   runtime: number | null;
-  /** Running, but the kernel that started it is gone and nobody adopted it. */
+  /** Queued or running, but the kernel that started it is gone and nobody adopted it. */
   orphaned: boolean;
   /** The kernel that owns it, as "host:pid". */
   owner: string | null;
@@ -55,6 +55,8 @@ export interface IJob {
   after: number[];
   /** Why it has not started yet ("waiting for job 7", "2nd in group gpu (2/2 running)"). */
   queue_reason: string | null;
+  /** The job this one is a restart of, if any. */
+  restarted_from: number | null;
 }
 
 /** The answer of `GET jobs`: every job asked for, and the store's change version. */

@@ -23,6 +23,10 @@ describe('describeState', () => {
       describeState(makeJob({ orphaned: true })),
       'running (orphaned)'
     );
+    assert.equal(
+      describeState(makeJob({ state: 'queued', orphaned: true })),
+      'queued (orphaned)'
+    );
   });
 
   it("shows the server's exit_text for failed and stopped jobs", () => {
@@ -64,6 +68,10 @@ describe('briefState and jobLabel', () => {
   it('says orphaned in one word', () => {
     assert.equal(briefState(makeJob({ orphaned: true })), 'orphaned');
     assert.equal(briefState(makeJob({ state: 'queued' })), 'queued');
+    assert.equal(
+      briefState(makeJob({ state: 'queued', orphaned: true })),
+      'orphaned'
+    );
   });
 
   it('labels a job by its name, else its command', () => {

@@ -35,6 +35,7 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     priority: 0,
     after: [],
     queue_reason: null,
+    restarted_from: null,
     ...fields
   };
 }
