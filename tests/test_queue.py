@@ -19,7 +19,7 @@ from helpers import python_cmd
 from jobmagic import JobState, WorkerService
 from jobmagic.errors import JobmagicError
 from jobmagic.store.job_store import JobStore
-from jobmagic.store.queue import Queued, ordinal, plan
+from jobmagic.store.queue import Pools, Queued, ordinal, plan
 from jobmagic.store.records import JobRecord
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,12 +28,14 @@ pytestmark = pytest.mark.timeout(90)
 # -- the rule ---------------------------------------------------------------------------
 def q(
     job_id: int,
+    *,
     group: str = "g",
     priority: int = 0,
     after: tuple[int, ...] = (),
     alive: bool = True,
+    gpus: int = 0,
 ) -> Queued:
-    return Queued(job_id, group, priority, after, alive)
+    return Queued(job_id, group, priority, after, alive, gpus=gpus)
 
 
 def test_plan_fills_free_slots_in_order_and_says_why_the_rest_wait() -> None:
@@ -436,3 +438,141 @@ def test_restart_failed_restarts_each_failed_job_once(
     again[0].wait(10)
     one = ipython_shell.run_line_magic("job", f"restart {ok.id}")
     assert one.wait(10) == 0
+
+
+# -- GPU and named pools ---------------------------------------------------------------------
+def test_plan_gives_disjoint_devices_and_keeps_them_for_the_first_that_waits() -> None:
+    pools = Pools(gpus=["0", "1", "2"], gpus_in_use={"1"})
+    queued = [q(1, gpus=1), q(2, gpus=2), q(3, gpus=1), q(4)]
+    admission = plan(queued, running={}, limits={}, states={}, mine={1, 2, 3, 4}, pools=pools)
+    assert admission.admitted == [1, 4]
+    assert admission.devices == {1: ["0"]}
+    # Job 2 needs 2 of the 1 left: it keeps it, so job 3 (needing 1) does not overtake it.
+    assert admission.waiting == {2: "waiting for 2 GPUs (1 free)", 3: "waiting for 1 GPU (0 free)"}
+
+
+def test_gpu_jobs_get_disjoint_devices_and_the_next_gets_a_freed_one(
+    svc: Any, tmp_path: Path
+) -> None:
+    svc.gpus = ["0", "1"]
+    fifos = [tmp_path / f"go{i}" for i in range(3)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    jobs = [
+        svc.start(f'echo "$CUDA_VISIBLE_DEVICES $JOBMAGIC_GPUS"; read line < {fifo}', gpus=1)
+        for fifo in fifos
+    ]
+    assert [w.state for w in jobs] == [JobState.RUNNING, JobState.RUNNING, JobState.QUEUED]
+    assert jobs[2].queue_reason == "waiting for 1 GPU (0 free)"
+
+    def release(i: int) -> None:
+        with open(fifos[i], "w") as go:
+            go.write("go\n")
+        assert jobs[i].wait(30) == 0
+
+    release(0)  # the third job gets the first one's device
+    release(1)
+    release(2)
+    shown = [w.output().decode().split() for w in jobs]
+    assert sorted(map(tuple, shown[:2])) == [("0", "0"), ("1", "1")]
+    assert shown[2] == shown[0]
+    assert svc.store.get(jobs[2].id).gpus_held == shown[0][:1]
+
+
+DIES_HOLDING_A_GPU = """
+import json, os, sys
+from jobmagic import WorkerService
+svc = WorkerService()
+w = svc.start("echo ready $CUDA_VISIBLE_DEVICES; exec sleep 1000", gpus=1)
+for chunk in w.stream():
+    if b"ready" in chunk:
+        break
+print(json.dumps({"id": w.id, "pid": w.pid}), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_killed_kernels_job_gives_its_device_back_when_it_ends(
+    svc: Any, jobmagic_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBMAGIC_GPUS", "7")
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_HOLDING_A_GPU],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
+    )
+    holder = json.loads(done.stdout)
+    assert svc.store.get(holder["id"]).gpus_held == ["7"]
+    waiting = svc.start("echo got $CUDA_VISIBLE_DEVICES", gpus=1)
+    assert waiting.queue_reason == "waiting for 1 GPU (0 free)"
+    # The orphan's program ends (nobody records it): the device comes back at once.
+    os.killpg(holder["pid"], 9)
+    assert waiting.wait(30) == 0
+    assert waiting.output() == b"got 7\n"
+    assert svc.store.get(holder["id"]).state.is_finished
+
+
+def test_a_named_pool_runs_as_many_as_it_has(svc: Any) -> None:
+    svc.resources = {"license": 1}
+    first = svc.start("sleep 0.2", resources={"license": 1})
+    second = svc.start("true", resources={"license": 1})
+    assert second.queue_reason == "waiting for 1 license (0 free)"
+    assert second.wait(30) == 0
+    assert second.started_at >= first.ended_at
+
+
+@pytest.mark.parametrize(
+    ("setup", "options", "message"),
+    [
+        ({}, {"gpus": 1}, "--gpus 1: there is no GPU pool; name its devices with JOBMAGIC_GPUS"),
+        ({"gpus": ["0"]}, {"gpus": 2}, r"asks for 2 GPUs; the pool has 1 \(0\)"),
+        ({}, {"resources": {"license": 1}}, "no resource pool 'license'"),
+        ({"resources": {"license": 1}}, {"resources": {"license": 2}}, "asks for 2 license"),
+        ({}, {"gpus": -1}, "gpus must be a whole number >= 0"),
+        ({}, {"resources": {"license": 0}}, "resource license needs a whole number >= 1"),
+    ],
+)
+def test_impossible_pool_requests_are_refused_at_submission(
+    svc: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: dict[str, Any],
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    monkeypatch.delenv("JOBMAGIC_GPUS", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi to discover devices with
+    for name, value in setup.items():
+        setattr(svc, name, value)
+    with pytest.raises(ValueError, match=message):
+        svc.start("true", **options)
+    assert svc.store.list() == []
+
+
+def test_the_magic_takes_gpus_and_resources_from_its_configuration(
+    ipython_shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBMAGIC_GPUS", raising=False)
+    magics = ipython_shell.magics_manager.registry["JobMagics"]
+    magics.gpus = ["3"]
+    magics.resources = {"license": 1}
+    w = ipython_shell.run_line_magic(
+        "job", "start --gpus 1 --resource license=1 echo $CUDA_VISIBLE_DEVICES"
+    )
+    assert w.wait(10) == 0
+    assert w.output() == b"3\n"
+    assert (w.spec.gpus, dict(w.spec.resources)) == (1, {"license": 1})
+
+
+def test_the_command_line_takes_gpus(jobmagic_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBMAGIC_GPUS", "5")
+    job_id = jobmagic("start", "--gpus", "1", "--", "echo $CUDA_VISIBLE_DEVICES").stdout.strip()
+    assert jobmagic("wait", job_id).returncode == 0
+    assert jobmagic("logs", job_id).stdout == "5\n"
+    status = json.loads(jobmagic("status", job_id, "--json").stdout)
+    assert (status["gpus"], status["devices"]) == (1, ["5"])
+    refused = jobmagic("start", "--gpus", "2", "--", "true")
+    assert refused.returncode == 2
+    assert refused.stderr == "jobmagic start: asks for 2 GPUs; the pool has 1 (5)\n"

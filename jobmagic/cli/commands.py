@@ -182,12 +182,20 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
         after = [int(i) for i in args.after.split(",") if i.strip()] if args.after else []
     except ValueError:
         raise UsageError(f"--after takes job ids such as 3 or 3,4, not {args.after!r}") from None
+    resources: dict[str, int] = {}
+    for item in args.resource or []:
+        name, _, count = item.partition("=")
+        if not count.isdigit():
+            raise UsageError(f"--resource takes NAME=N, not {item!r}")
+        resources[name] = int(count)
     try:
         worker = service.start(
             " ".join(words),
             group=args.group,
             priority=args.priority,
             after=after,
+            gpus=args.gpus,
+            resources=resources,
             name=args.name,
             cwd=args.cwd,
             env=env,

@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="default", help="the queue group it runs in")
     p.add_argument("--priority", type=int, default=0, help="higher starts first in its group")
     p.add_argument("--after", metavar="ID[,ID...]", help="start when these jobs have succeeded")
+    p.add_argument("--gpus", type=int, default=0, metavar="N", help="take N GPUs from the pool")
+    p.add_argument("--resource", action="append", metavar="NAME=N", help="take N units of a pool")
     p.add_argument("--json", action="store_true", help="print its JSON, not its id")
     p.add_argument(
         "command",

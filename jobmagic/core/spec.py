@@ -31,6 +31,8 @@ class JobOptions(TypedDict, total=False):
     group: str
     priority: int
     after: tuple[int, ...] | list[int] | None
+    gpus: int
+    resources: Mapping[str, int] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,11 @@ class JobSpec:
     after:
         Ids of jobs that must all have SUCCEEDED before this one starts; if one fails
         or is stopped, this one ends FAILED without running.
+    gpus:
+        Devices it takes from the GPU pool while it runs; it finds them in
+        ``CUDA_VISIBLE_DEVICES`` (and ``JOBMAGIC_GPUS``).
+    resources:
+        Units it takes from named pools while it runs (``{"license": 1}``).
 
     Raises
     ------
@@ -94,6 +101,8 @@ class JobSpec:
     group: str = DEFAULT_GROUP
     priority: int = 0
     after: tuple[int, ...] = ()
+    gpus: int = 0
+    resources: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.command, str) or not self.command.strip():  # type: ignore[redundant-expr]
@@ -118,6 +127,11 @@ class JobSpec:
         # Frozen: the checked values are set once, here.
         object.__setattr__(self, "env", types.MappingProxyType(env))
         object.__setattr__(self, "after", _checked_after(self.after))
+        if not _is_int(self.gpus) or self.gpus < 0:
+            raise ValueError(f"gpus must be a whole number >= 0, not {self.gpus!r}")
+        object.__setattr__(
+            self, "resources", types.MappingProxyType(_checked_resources(self.resources))
+        )
         if self.cwd is not None:
             object.__setattr__(self, "cwd", os.fspath(self.cwd))
         if timeout is not None:
@@ -142,6 +156,8 @@ class JobSpec:
             "group": self.group,
             "priority": self.priority,
             "after": self.after,
+            "gpus": self.gpus,
+            "resources": dict(self.resources),
         }
 
 
@@ -165,6 +181,15 @@ def _checked_after(after: Iterable[int] | None) -> tuple[int, ...]:
         if not _is_int(job_id) or job_id <= 0:
             raise ValueError(f"after takes job ids (integers > 0), not {job_id!r}")
     return tuple(dict.fromkeys(ids))
+
+
+def _checked_resources(resources: Mapping[str, int] | None) -> dict[str, int]:
+    checked = dict(resources or {})
+    for name, count in checked.items():
+        check_group_name(name)  # pool names follow the same rule as group names
+        if not _is_int(count) or count < 1:
+            raise ValueError(f"resource {name} needs a whole number >= 1, not {count!r}")
+    return checked
 
 
 def check_group_name(name: object) -> str:

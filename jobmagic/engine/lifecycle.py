@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from jobmagic.backends.base import Cancellable, Execution, Executor
@@ -102,9 +103,10 @@ class JobLifecycle:
         return self._store.log_path(self.job_id)
 
     # -- launching -----------------------------------------------------------------------
-    def launch(self) -> None:
+    def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
         """Start the job now (QUEUED -> RUNNING, or FAILED when it cannot start).
 
+        ``extra_env`` is added to its environment (the GPU devices the queue gave it).
         A job stopped while it was queued is left STOPPED.
 
         Raises
@@ -120,7 +122,10 @@ class JobLifecycle:
             self._launched = True
             self.queue_reason = None
             try:
-                execution = self._executor.launch(self.job_id, self.spec, self.log_path)
+                spec = self.spec
+                if extra_env:
+                    spec = dataclasses.replace(spec, env={**spec.env, **extra_env})
+                execution = self._executor.launch(self.job_id, spec, self.log_path)
             except LaunchError as exc:
                 failure: str | None = str(exc)
             except Exception as exc:  # noqa: BLE001 - a job that cannot start ends FAILED

@@ -12,15 +12,20 @@ store's change file wakes the watcher thread. Nothing polls.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from jobmagic.backends.base import Execution, Executor
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState
 from jobmagic.errors import StoreError
 from jobmagic.store.job_queue import JobQueue
 
+from .pools import gpu_environment
 from .watcher import FileWatch, Watcher
 
 _log = logging.getLogger("jobmagic")
@@ -37,8 +42,8 @@ class Admittable(Protocol):
         """Where the job is."""
         ...
 
-    def launch(self) -> None:
-        """Start the job now."""
+    def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """Start the job now (with ``extra_env`` added: the devices it was given)."""
         ...
 
     def wait_in_queue(self, reason: str) -> None:
@@ -59,11 +64,27 @@ class Scheduler:
         The store's queue.
     watcher:
         Wakes the scheduler when the store changes (while anything is queued here).
+    pools:
+        Returns the GPU pool's devices and the named pools' capacities, read at each pass.
+    executors, reconcile:
+        The service's: a job that waits for a pool another's orphan holds needs that
+        orphan's end to be seen (nobody records it), so the scheduler watches it.
     """
 
-    def __init__(self, queue: JobQueue, watcher: Watcher) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        watcher: Watcher,
+        pools: Callable[[], tuple[list[str], dict[str, int]]] = lambda: ([], {}),
+        executors: Mapping[str, Executor] | None = None,
+        reconcile: Callable[[], object] = lambda: None,
+    ) -> None:
         self._queue = queue
         self._watcher = watcher
+        self._pools = pools
+        self._executors = executors or {}
+        self._reconcile = reconcile
+        self._orphans_watched: dict[int, Execution] = {}  # guarded by _lock
         # Guards _queued and _watch; passes hold _pass so that two never overlap (a job
         # that ends during a pass, e.g. one that cannot start, runs a nested one).
         self._lock = threading.Lock()
@@ -80,7 +101,8 @@ class Scheduler:
     def submit(self, job: Admittable) -> None:
         """A job is ready to run: launch it now, or queue it until it is admitted."""
         spec = job.spec
-        if not spec.after and self._queue.group_limit(spec.group) == 0:
+        plain = not (spec.after or spec.gpus or spec.resources)
+        if plain and self._queue.group_limit(spec.group) == 0:
             job.launch()
             return
         with self._lock:
@@ -114,18 +136,48 @@ class Scheduler:
                 if not mine:
                     self._stop_watching()
                     return
-            admission = self._queue.admit(mine)
+            gpu_pool, capacity = self._pools()
+            pooled = any(job.spec.gpus or job.spec.resources for job in mine.values())
+            if pooled:
+                # An orphan that held a device may have ended unseen: record it first.
+                with contextlib.suppress(StoreError):
+                    self._reconcile()
+            admission = self._queue.admit(mine, gpu_pool, capacity)
             with self._lock:
                 for job_id in [*admission.admitted, *admission.never]:
                     self._queued.pop(job_id, None)
                 if not self._queued:
                     self._stop_watching()
             for job_id in admission.admitted:
-                mine[job_id].launch()
+                devices = admission.devices.get(job_id)
+                mine[job_id].launch(gpu_environment(devices) if devices else None)
             for job_id, reason in admission.never.items():
                 mine[job_id].never_start(reason)
             for job_id, reason in admission.waiting.items():
                 mine[job_id].wait_in_queue(reason)
+            if pooled and admission.waiting:
+                self._watch_orphan_holders()
+
+    def _watch_orphan_holders(self) -> None:
+        """Run a pass when an orphan that holds devices or units ends."""
+        for job_id, backend, ref in self._queue.orphan_holders():
+            with self._lock:
+                if job_id in self._orphans_watched:
+                    continue
+            executor = self._executors.get(backend)
+            execution = executor.attach(ref) if executor is not None else None
+            if execution is None:
+                continue
+            with self._lock:
+                self._orphans_watched[job_id] = execution
+            execution.on_exit(self._watcher, functools.partial(self._orphan_ended, job_id))
+
+    def _orphan_ended(self, job_id: int) -> None:
+        with self._lock:
+            execution = self._orphans_watched.pop(job_id, None)
+        if execution is not None:
+            execution.close()
+        self._on_store_change()
 
     def _stop_watching(self) -> None:
         """Stop waking on store changes (lock held)."""

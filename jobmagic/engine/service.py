@@ -29,6 +29,7 @@ from jobmagic.store.records import JobRecord
 from .binding import JobBinding
 from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed, SharedHandlers
+from .pools import GPUS_ENV, check_request, discover_gpus
 from .retention import delete_job, prune
 from .scheduler import Scheduler
 from .views import ForeignJobs, not_found_message
@@ -93,9 +94,20 @@ class WorkerService:
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
-        self.queue = JobQueue(self.store)
-        self.scheduler = Scheduler(self.queue, self.watcher)
+        #: The GPU pool's devices; None: ``JOBMAGIC_GPUS``, else ``nvidia-smi -L``.
+        self.gpus: list[str] | None = None
+        #: Named pools and how many units each has (``{"license": 2}``).
+        self.resources: dict[str, int] = {}
+        self._discovered_gpus: list[str] | None = None
         self.executors = Executors(self.store.home)
+        self.queue = JobQueue(self.store)
+        self.scheduler = Scheduler(
+            self.queue,
+            self.watcher,
+            pools=self.pools,
+            executors=self.executors,
+            reconcile=self.reconcile,
+        )
         self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
         self._shared_handlers = SharedHandlers(self.logger)
         self._listeners = Listeners[Worker]()
@@ -158,6 +170,8 @@ class WorkerService:
         for job_id in spec.after:
             if self.store.get(job_id) is None:
                 raise ValueError(f"after: there is no job {job_id} to wait for")
+        if spec.gpus or spec.resources:
+            check_request(spec.gpus, spec.resources, *self.pools())
         record = self.store.create(spec, restarted_from=restarted_from)
         self._create_log(record.id)
         self._bind_owned(worker, record.id, spec, executor)
@@ -336,6 +350,16 @@ class WorkerService:
             raise ValueError(f"parallel must be an integer >= 0 (0: no limit), not {parallel!r}")
         self.queue.set_group(name, parallel)
         self.scheduler.run()
+
+    def pools(self) -> tuple[list[str], dict[str, int]]:
+        """The GPU pool's devices and the named pools' capacities (see ``engine/pools``)."""
+        if self.gpus is not None or GPUS_ENV in os.environ:
+            gpus = discover_gpus(self.gpus)
+        else:
+            if self._discovered_gpus is None:
+                self._discovered_gpus = discover_gpus()  # nvidia-smi, once
+            gpus = self._discovered_gpus
+        return gpus, dict(self.resources)
 
     def groups(self) -> list[GroupInfo]:
         """Every group (with a limit, or with jobs): name, limit, running and queued counts."""

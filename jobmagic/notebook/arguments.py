@@ -60,6 +60,18 @@ def _count(text: str) -> int:
     return value
 
 
+def _resource(text: str) -> tuple[str, int]:
+    """Parse ``--resource license=1`` (``NAME`` alone means 1)."""
+    name, _, count = text.partition("=")
+    try:
+        value = int(count) if count else 1
+    except ValueError:
+        value = 0
+    if not name or value < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=N with N >= 1, got {text!r}")
+    return name, value
+
+
 def _integer(text: str) -> int:
     """Parse ``--priority N``: any whole number."""
     try:
@@ -111,6 +123,15 @@ argument: Callable[..., Callable[[_Spec], _Spec]] = ipython_magic_arguments.argu
     default=[],
     help="Start when these jobs have succeeded (never, if one fails).",
 )
+@argument("--gpus", type=_count, default=0, metavar="N", help="Take N devices from the GPU pool.")
+@argument(
+    "--resource",
+    metavar="NAME=N",
+    action="append",
+    type=_resource,
+    default=[],
+    help="Take N units of a named pool (c.JobMagics.resources); repeat for more.",
+)
 @argument("command", nargs="*", help="The shell command (the rest of the line).")
 def _start_parser() -> None:
     """Start COMMAND in the background and return its Worker at once.
@@ -130,6 +151,7 @@ def _start_parser() -> None:
         %job start -- -weird-command-name
         %job start --group gpu --priority 5 python sweep.py --lr {lr}
         %job start --after 3,4 python report.py
+        %job start --gpus 1 --resource license=1 python train.py
     """
 
 

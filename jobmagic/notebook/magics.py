@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Float, Int, Unicode, observe
+from traitlets import Dict, Float, Int, List, Unicode, observe
 from traitlets.config import Configurable
 
 from jobmagic.engine.default import get_service
@@ -68,6 +68,16 @@ class JobMagics(Magics, Configurable):
         "/bin/sh",
         help="The shell that runs %job start commands (%%job cells always run in bash).",
     ).tag(config=True)
+    gpus = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="The GPU pool's device ids for --gpus (None: JOBMAGIC_GPUS, else nvidia-smi -L).",
+    ).tag(config=True)
+    resources = Dict(
+        value_trait=Int(min=1),
+        help='Named pools for --resource NAME=N, and their sizes: {"license": 2}.',
+    ).tag(config=True)
 
     #: The service this object configured last (None until a magic first needs one).
     _service: WorkerService | None = None
@@ -80,10 +90,13 @@ class JobMagics(Magics, Configurable):
             service.stop_timeout = self.stop_timeout
             service.keep_finished = self.keep_finished
             service.max_log_bytes = self.max_log_bytes
+            gpus: Any = self.gpus  # None is allowed (allow_none), whatever the stubs say
+            service.gpus = None if gpus is None else list(gpus)
+            service.resources = dict(self.resources)
             self._service = service
         return service
 
-    @observe("stop_timeout", "keep_finished", "max_log_bytes")
+    @observe("stop_timeout", "keep_finished", "max_log_bytes", "gpus", "resources")
     def _push_config(self, change: dict[str, Any]) -> None:
         if self._service is not None:
             setattr(self._service, change["name"], change["new"])
@@ -233,6 +246,8 @@ class JobMagics(Magics, Configurable):
                 group=args.group,
                 priority=args.priority,
                 after=args.after,
+                gpus=args.gpus,
+                resources=dict(args.resource),
             )
         except (JobmagicError, ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None

@@ -275,8 +275,8 @@ class JobStore:
                 cursor = db.execute(
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
                     " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
-                    " group_name, priority, after_ids, restarted_from)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " group_name, priority, after_ids, restarted_from, gpus, resources)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -296,6 +296,8 @@ class JobStore:
                         spec.priority,
                         json.dumps(list(spec.after)),
                         restarted_from,
+                        spec.gpus,
+                        json.dumps(dict(spec.resources), sort_keys=True),
                     ),
                 )
                 job_id = cursor.lastrowid

@@ -9,14 +9,17 @@ queue is one queue however many kernels share it:
   removed, it never starts;
 - a group with ``parallel`` N > 0 runs at most N jobs at once; the next free slots go to
   the first jobs in order, whichever kernel owns them (a live kernel's job holds its
-  place; a dead kernel's queued job holds none: nothing starts it by itself).
+  place; a dead kernel's queued job holds none: nothing starts it by itself);
+- a job that asks for GPUs or units of a named pool starts when that many are free;
+  the first job in order that must wait for a pool keeps what is free of it for itself
+  (a later, smaller job does not overtake it).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,22 @@ class Queued:
     priority: int
     after: tuple[int, ...]
     owner_alive: bool
+    gpus: int = 0
+    resources: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Pools:
+    """What the pools have, and what running jobs hold of them.
+
+    ``gpus``: device ids; ``capacity``: units per named pool; ``gpus_in_use`` and
+    ``units_in_use``: what running jobs hold.
+    """
+
+    gpus: Sequence[str] = ()
+    capacity: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    gpus_in_use: set[str] = dataclasses.field(default_factory=set)
+    units_in_use: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
 
 @dataclasses.dataclass
@@ -39,53 +58,111 @@ class Admission:
     never: dict[int, str] = dataclasses.field(default_factory=dict)
     #: Jobs that wait: id -> why, for people ("2nd in group gpu (2/2 running)").
     waiting: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: The GPU devices each admitted job takes.
+    devices: dict[int, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def plan(
     queued: Iterable[Queued],
+    *,
     running: Mapping[str, int],
     limits: Mapping[str, int],
     states: Mapping[int, str],
     mine: Collection[int],
+    pools: Pools | None = None,
 ) -> Admission:
     """Decide for the jobs ``mine`` (ids) among all ``queued`` (already in queue order).
 
     ``running``: jobs running per group; ``limits``: each group's ``parallel`` (absent or
-    0: no limit); ``states``: the state of every job named in an ``after``.
+    0: no limit); ``states``: the state of every job named in an ``after``; ``pools``:
+    the GPU and named pools and what is in use.
     """
-    admission = Admission()
-    taken = collections.Counter(running)
-    places: collections.Counter[str] = collections.Counter()
+    walk = _Walk(running, limits, states, mine, pools or Pools())
     for job in queued:
-        if not job.owner_alive:
-            continue
-        mine_now = job.id in mine
-        ended_badly = [j for j in job.after if states.get(j, "removed") in _NEVER]
-        if ended_badly:
-            if mine_now:
-                first = ended_badly[0]
-                admission.never[job.id] = (
-                    f"not started: job {first} {_PAST[states.get(first, 'removed')]}"
+        if job.owner_alive:  # a dead kernel's job holds no place
+            walk.consider(job)
+    return walk.admission
+
+
+class _Walk:
+    """One pass down the queue: what is taken so far, and what was decided."""
+
+    def __init__(
+        self,
+        running: Mapping[str, int],
+        limits: Mapping[str, int],
+        states: Mapping[int, str],
+        mine: Collection[int],
+        pools: Pools,
+    ) -> None:
+        self.admission = Admission()
+        self._running = running
+        self._limits = limits
+        self._states = states
+        self._mine = mine
+        self._taken = collections.Counter(running)
+        self._places: collections.Counter[str] = collections.Counter()
+        self._free_gpus = [d for d in pools.gpus if d not in pools.gpus_in_use]
+        self._free_units = {n: c - pools.units_in_use[n] for n, c in pools.capacity.items()}
+
+    def consider(self, job: Queued) -> None:
+        mine = job.id in self._mine
+        reason = self._blocked_by_after(job)
+        if reason is not None:
+            if mine and job.id not in self.admission.never:
+                self.admission.waiting[job.id] = reason
+            return
+        limit = self._limits.get(job.group, 0)
+        if 0 < limit <= self._taken[job.group]:
+            self._places[job.group] += 1
+            if mine:
+                self.admission.waiting[job.id] = (
+                    f"{ordinal(self._places[job.group])} in group {job.group} "
+                    f"({self._running.get(job.group, 0)}/{limit} running)"
                 )
-            continue
-        pending = [j for j in job.after if states.get(j) != "succeeded"]
-        if pending:
-            if mine_now:
-                admission.waiting[job.id] = _waiting_for(pending)
-            continue
-        limit = limits.get(job.group, 0)
-        if limit <= 0 or taken[job.group] < limit:
-            taken[job.group] += 1  # another kernel's job holds its slot until it starts
-            if mine_now:
-                admission.admitted.append(job.id)
-            continue
-        places[job.group] += 1
-        if mine_now:
-            admission.waiting[job.id] = (
-                f"{ordinal(places[job.group])} in group {job.group} "
-                f"({running.get(job.group, 0)}/{limit} running)"
-            )
-    return admission
+            return
+        short = _short_of(job, self._free_gpus, self._free_units)
+        if short is not None:
+            # It keeps what is free for itself: nothing later takes it this pass.
+            if job.gpus:
+                self._free_gpus = []
+            for name in job.resources:
+                self._free_units[name] = 0
+            if mine:
+                self.admission.waiting[job.id] = short
+            return
+        self._taken[job.group] += 1  # another kernel's job holds its slot until it starts
+        devices, self._free_gpus = self._free_gpus[: job.gpus], self._free_gpus[job.gpus :]
+        for name, count in job.resources.items():
+            self._free_units[name] -= count
+        if mine:
+            self.admission.admitted.append(job.id)
+            if devices:
+                self.admission.devices[job.id] = devices
+
+    def _blocked_by_after(self, job: Queued) -> str | None:
+        """Why ``job`` waits for its ``after`` jobs (or never starts: then it is noted)."""
+        ended_badly = [j for j in job.after if self._states.get(j, "removed") in _NEVER]
+        if ended_badly:
+            first = ended_badly[0]
+            if job.id in self._mine:
+                past = _PAST[self._states.get(first, "removed")]
+                self.admission.never[job.id] = f"not started: job {first} {past}"
+            return "never"
+        pending = [j for j in job.after if self._states.get(j) != "succeeded"]
+        return _waiting_for(pending) if pending else None
+
+
+def _short_of(job: Queued, free_gpus: Sequence[str], free_units: Mapping[str, int]) -> str | None:
+    """Why the pools cannot give ``job`` what it asks for now, or None when they can."""
+    if job.gpus > len(free_gpus):
+        noun = "GPU" if job.gpus == 1 else "GPUs"
+        return f"waiting for {job.gpus} {noun} ({len(free_gpus)} free)"
+    for name, count in job.resources.items():
+        free = free_units.get(name, 0)
+        if count > free:
+            return f"waiting for {count} {name} ({max(0, free)} free)"
+    return None
 
 
 _NEVER = frozenset({"failed", "stopped", "removed"})

@@ -77,6 +77,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN after_ids TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN queue_reason TEXT;
     ALTER TABLE jobs ADD COLUMN restarted_from INTEGER;
+    ALTER TABLE jobs ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN gpus_held TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX jobs_group_state ON jobs(group_name, state);
     """,
@@ -89,6 +92,7 @@ COLUMNS = [
     *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
     *("backend", "backend_ref", "shell"),
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
+    *("gpus", "resources", "gpus_held"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -131,6 +135,9 @@ class JobRecord:
     after_ids: list[int]
     queue_reason: str | None
     restarted_from: int | None
+    gpus: int
+    resources: dict[str, int]
+    gpus_held: list[str]
 
     @property
     def owner_alive(self) -> bool:
@@ -163,6 +170,8 @@ class JobRecord:
             group=self.group_name,
             priority=self.priority,
             after=tuple(self.after_ids),
+            gpus=self.gpus,
+            resources=self.resources,
         )
 
     @classmethod
@@ -171,6 +180,8 @@ class JobRecord:
         values = dict(zip(COLUMNS, row, strict=True))
         values["env_keys"] = json.loads(values["env_keys"])
         values["after_ids"] = json.loads(values["after_ids"])
+        values["resources"] = json.loads(values["resources"])
+        values["gpus_held"] = json.loads(values["gpus_held"])
         values["state"] = JobState(values["state"])
         values["detached"] = bool(values["detached"])
         values["pty"] = bool(values["pty"])

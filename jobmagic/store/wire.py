@@ -89,6 +89,13 @@ FIELDS = (
         'Why it has not started yet ("waiting for job 7", "2nd in group gpu (2/2 running)").',
     ),
     Field("restarted_from", "number | null", "The job this one is a restart of, if any."),
+    Field("gpus", "number", "How many devices it takes from the GPU pool while it runs."),
+    Field(
+        "resources",
+        "Record<string, number>",
+        'Units it takes from named pools while it runs ({"license": 1}).',
+    ),
+    Field("devices", "string[]", "The GPU devices it holds (CUDA_VISIBLE_DEVICES)."),
 )
 
 
@@ -100,6 +107,7 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         "exit_text": exit_text(record.exit_code),
         "group": record.group_name,
         "after": record.after_ids,
+        "devices": record.gpus_held,
     }
     return {
         field.name: derived[field.name] if field.name in derived else getattr(record, field.name)

@@ -57,6 +57,12 @@ export interface IJob {
   queue_reason: string | null;
   /** The job this one is a restart of, if any. */
   restarted_from: number | null;
+  /** How many devices it takes from the GPU pool while it runs. */
+  gpus: number;
+  /** Units it takes from named pools while it runs ({"license": 1}). */
+  resources: Record<string, number>;
+  /** The GPU devices it holds (CUDA_VISIBLE_DEVICES). */
+  devices: string[];
 }
 
 /** The answer of `GET jobs`: every job asked for, and the store's change version. */

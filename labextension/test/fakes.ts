@@ -36,6 +36,9 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     after: [],
     queue_reason: null,
     restarted_from: null,
+    gpus: 0,
+    resources: {},
+    devices: [],
     ...fields
   };
 }
