@@ -21,7 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from benchmarks.harness import Context, ram_root, sweep_leftovers
 from benchmarks.report import Goal, Row, machine, table, write_results
 
-CASES = ["spawn", "throughput", "follow", "scale", "responsiveness", "traffic", "alternatives"]
+CASES = [
+    "spawn",
+    "throughput",
+    "follow",
+    "scale",
+    "responsiveness",
+    "traffic",
+    "alternatives",
+    "queue",
+]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -19,7 +19,7 @@ from helpers import python_cmd
 from jobmagic import JobState, WorkerService
 from jobmagic.errors import JobmagicError
 from jobmagic.store.job_store import JobStore
-from jobmagic.store.queue import Pools, Queued, ordinal, plan
+from jobmagic.store.queue import Pools, Queued, group_places, ordinal, plan
 from jobmagic.store.records import JobRecord
 
 pytestmark = pytest.mark.timeout(90)
@@ -42,17 +42,20 @@ def test_plan_fills_free_slots_in_order_and_says_why_the_rest_wait() -> None:
     queued = [q(5, priority=2), q(1), q(2), q(3)]  # queue order: priority, then id
     admission = plan(queued, running={"g": 1}, limits={"g": 3}, states={}, mine={5, 1, 2, 3})
     assert admission.admitted == [5, 1]
-    assert admission.waiting == {
-        2: "1st in group g (1/3 running)",
-        3: "2nd in group g (1/3 running)",
-    }
+    assert admission.in_group == {2: "g", 3: "g"}
+    assert admission.waiting == {}
+    # Places in a group are worked out when shown, never stored.
+    places = group_places(queued[2:], running={"g": 3}, limits={"g": 3})
+    assert places == {2: "1st in group g (3/3 running)", 3: "2nd in group g (3/3 running)"}
 
 
 def test_plan_keeps_other_kernels_places_and_skips_dead_kernels_jobs() -> None:
     queued = [q(1, alive=False), q(2), q(3)]  # 2 is another live kernel's
     admission = plan(queued, running={}, limits={"g": 1}, states={}, mine={1, 3})
     assert admission.admitted == []  # the one slot is job 2's, whoever owns it
-    assert admission.waiting == {3: "1st in group g (0/1 running)"}
+    assert admission.in_group == {3: "g"}
+    places = group_places(queued, running={}, limits={"g": 1})
+    assert places == {3: "1st in group g (0/1 running)"}
 
 
 def test_plan_waits_for_after_and_gives_up_when_one_failed() -> None:

@@ -104,7 +104,8 @@ def list_jobs(service: WorkerService, args: argparse.Namespace) -> int:
         hidden = {r.id for r in finished[:-RECENT_FINISHED]} if finished else set()
         records = [r for r in records if r.id not in hidden]
     if args.json:
-        _json_out(job_list_json(records, service.store.data_version()))
+        reasons = service.queue.reasons(records)
+        _json_out(job_list_json(records, service.store.data_version(), reasons))
     elif records:
         say(job_table(records, use_colour(sys.stdout)))
     else:
@@ -117,7 +118,7 @@ def status(service: WorkerService, args: argparse.Namespace) -> int:
     service.reconcile()
     record = find(service, args.job)
     if args.json:
-        _json_out(job_json(record))
+        _json_out(job_json(record, service.queue.reasons([record]).get(record.id)))
     else:
         say(job_details(record, use_colour(sys.stdout)))
     return 0
@@ -206,7 +207,8 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        _json_out(job_json(find(service, str(worker.id))))
+        record = find(service, str(worker.id))
+        _json_out(job_json(record, service.queue.reasons([record]).get(record.id)))
     else:
         say(str(worker.id))
     if worker.state is JobState.QUEUED:

@@ -49,6 +49,8 @@ class JobLifecycle:
         Returns the seconds between terminate and kill of a stop that names none.
     on_change, on_end:
         Called after each move (outside every lock), and once more after the job ended.
+    describe_wait:
+        Returns where the queued job stands in its full group (worked out when asked).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class JobLifecycle:
         default_grace: Callable[[], float],
         on_change: Callable[[], None],
         on_end: Callable[[], None],
+        describe_wait: Callable[[], str | None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -89,8 +92,8 @@ class JobLifecycle:
         self._stop: StopPolicy | None = None
         self._timeout: Cancellable | None = None
         self._done_callbacks: list[Callable[[], None]] = []
-        #: Why it has not started yet, while it waits in the queue (None otherwise).
-        self.queue_reason: str | None = None
+        self._queue_reason: str | None = None  # a stored reason ("waiting for job 7")
+        self._describe_wait: Callable[[], str | None] | None = describe_wait
 
     @property
     def state(self) -> JobState:
@@ -120,7 +123,7 @@ class JobLifecycle:
             if self._launched or self._state is not JobState.QUEUED:
                 raise JobmagicError(f"job {self.job_id} was already started")
             self._launched = True
-            self.queue_reason = None
+            self._queue_reason = None
             try:
                 spec = self.spec
                 if extra_env:
@@ -150,13 +153,21 @@ class JobLifecycle:
                 self.error = f"the job runs but its record could not be saved: {exc}"
         self._begin(execution)
 
-    def wait_in_queue(self, reason: str) -> None:
-        """The queue says why the job cannot start yet (QUEUED, tells listeners)."""
+    def wait_in_queue(self, reason: str | None) -> None:
+        """The queue says why the job cannot start yet (None: for a slot of its group)."""
         with self._lock:
-            if self._state is not JobState.QUEUED or reason == self.queue_reason:
+            if self._state is not JobState.QUEUED or reason == self._queue_reason:
                 return
-            self.queue_reason = reason
+            self._queue_reason = reason
         self._on_change()
+
+    @property
+    def queue_reason(self) -> str | None:
+        """Why it has not started yet, while it waits in the queue (None otherwise)."""
+        reason = self._queue_reason
+        if reason is None and self._state is JobState.QUEUED and self._describe_wait:
+            return self._describe_wait()
+        return reason
 
     def never_start(self, reason: str) -> None:
         """QUEUED -> FAILED without running (a job it waits for failed): ``reason``."""
@@ -164,7 +175,7 @@ class JobLifecycle:
             if self._launched or self._state is not JobState.QUEUED:
                 return
             self._launched = True
-            self.queue_reason = None
+            self._queue_reason = None
         self._finish(JobState.FAILED, None, reason)
 
     def adopt(self, execution: Execution, started_at: float | None) -> None:

@@ -46,8 +46,8 @@ class Admittable(Protocol):
         """Start the job now (with ``extra_env`` added: the devices it was given)."""
         ...
 
-    def wait_in_queue(self, reason: str) -> None:
-        """Say why the job waits."""
+    def wait_in_queue(self, reason: str | None) -> None:
+        """Say why the job waits (None: for a slot of its group)."""
         ...
 
     def never_start(self, reason: str) -> None:
@@ -85,6 +85,7 @@ class Scheduler:
         self._executors = executors or {}
         self._reconcile = reconcile
         self._orphans_watched: dict[int, Execution] = {}  # guarded by _lock
+        self._epoch = -1  # the store's queue epoch at the last pass
         # Guards _queued and _watch; passes hold _pass so that two never overlap (a job
         # that ends during a pass, e.g. one that cannot start, runs a nested one).
         self._lock = threading.Lock()
@@ -108,15 +109,21 @@ class Scheduler:
         with self._lock:
             self._queued[job.job_id] = job
             if self._watch is None:
+                self._epoch = self._queue.epoch()
                 self._watch = self._watcher.watch_file(
                     str(self._queue.store.changed_path), self._on_store_change
                 )
-        self.run()
+        # A plain job in a full group can only wait: joining the queue costs no pass
+        # over it (a sweep of thousands enqueues at a flat cost per job).
+        if not plain or self._queue.has_room(spec.group):
+            self.run()
 
     def _on_store_change(self) -> None:
-        # On the watcher thread: a pass is a few milliseconds of SQLite.
+        # On the watcher thread, and only when something may have freed up: a job
+        # ended, a limit changed (the store's queue epoch moved).
         try:
-            self.run()
+            if self._queue.epoch() != self._epoch:
+                self.run()
         except StoreError as exc:
             _log.warning("jobmagic could not run the job queue: %s", exc)
 
@@ -136,6 +143,7 @@ class Scheduler:
                 if not mine:
                     self._stop_watching()
                     return
+            self._epoch = self._queue.epoch()  # before the pass: a later change wakes us again
             gpu_pool, capacity = self._pools()
             pooled = any(job.spec.gpus or job.spec.resources for job in mine.values())
             if pooled:
@@ -155,6 +163,8 @@ class Scheduler:
                 mine[job_id].never_start(reason)
             for job_id, reason in admission.waiting.items():
                 mine[job_id].wait_in_queue(reason)
+            for job_id in admission.in_group:
+                mine[job_id].wait_in_queue(None)
             if pooled and admission.waiting:
                 self._watch_orphan_holders()
 
@@ -177,7 +187,11 @@ class Scheduler:
             execution = self._orphans_watched.pop(job_id, None)
         if execution is not None:
             execution.close()
-        self._on_store_change()
+        # Its end is recorded by nobody: the pass reconciles it, and its devices return.
+        try:
+            self.run()
+        except StoreError as exc:
+            _log.warning("jobmagic could not run the job queue: %s", exc)
 
     def _stop_watching(self) -> None:
         """Stop waking on store changes (lock held)."""

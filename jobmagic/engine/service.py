@@ -40,6 +40,8 @@ _log = logging.getLogger("jobmagic")
 
 #: Seconds ``shutdown()`` waits beyond the stop timeout for jobs to end (and the store).
 SHUTDOWN_SLACK = 10.0
+#: How many job ids a warning lists before it says "and N more".
+_SHOWN_IDS = 10
 #: The longest wait between retries of job ends that could not be recorded (disk full).
 MAX_RETRY_DELAY = 60.0
 
@@ -212,6 +214,7 @@ class WorkerService:
             default_grace=self._default_grace,
             on_change=functools.partial(self._emit, "state", worker),
             on_end=self._after_end,
+            describe_wait=functools.partial(self._describe_wait, job_id),
         )
         worker.bind(
             JobBinding(
@@ -350,6 +353,10 @@ class WorkerService:
             raise ValueError(f"parallel must be an integer >= 0 (0: no limit), not {parallel!r}")
         self.queue.set_group(name, parallel)
         self.scheduler.run()
+
+    def _describe_wait(self, job_id: int) -> str | None:
+        record = self.store.get(job_id)
+        return self.queue.reasons([record]).get(job_id) if record is not None else None
 
     def pools(self) -> tuple[list[str], dict[str, int]]:
         """The GPU pool's devices and the named pools' capacities (see ``engine/pools``)."""
@@ -509,7 +516,10 @@ class WorkerService:
                 worker.wait(max(0.0, deadline - time.monotonic()))
             left = [w.id for w in running if not w.state.is_finished]
             if left:
-                _log.warning("jobmagic shut down before these jobs ended: %s", left)
+                shown = ", ".join(map(str, left[:_SHOWN_IDS]))
+                if len(left) > _SHOWN_IDS:
+                    shown += f" and {len(left) - _SHOWN_IDS} more"
+                _log.warning("jobmagic shut down before these jobs ended: %s", shown)
             if retry is not None or self.store.unsaved:
                 with contextlib.suppress(StoreError):
                     if self.store.retry_unsaved():

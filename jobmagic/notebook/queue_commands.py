@@ -62,12 +62,13 @@ def queue(service: WorkerService) -> str:
     if not records:
         return "No queued jobs."
     records.sort(key=lambda r: (r.group_name, -r.priority, r.id))
+    reasons = service.queue.reasons(records)
     rows = [("ID", "GROUP", "PRIORITY", "WAITING", "COMMAND")] + [
         (
             str(r.id),
             r.group_name,
             str(r.priority),
-            "its kernel is gone" if not r.owner_alive else (r.queue_reason or "starting"),
+            "its kernel is gone" if not r.owner_alive else reasons.get(r.id, "starting"),
             short_command(r.command),
         )
         for r in records

@@ -26,6 +26,7 @@ from tornado import web
 
 from jobmagic.core.files import file_size
 from jobmagic.core.state import JobState
+from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import MAX_ID
 from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json, job_list_json
@@ -185,7 +186,9 @@ class JobListHandler(JobmagicHandler):
                     return
         version = feed.refresh()
         records = self.jobmagic.store.list(states=states)
-        self.finish_json(job_list_json(records, version))
+        self.finish_json(
+            job_list_json(records, version, JobQueue(self.jobmagic.store).reasons(records))
+        )
 
     def states_argument(self) -> list[JobState] | None:
         """Parse the ``state`` arguments as ``JobState``s; None when there are none."""
@@ -211,7 +214,10 @@ class JobHandler(JobmagicHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         """Show one job."""
-        self.finish_json(job_json(self.job(self.job_id(job_id))))
+        record = self.job(self.job_id(job_id))
+        self.finish_json(
+            job_json(record, JobQueue(self.jobmagic.store).reasons([record]).get(record.id))
+        )
 
 
 class StopHandler(JobmagicHandler):

@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from jobmagic.core.process_identity import same_process
+from jobmagic.core.state import JobState
 
-from .job_store import JobStore
-from .queue import Admission, Pools, Queued, owner_liveness, plan
+from .job_store import JobStore, bump_queue_epoch
+from .queue import Admission, Pools, Queued, group_places, owner_liveness, plan
+from .records import JobRecord
 
 
 class JobQueue:
@@ -31,6 +34,7 @@ class JobQueue:
                 " ON CONFLICT (name) DO UPDATE SET parallel = excluded.parallel",
                 (name, parallel),
             )
+            bump_queue_epoch(db)
 
     def group_limit(self, name: str) -> int:
         """How many jobs of group ``name`` may run at once; 0 means no limit."""
@@ -63,11 +67,6 @@ class JobQueue:
         """
         alive = owner_liveness(same_process)
         with self.store.write() as db:
-            rows = db.execute(
-                "SELECT id, group_name, priority, after_ids, owner_pid, owner_start,"
-                " queue_reason, gpus, resources FROM jobs WHERE state = 'queued'"
-                " ORDER BY priority DESC, id"
-            ).fetchall()
             running = dict(
                 db.execute(
                     "SELECT group_name, count(*) FROM jobs WHERE state = 'running'"
@@ -75,6 +74,7 @@ class JobQueue:
                 ).fetchall()
             )
             limits = dict(db.execute("SELECT name, parallel FROM groups").fetchall())
+            rows = _candidates(db, running, limits, alive)
             queued = [
                 Queued(
                     row[0],
@@ -111,10 +111,55 @@ class JobQueue:
                     (json.dumps(admission.devices.get(job_id, [])), job_id),
                 )
             reasons = {row[0]: row[6] for row in rows}
-            for job_id, reason in admission.waiting.items():
+            stored = {**dict.fromkeys(admission.in_group), **admission.waiting}
+            for job_id, reason in stored.items():
                 if reasons.get(job_id) != reason:
                     db.execute("UPDATE jobs SET queue_reason = ? WHERE id = ?", (reason, job_id))
         return admission
+
+    def epoch(self) -> int:
+        """Moves whenever a queued job may have become able to start (see the store)."""
+        rows = self.store.read("SELECT value FROM store_info WHERE key = 'queue_epoch'")
+        return int(rows[0][0]) if rows else 0
+
+    def has_room(self, group: str) -> bool:
+        """True when group ``group`` runs fewer jobs than its limit (or has none)."""
+        limit = self.group_limit(group)
+        if limit == 0:
+            return True
+        rows = self.store.read(
+            "SELECT count(*) FROM jobs WHERE group_name = ? AND state = 'running'", (group,)
+        )
+        return int(rows[0][0]) < limit
+
+    def reasons(self, records: Iterable[JobRecord]) -> dict[int, str]:
+        """Why each of ``records``' queued jobs waits, as people read it.
+
+        The stored reason ("waiting for job 7"), else the job's place in its full group,
+        worked out from one read of the queue.
+        """
+        queued = [r for r in records if r.state is JobState.QUEUED]
+        shown = {r.id: r.queue_reason for r in queued if r.queue_reason}
+        if len(shown) == len(queued):
+            return shown
+        alive = owner_liveness(same_process)
+        rows = self.store.read(
+            "SELECT id, group_name, priority, owner_pid, owner_start FROM jobs"
+            " WHERE state = 'queued' AND queue_reason IS NULL ORDER BY priority DESC, id"
+        )
+        running = dict(
+            self.store.read(
+                "SELECT group_name, count(*) FROM jobs WHERE state = 'running' GROUP BY group_name"
+            )
+        )
+        limits = dict(self.store.read("SELECT name, parallel FROM groups"))
+        places = group_places(
+            (Queued(r[0], r[1], r[2], (), alive(r[3], r[4])) for r in rows), running, limits
+        )
+        for record in queued:
+            if record.id not in shown and record.id in places:
+                shown[record.id] = places[record.id]
+        return shown
 
     def orphan_holders(self) -> list[tuple[int, str, dict[str, Any] | None]]:
         """Running jobs that hold devices or units and whose owner is gone.
@@ -131,3 +176,57 @@ class JobQueue:
             for row in rows
             if not same_process(row[3], row[4])
         ]
+
+
+_SELECT_QUEUED = (
+    "SELECT id, group_name, priority, after_ids, owner_pid, owner_start, queue_reason, gpus,"
+    " resources FROM jobs WHERE state = 'queued' AND group_name = ?"
+    " ORDER BY priority DESC, id"
+)
+_SELECT_WAITING_FOR_JOBS = _SELECT_QUEUED.replace(
+    "group_name = ?", "group_name = ? AND after_ids != '[]'"
+)
+#: Rows of a group with room read at a time.
+_CHUNK = 64
+
+
+def _candidates(
+    db: sqlite3.Connection,
+    running: Mapping[str, int],
+    limits: Mapping[str, int],
+    alive: Callable[[int | None, int | None], bool],
+) -> list[tuple[Any, ...]]:
+    """The queued rows a pass needs to look at, in queue order.
+
+    A full group's jobs cannot start: only those that wait for other jobs are read (to
+    say so, or to end them when one failed). Of a group with N free slots, rows
+    are read in order until N of them are plain jobs of live kernels (each of those
+    surely takes a slot: nothing after them can start now). A group without a limit
+    holds only jobs that wait for something else: all are read.
+    """
+    groups = [
+        g for (g,) in db.execute("SELECT DISTINCT group_name FROM jobs WHERE state = 'queued'")
+    ]
+    rows: list[tuple[Any, ...]] = []
+    for group in groups:
+        limit = limits.get(group, 0)
+        if limit <= 0:
+            rows += db.execute(_SELECT_QUEUED, (group,)).fetchall()
+            continue
+        room = limit - running.get(group, 0)
+        if room <= 0:
+            rows += db.execute(_SELECT_WAITING_FOR_JOBS, (group,)).fetchall()
+        offset = 0
+        while room > 0:
+            chunk = db.execute(
+                f"{_SELECT_QUEUED} LIMIT ? OFFSET ?", (group, _CHUNK, offset)
+            ).fetchall()
+            rows += chunk
+            offset += len(chunk)
+            room -= sum(
+                1 for r in chunk if r[3] == "[]" and not r[7] and r[8] == "{}" and alive(r[4], r[5])
+            )
+            if len(chunk) < _CHUNK:
+                break
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    return rows

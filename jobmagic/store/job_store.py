@@ -371,11 +371,13 @@ class JobStore:
     ) -> None:
         log_size = file_size(self.log_path(job_id))
         with self._write() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE jobs SET state = ?, exit_code = ?, error = ?, ended_at = ?,"
                 " log_size = ? WHERE id = ? AND state IN ('queued', 'running')",
                 (state.value, exit_code, error, ended_at, log_size, job_id),
             )
+            if cursor.rowcount:
+                bump_queue_epoch(db)
 
     @property
     def unsaved(self) -> int:
@@ -465,6 +467,7 @@ class JobStore:
         record = self.get(job_id)
         with self._write() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            bump_queue_epoch(db)  # a job that waited for this one will never start
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path(job_id))
         return record
@@ -504,6 +507,15 @@ class JobStore:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+
+def bump_queue_epoch(db: sqlite3.Connection) -> None:
+    """Note a change that may let a queued job start (an end, a removal, a new limit).
+
+    Queue passes run only when this moved: a new queued job or an admission frees
+    nothing for anyone else, and a pass over a long queue is not free.
+    """
+    db.execute("UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'queue_epoch'")
 
 
 def move_aside_command(home: Path) -> str:

@@ -56,8 +56,12 @@ class Admission:
     admitted: list[int] = dataclasses.field(default_factory=list)
     #: Jobs that can never start (a job they wait for failed): id -> why.
     never: dict[int, str] = dataclasses.field(default_factory=dict)
-    #: Jobs that wait: id -> why, for people ("2nd in group gpu (2/2 running)").
+    #: Jobs that wait for other jobs or for a pool: id -> why ("waiting for job 7").
     waiting: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: Jobs that wait for a slot of their full group: id -> the group. Their place in it
+    #: changes whenever one ahead starts, so it is worked out when shown, never stored
+    #: (see ``group_places``).
+    in_group: dict[int, str] = dataclasses.field(default_factory=dict)
     #: The GPU devices each admitted job takes.
     devices: dict[int, list[str]] = dataclasses.field(default_factory=dict)
 
@@ -101,7 +105,6 @@ class _Walk:
         self._states = states
         self._mine = mine
         self._taken = collections.Counter(running)
-        self._places: collections.Counter[str] = collections.Counter()
         self._free_gpus = [d for d in pools.gpus if d not in pools.gpus_in_use]
         self._free_units = {n: c - pools.units_in_use[n] for n, c in pools.capacity.items()}
 
@@ -114,12 +117,8 @@ class _Walk:
             return
         limit = self._limits.get(job.group, 0)
         if 0 < limit <= self._taken[job.group]:
-            self._places[job.group] += 1
             if mine:
-                self.admission.waiting[job.id] = (
-                    f"{ordinal(self._places[job.group])} in group {job.group} "
-                    f"({self._running.get(job.group, 0)}/{limit} running)"
-                )
+                self.admission.in_group[job.id] = job.group
             return
         short = _short_of(job, self._free_gpus, self._free_units)
         if short is not None:
@@ -151,6 +150,29 @@ class _Walk:
             return "never"
         pending = [j for j in job.after if self._states.get(j) != "succeeded"]
         return _waiting_for(pending) if pending else None
+
+
+def group_places(
+    queued: Iterable[Queued], running: Mapping[str, int], limits: Mapping[str, int]
+) -> dict[int, str]:
+    """Where each queued job of a full group stands: ``"2nd in group gpu (2/2 running)"``.
+
+    ``queued`` in queue order; a dead kernel's job holds no place.
+    """
+    places: collections.Counter[str] = collections.Counter()
+    shown: dict[int, str] = {}
+    for job in queued:
+        limit = limits.get(job.group, 0)
+        if limit <= 0 or not job.owner_alive:
+            continue
+        places[job.group] += 1
+        taken = running.get(job.group, 0)
+        if places[job.group] + taken > limit:
+            shown[job.id] = (
+                f"{ordinal(places[job.group] + taken - limit)} in group {job.group} "
+                f"({taken}/{limit} running)"
+            )
+    return shown
 
 
 def _short_of(job: Queued, free_gpus: Sequence[str], free_units: Mapping[str, int]) -> str | None:

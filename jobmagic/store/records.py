@@ -81,6 +81,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN gpus_held TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL DEFAULT 0);
+    INSERT INTO store_info (key, value) VALUES ('queue_epoch', '0');
     CREATE INDEX jobs_group_state ON jobs(group_name, state);
     """,
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from jobmagic.core.state import JobState
@@ -99,10 +100,15 @@ FIELDS = (
 )
 
 
-def job_json(record: JobRecord) -> dict[str, Any]:
-    """A job as the API sends it: exactly the fields of ``FIELDS``, in that order."""
+def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, Any]:
+    """A job as the API sends it: exactly the fields of ``FIELDS``, in that order.
+
+    ``queue_reason``: why a queued job waits, as ``JobQueue.reasons`` works it out (the
+    record stores only the reasons that are not a place in a group).
+    """
     # Every other field is the record's attribute of that name.
     derived: dict[str, Any] = {
+        "queue_reason": queue_reason or record.queue_reason,
         "state": record.state.value,
         "exit_text": exit_text(record.exit_code),
         "group": record.group_name,
@@ -115,12 +121,15 @@ def job_json(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def job_list_json(records: list[JobRecord], version: int) -> dict[str, Any]:
+def job_list_json(
+    records: list[JobRecord], version: int, reasons: Mapping[int, str] | None = None
+) -> dict[str, Any]:
     """The answer of ``GET jobs``: the schema version, the change version, the jobs."""
+    reasons = reasons or {}
     return {
         "schema_version": SCHEMA_VERSION,
         "version": version,
-        "jobs": [job_json(record) for record in records],
+        "jobs": [job_json(record, reasons.get(record.id)) for record in records],
     }
 
 
