@@ -579,3 +579,36 @@ def test_the_command_line_takes_gpus(jobmagic_home: Path, monkeypatch: pytest.Mo
     refused = jobmagic("start", "--gpus", "2", "--", "true")
     assert refused.returncode == 2
     assert refused.stderr == "jobmagic start: asks for 2 GPUs; the pool has 1 (5)\n"
+
+
+DIES_HOLDING_A_SLOT = """
+import json, os, sys
+from jobmagic import WorkerService
+svc = WorkerService()
+svc.set_group("held", 1)
+w = svc.start("echo ready; exec sleep 1000", group="held")
+for chunk in w.stream():
+    if b"ready" in chunk:
+        break
+print(json.dumps({"id": w.id, "pid": w.pid}), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_killed_kernels_job_frees_its_group_slot_when_it_ends(
+    svc: Any, jobmagic_home: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_HOLDING_A_SLOT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
+    )
+    holder = json.loads(done.stdout)
+    waiting = svc.start("echo next", group="held")
+    assert waiting.queue_reason == "1st in group held (1/1 running)"
+    os.killpg(holder["pid"], 9)  # the orphan ends; nobody records it but us
+    assert waiting.wait(30) == 0
+    assert svc.store.get(holder["id"]).state.is_finished

@@ -117,6 +117,8 @@ class Scheduler:
         # over it (a sweep of thousands enqueues at a flat cost per job).
         if not plain or self._queue.has_room(spec.group):
             self.run()
+        else:
+            self._watch_orphan_holders({spec.group})  # a dead kernel's job may hold the slot
 
     def _on_store_change(self) -> None:
         # On the watcher thread, and only when something may have freed up: a job
@@ -165,12 +167,13 @@ class Scheduler:
                 mine[job_id].wait_in_queue(reason)
             for job_id in admission.in_group:
                 mine[job_id].wait_in_queue(None)
-            if pooled and admission.waiting:
-                self._watch_orphan_holders()
+            full_groups = {mine[job_id].spec.group for job_id in admission.in_group}
+            if (pooled and admission.waiting) or full_groups:
+                self._watch_orphan_holders(full_groups)
 
-    def _watch_orphan_holders(self) -> None:
-        """Run a pass when an orphan that holds devices or units ends."""
-        for job_id, backend, ref in self._queue.orphan_holders():
+    def _watch_orphan_holders(self, groups: set[str]) -> None:
+        """Run a pass when an orphan that holds devices, units or a slot we wait for ends."""
+        for job_id, backend, ref in self._queue.orphan_holders(groups):
             with self._lock:
                 if job_id in self._orphans_watched:
                     continue
@@ -179,7 +182,12 @@ class Scheduler:
             if execution is None:
                 continue
             with self._lock:
-                self._orphans_watched[job_id] = execution
+                duplicate = job_id in self._orphans_watched  # another thread got there first
+                if not duplicate:
+                    self._orphans_watched[job_id] = execution
+            if duplicate:
+                execution.close()
+                continue
             execution.on_exit(self._watcher, functools.partial(self._orphan_ended, job_id))
 
     def _orphan_ended(self, job_id: int) -> None:
@@ -187,11 +195,20 @@ class Scheduler:
             execution = self._orphans_watched.pop(job_id, None)
         if execution is not None:
             execution.close()
-        # Its end is recorded by nobody: the pass reconciles it, and its devices return.
+        # Its end is recorded by nobody: record it here, and what it held comes free.
         try:
+            self._reconcile()
             self.run()
         except StoreError as exc:
             _log.warning("jobmagic could not run the job queue: %s", exc)
+
+    def close(self) -> None:
+        """Stop watching the store and orphans (the service shuts down)."""
+        with self._lock:
+            self._stop_watching()
+            watched, self._orphans_watched = list(self._orphans_watched.values()), {}
+        for execution in watched:
+            execution.close()
 
     def _stop_watching(self) -> None:
         """Stop waking on store changes (lock held)."""

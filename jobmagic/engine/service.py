@@ -525,6 +525,7 @@ class WorkerService:
                     if self.store.retry_unsaved():
                         _log.warning("jobmagic could not record the end of every job")
         finally:
+            self.scheduler.close()
             self.watcher.close()
             _live_services.discard(self)
 

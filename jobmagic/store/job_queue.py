@@ -161,16 +161,21 @@ class JobQueue:
                 shown[record.id] = places[record.id]
         return shown
 
-    def orphan_holders(self) -> list[tuple[int, str, dict[str, Any] | None]]:
-        """Running jobs that hold devices or units and whose owner is gone.
+    def orphan_holders(
+        self, groups: Collection[str] = ()
+    ) -> list[tuple[int, str, dict[str, Any] | None]]:
+        """Running jobs whose owner is gone that hold devices, units or a slot of ``groups``.
 
         (id, backend, backend_ref): nobody will record their end, so whoever waits for
         what they hold must watch for it.
         """
-        rows = self.store.read(
-            "SELECT id, backend, backend_ref, owner_pid, owner_start FROM jobs"
-            " WHERE state = 'running' AND (gpus_held != '[]' OR resources != '{}')"
+        in_groups = ", ".join("?" * len(groups)) or "NULL"
+        sql = (
+            "SELECT id, backend, backend_ref, owner_pid, owner_start FROM jobs"  # noqa: S608 - placeholders only
+            " WHERE state = 'running' AND (gpus_held != '[]' OR resources != '{}'"
+            f" OR group_name IN ({in_groups}))"
         )
+        rows = self.store.read(sql, list(groups))
         return [
             (row[0], row[1], json.loads(row[2]) if row[2] else None)
             for row in rows
