@@ -30,7 +30,8 @@ from jobmagic import JobState, WorkerService
 from jobmagic.backends.local.process import MAX_ARG_STRLEN
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
-from jobmagic.store.job_store import DB_NAME, JobStore
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.opening import DB_NAME
 
 pytestmark = pytest.mark.timeout(60)
 

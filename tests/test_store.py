@@ -32,7 +32,8 @@ from jobmagic.backends.registry import Executors
 from jobmagic.core.process_identity import process_start_time
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobNotFound, StoreError
-from jobmagic.store.job_store import APPLICATION_ID, DB_NAME, JobStore, move_aside_command
+from jobmagic.store.job_store import JobStore
+from jobmagic.store.opening import APPLICATION_ID, DB_NAME, move_aside_command
 from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import MIGRATIONS, SCHEMA_VERSION
 

@@ -184,9 +184,12 @@ class Watcher:
                 if failures == 0:
                     _log.exception("jobmagic watcher hit an unexpected error; it carries on")
                 failures += 1
-                # The same fault again and again: back off rather than spin (an error
-                # path only; the loop itself never sleeps).
-                time.sleep(0.001 * 2 ** min(failures, 10))
+                # The same fault again and again: back off rather than spin, waiting on
+                # the wake-up descriptor (close() ends the wait at once; a wake-up left
+                # from before is dropped: the next poll reads the timers afresh).
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake_fd)
+                select.select([self._wake_fd], [], [], 0.001 * 2 ** min(failures, 10))
         self._epoll.close()
         self._inotify.close()
         os.close(self._wake_fd)

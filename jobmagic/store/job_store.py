@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
 import json
 import os
-import secrets
-import shlex
 import sqlite3
 import threading
 import time
@@ -25,8 +22,6 @@ from typing import Any
 
 from jobmagic.core.files import (
     UnsafePath,
-    check_private_file,
-    create_private_file,
     file_size,
     private_dir,
 )
@@ -35,26 +30,16 @@ from jobmagic.core.state import JobState
 from jobmagic.errors import JobNameInUse, StoreError
 
 from .home import jobmagic_home
+from .opening import CHANGED_NAME, DB_NAME, damaged, open_database, rollback
 from .records import (
     COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
     SELECT_COLUMNS,
     JobRecord,
     this_process_owner,
 )
 
-#: Seconds a write waits for another process's write lock before giving up.
-BUSY_TIMEOUT = 60.0
 #: The largest id SQLite can hold; a larger number names no job.
 MAX_ID = (1 << 63) - 1
-#: Marks the file as jobmagic's ("JOBM"), so a foreign SQLite file is never written to.
-APPLICATION_ID = 0x4A4F424D
-DB_NAME = "jobs.sqlite"
-#: Touched after every commit (IN_ATTRIB for inotify watchers). A commit's last write to
-#: the WAL comes before SQLite publishes it in the shared-memory index, so a watcher woken
-#: by that write may not see the commit yet; this file changes only once it is visible.
-CHANGED_NAME = "jobs.changed"
 
 
 class JobStore:
@@ -102,94 +87,13 @@ class JobStore:
 
     # -- opening ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        # Processes opening the store at the same moment take turns (a blocking flock):
-        # switching a new file to WAL and migrating it are not safe to race.
-        try:
-            lock_fd = create_private_file(self.home / "store.lock")
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                return self._connect_locked()
-            finally:
-                os.close(lock_fd)
-        except OSError as exc:
-            if isinstance(exc, UnsafePath):
-                raise StoreError(f"cannot use the job store: {exc}") from None
-            raise StoreError(f"cannot open the job store in {self.home}: {exc}") from None
-
-    def _connect_locked(self) -> sqlite3.Connection:
-        # Created here, never through a link, so that they are 0600 and ours from the
-        # start (SQLite gives its -wal and -shm files the database's mode); the journals
-        # SQLite opens itself are checked first.
-        os.close(create_private_file(self.path))
-        os.close(create_private_file(self.changed_path))
-        wal = self.path.with_name(DB_NAME + "-wal")
-        for journal in (wal, self.path.with_name(DB_NAME + "-shm")):
-            check_private_file(journal)
-        if file_size(self.path) == 0 and file_size(wal) > 0:
-            # Not a new store: its file was truncated under a log of changes to it.
-            # (SQLite would take it for an empty database and wait for a lock.)
-            raise self._damaged(sqlite3.DatabaseError("the file was truncated to 0 bytes"))
-        db = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._check_and_migrate(db)
-            self.generation = db.execute(
-                "SELECT value FROM store_info WHERE key = 'generation'"
-            ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise self._damaged(exc) from exc
-        info = os.stat(self.path)
-        self._identity = (info.st_dev, info.st_ino)
-        return db
+        opened = open_database(self.home, self.path, self.changed_path)
+        self.generation = opened.generation
+        self._identity = opened.identity
+        return opened.db
 
     def _damaged(self, exc: Exception) -> StoreError:
-        return StoreError(
-            f"the job store {self.path} cannot be used ({exc}). Move it aside with its "
-            f"journals ({move_aside_command(self.home)}) and jobmagic will start a new "
-            "one; the old records stay in the moved files."
-        )
-
-    def _check_and_migrate(self, db: sqlite3.Connection) -> None:
-        # Look before writing anything: switching a foreign file to WAL would change it.
-        self._check_identity(db)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Again under the write lock: another process may have migrated meanwhile.
-            version = self._check_identity(db)
-            for number in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if version == 0:
-                # A new store: its files get names no earlier store's files have.
-                db.execute(
-                    "UPDATE store_info SET value = ? WHERE key = 'generation'",
-                    (secrets.token_hex(4),),
-                )
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
-
-    @staticmethod
-    def _check_identity(db: sqlite3.Connection) -> int:
-        """Refuse foreign or newer files; return the file's schema version."""
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != APPLICATION_ID and (app_id != 0 or tables):
-            raise sqlite3.DatabaseError("it is not a jobmagic job store")
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"it was written by a newer jobmagic (schema {version} > {SCHEMA_VERSION})"
-            )
-        return version
+        return damaged(self.home, self.path, exc)
 
     # -- low-level access ------------------------------------------------------------
     def write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
@@ -221,7 +125,7 @@ class JobStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException as exc:
-                _rollback(self._db)
+                rollback(self._db)
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
                     raise StoreError(f"cannot write to the job store {self.path}: {exc}") from exc
                 raise
@@ -516,22 +420,6 @@ def bump_queue_epoch(db: sqlite3.Connection) -> None:
     nothing for anyone else, and a pass over a long queue is not free.
     """
     db.execute("UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'queue_epoch'")
-
-
-def move_aside_command(home: Path) -> str:
-    """A shell command that moves a store's files into a new ``old-<time>/`` of ``home``.
-
-    All of them: a database moved without its ``-wal`` would lose the latest changes,
-    and a ``-wal`` left behind would be replayed into the next store.
-    """
-    return f"cd {shlex.quote(str(home))} && d=old-$(date +%s) && mkdir $d && mv {DB_NAME}* $d/"
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """End a failed transaction, unless SQLite already rolled it back itself."""
-    if db.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
 
 
 def _column_value(value: Any) -> Any:
