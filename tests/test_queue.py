@@ -357,6 +357,20 @@ def test_the_command_line_sets_groups_queues_and_waits_for_a_group(jobmagic_home
     assert (ended["state"], ended["error"]) == ("failed", f"not started: job {first} was stopped")
 
 
+def run_dying_kernel(code: str, home: Path) -> dict[str, Any]:
+    """Run a "kernel" that starts a job, prints it as JSON and dies without cleaning up."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "JOBMAGIC_HOME": str(home)},
+    )
+    job: dict[str, Any] = json.loads(done.stdout)
+    return job
+
+
 # -- a kernel that dies with queued jobs ------------------------------------------------------
 DIES_WITH_A_QUEUED_JOB = """
 import json, os, sys
@@ -373,15 +387,7 @@ def test_a_dead_kernels_queued_job_stays_queued_until_adopted(
 ) -> None:
     svc.set_group("held", 1)
     holder = svc.start(python_cmd("import signal; signal.pause()"), group="held")
-    done = subprocess.run(
-        [sys.executable, "-c", DIES_WITH_A_QUEUED_JOB],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
-    )
-    orphan = json.loads(done.stdout)
+    orphan = run_dying_kernel(DIES_WITH_A_QUEUED_JOB, jobmagic_home)
     assert orphan["state"] == "queued"
     holder.stop(timeout=1)
     # The slot is free, but nothing starts a dead kernel's job by itself.
@@ -499,15 +505,7 @@ def test_a_killed_kernels_job_gives_its_device_back_when_it_ends(
     svc: Any, jobmagic_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JOBMAGIC_GPUS", "7")
-    done = subprocess.run(
-        [sys.executable, "-c", DIES_HOLDING_A_GPU],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
-    )
-    holder = json.loads(done.stdout)
+    holder = run_dying_kernel(DIES_HOLDING_A_GPU, jobmagic_home)
     assert svc.store.get(holder["id"]).gpus_held == ["7"]
     waiting = svc.start("echo got $CUDA_VISIBLE_DEVICES", gpus=1)
     assert waiting.queue_reason == "waiting for 1 GPU (0 free)"
@@ -598,15 +596,7 @@ os._exit(0)
 def test_a_killed_kernels_job_frees_its_group_slot_when_it_ends(
     svc: Any, jobmagic_home: Path
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", DIES_HOLDING_A_SLOT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
-    )
-    holder = json.loads(done.stdout)
+    holder = run_dying_kernel(DIES_HOLDING_A_SLOT, jobmagic_home)
     waiting = svc.start("echo next", group="held")
     assert waiting.queue_reason == "1st in group held (1/1 running)"
     os.killpg(holder["pid"], 9)  # the orphan ends; nobody records it but us
