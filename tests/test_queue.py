@@ -106,7 +106,7 @@ def test_a_group_runs_at_most_its_limit_in_priority_then_submission_order(svc: A
     assert most_at_once(records) == 2
     started = [w.id for w in sorted(jobs, key=lambda w: w.started_at)]
     assert started[2] == jobs[4].id  # the priority job took the first free slot
-    assert svc.groups()[-1] == ("sweep", 2, 0, 0)
+    assert svc.groups()[-1] == ("sweep", 2, 0, 0, False)
 
 
 def test_a_plain_job_still_starts_at_once(svc: Any) -> None:
@@ -279,7 +279,10 @@ def test_the_magics_set_groups_and_show_the_queue(
 ) -> None:
     ipython_shell.run_line_magic("job", "group gpu --parallel 1")
     said = capsys.readouterr().out
-    assert said.splitlines() == ["GROUP  PARALLEL  RUNNING  QUEUED", "gpu    1         0        0"]
+    assert said.splitlines() == [
+        "GROUP  PARALLEL  RUNNING  QUEUED  PAUSED",
+        "gpu    1         0        0       no",
+    ]
     hold = python_cmd("import signal; signal.pause()")
     first = ipython_shell.run_line_magic("job", f"start --group gpu {hold}")
     second = ipython_shell.run_line_magic("job", "start --group gpu --priority 2 echo second")
@@ -323,7 +326,7 @@ def jobmagic(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_command_line_sets_groups_queues_and_waits_for_a_group(jobmagic_home: Path) -> None:
     assert jobmagic("group", "batch", "--parallel", "1").returncode == 0
     groups = json.loads(jobmagic("group", "--json").stdout)["groups"]
-    assert {"name": "batch", "parallel": 1, "running": 0, "queued": 0} in groups
+    assert {"name": "batch", "parallel": 1, "running": 0, "queued": 0, "paused": False} in groups
     hold = python_cmd("import signal; signal.pause()")
     first = int(jobmagic("start", "--group", "batch", "--", hold).stdout)
     # A queued job from the command line: the command prints its id at once and waits

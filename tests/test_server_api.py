@@ -287,6 +287,9 @@ def test_requests_without_credentials_get_403(server: Server, service: WorkerSer
         ("GET", f"{API}/{job.id}"),
         ("GET", f"{API}/{job.id}/log"),
         ("POST", f"{API}/{job.id}/stop"),
+        ("POST", f"{API}/{job.id}/pause"),
+        ("POST", f"{API}/{job.id}/resume"),
+        ("POST", f"{API}/{job.id}/restart"),
     ]:
         reply = request(server, method, path, auth=False)
         assert reply.status == 403, (method, path, reply.body)
@@ -448,6 +451,120 @@ def test_stop_of_a_finished_job_is_409(server: Server, service: WorkerService) -
     assert reply.status == 409
     assert reply.json()["message"] == f"job {job.id} has already succeeded"
     assert get_json(server, f"{API}/{job.id}")["stop_requested_by"] is None
+
+
+# --------------------------------------------------------------------------- queue actions
+
+
+def process_states(pgid: int) -> set[bytes]:
+    """The /proc state letters of the live processes of process group ``pgid``."""
+    states = set()
+    for pid in group_members(pgid):
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        states.add(stat[stat.rindex(b")") + 2 :][:1])
+    return states
+
+
+def test_pause_and_resume_from_the_ui_hold_the_whole_job_and_let_it_go(
+    server: Server, service: WorkerService
+) -> None:
+    job = service.start(
+        python_cmd(
+            "import subprocess, time\n"
+            "child = subprocess.Popen(['sleep', '300'])\n"
+            "print('ready', flush=True)\n"
+            "child.wait()"
+        )
+    )
+    read_until(job, b"ready")
+    paused = threading.Event()
+    service.subscribe(lambda _e: paused.set() if job.state is JobState.PAUSED else None)
+
+    reply = request(server, "POST", f"{API}/{job.id}/pause")
+
+    assert reply.status == 200, reply.body
+    shown = reply.json()
+    assert shown["state"] == "paused"
+    assert shown["paused_at"] is not None
+    assert process_states(job.pid or 0) == {b"T"}
+    assert paused.wait(10), "the job's kernel did not hear of the pause"
+    assert get_json(server, f"{API}/{job.id}")["state"] == "paused"
+
+    reply = request(server, "POST", f"{API}/{job.id}/resume")
+
+    assert reply.status == 200, reply.body
+    assert (reply.json()["state"], reply.json()["paused_at"]) == ("running", None)
+    assert b"T" not in process_states(job.pid or 0)
+    job.stop()
+    assert group_members(job.pid or 0) == []
+
+
+def test_pause_of_a_queued_or_ended_job_is_409(server: Server, service: WorkerService) -> None:
+    service.pause(group="held")
+    queued = service.start("true", group="held")
+    reply = request(server, "POST", f"{API}/{queued.id}/pause")
+    assert reply.status == 409
+    assert "has not started" in reply.json()["message"]
+    service.resume(group="held")
+    assert queued.wait(30) == 0
+    reply = request(server, "POST", f"{API}/{queued.id}/resume")
+    assert reply.status == 409
+    assert reply.json()["message"] == f"job {queued.id} has already ended (succeeded)"
+    assert request(server, "POST", f"{API}/{queued.id}/explode").status == 404
+
+
+def test_restart_from_the_ui_runs_an_ended_job_again_as_a_new_job(
+    server: Server, service: WorkerService
+) -> None:
+    running = service.start(python_cmd("import signal; print('ready', flush=True); signal.pause()"))
+    read_until(running, b"ready")
+    reply = request(server, "POST", f"{API}/{running.id}/restart")
+    assert reply.status == 409
+    assert "only an ended job can be restarted" in reply.json()["message"]
+    running.stop()
+    old = service.start("echo again; exit 3", name="flaky", group="retry")
+    assert old.wait(30) == 3
+
+    reply = request(server, "POST", f"{API}/{old.id}/restart")
+
+    assert reply.status == 201, reply.body
+    new = reply.json()
+    assert new["id"] > old.id
+    assert (new["restarted_from"], new["command"], new["group"]) == (old.id, old.command, "retry")
+    assert new["detached"] is True  # nobody's kernel owns it
+    ended = wait_until(
+        lambda: (j := get_json(server, f"{API}/{new['id']}"))["state"] == "failed" and j,
+        30,
+        message="the restarted job to end",
+    )
+    assert ended["exit_code"] == 3
+    log = request(server, "GET", f"{API}/{new['id']}/log")
+    assert log.body == b"again\n"
+
+
+def test_a_restart_that_must_wait_in_the_queue_answers_at_once(
+    server: Server, service: WorkerService
+) -> None:
+    service.set_group("single", 1)
+    old = service.start("exit 1", group="single")
+    assert old.wait(30) == 1
+    holder = service.start(
+        python_cmd("import signal; print('ready', flush=True); signal.pause()"), group="single"
+    )
+    read_until(holder, b"ready")
+
+    reply = request(server, "POST", f"{API}/{old.id}/restart")
+
+    assert reply.status == 201, reply.body
+    new = reply.json()
+    assert (new["state"], new["queue_reason"]) == ("queued", "1st in group single (1/1 running)")
+    holder.stop()  # its slot goes to the restarted job, started by the waiting command line
+    ended = wait_until(
+        lambda: (j := get_json(server, f"{API}/{new['id']}"))["state"] == "failed" and j,
+        30,
+        message="the restarted job to run and end",
+    )
+    assert ended["exit_code"] == 1
 
 
 # A stand-in for a kernel that dies: it starts a detached job and exits at once, without

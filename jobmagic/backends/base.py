@@ -73,6 +73,20 @@ class Execution(Protocol):
         """End whatever is left of the job now (the local backend: SIGKILL)."""
         ...
 
+    def pause(self) -> None:
+        """Hold the whole job still (the local backend: SIGSTOP to its process group).
+
+        Raises
+        ------
+        JobmagicError
+            When this backend cannot pause its jobs.
+        """
+        ...
+
+    def resume(self) -> None:
+        """Let a paused job go on (the local backend: SIGCONT to its process group)."""
+        ...
+
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` once the whole job has ended (once, from ``reactor``).
 

@@ -9,7 +9,10 @@ id or name that names no job (``errors.UsageError``); 1 when the store cannot be
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -214,12 +217,26 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
     if worker.state is JobState.QUEUED:
         # Nobody else would start it: this command waits in the queue for its turn,
         # launches it, and leaves it running (until the queue admits ownerless jobs).
-        sys.stdout.flush()
+        _answer_given()
         _wait_until_started(service, worker)
     if worker.state is JobState.FAILED:
         print(f"jobmagic start: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _answer_given() -> None:
+    """The answer is out: end stdout for a reader that waits for its end (not a terminal).
+
+    ``jobmagic start`` and ``restart`` stay while their job waits in the queue; what
+    reads their answer through a pipe (the server's restart) has it whole at once.
+    """
+    sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        if not sys.stdout.isatty():
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
 
 def _wait_until_started(service: WorkerService, worker: Worker) -> None:
@@ -263,6 +280,54 @@ def wait(service: WorkerService, args: argparse.Namespace) -> int:
     return 0
 
 
+def pause(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic pause ID...|--group G``: SIGSTOP; a paused group starts nothing."""
+    return _pause_or_resume(service, args, paused=True)
+
+
+def resume(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic resume ID...|--group G``: SIGCONT; the group starts jobs again."""
+    return _pause_or_resume(service, args, paused=False)
+
+
+def _pause_or_resume(service: WorkerService, args: argparse.Namespace, *, paused: bool) -> int:
+    verb = "pause" if paused else "resume"
+    if bool(args.jobs) == (args.group is not None):
+        raise UsageError(f"give job ids or --group: jobmagic {verb} 7, jobmagic {verb} --group g")
+    act = service.pause if paused else service.resume
+    done = "paused" if paused else "resumed"
+    if args.group is not None:
+        try:
+            moved = act(group=args.group)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        which = ", ".join(str(w.id) for w in moved) or "none"
+        say(f"group {args.group} {done} (jobs {done}: {which})")
+        return 0
+    for record in [find(service, job) for job in args.jobs]:
+        act(record.id)
+        say(f"{job_label(service.get(record.id))} {done}")
+    return 0
+
+
+def restart(service: WorkerService, args: argparse.Namespace) -> int:
+    """``jobmagic restart ID``: the ended job again, as a new job no kernel owns."""
+    record = find(service, args.job)
+    worker = service.restart(record.id, detach=True)  # it outlives this command
+    if args.json:
+        new = find(service, str(worker.id))
+        _json_out(job_json(new, service.queue.reasons([new]).get(new.id)))
+    else:
+        say(str(worker.id))
+    if worker.state is JobState.QUEUED:
+        _answer_given()
+        _wait_until_started(service, worker)
+    if worker.state is JobState.FAILED:
+        print(f"jobmagic restart: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def groups(service: WorkerService, args: argparse.Namespace) -> int:
     """``jobmagic group [NAME] [--parallel N]``: the queue's groups; set one's limit."""
     if args.parallel is not None:
@@ -276,11 +341,17 @@ def groups(service: WorkerService, args: argparse.Namespace) -> int:
     if args.json:
         _json_out({"groups": [g._asdict() for g in found]})
         return 0
-    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED")] + [
-        (g.name, str(g.parallel) if g.parallel else "any", str(g.running), str(g.queued))
+    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED", "PAUSED")] + [
+        (
+            g.name,
+            str(g.parallel) if g.parallel else "any",
+            str(g.running),
+            str(g.queued),
+            "yes" if g.paused else "no",
+        )
         for g in found
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
@@ -316,5 +387,8 @@ COMMANDS: dict[str, Command] = {
     "stop": stop,
     "wait": wait,
     "group": groups,
+    "pause": pause,
+    "resume": resume,
+    "restart": restart,
     "rm": remove,
 }

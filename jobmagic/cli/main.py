@@ -27,6 +27,8 @@ examples:
   jobmagic start --name sweep -- python sweep.py --lr 0.1
   jobmagic group gpu --parallel 2    at most 2 jobs of group "gpu" run at once
   jobmagic start --group gpu --after 7 -- python eval.py
+  jobmagic pause --group gpu         start nothing more in "gpu"; SIGSTOP its jobs
+  jobmagic restart 7                 job 7 again, as a new job
   jobmagic list --json | jq '.jobs[] | select(.state == "failed") | .id'
 
 Jobs are named by id or name, as in the notebook's %job magic. The store is
@@ -132,15 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="every job of this group queued or running now")
     p.add_argument("--timeout", type=float, metavar="S", help="exit 124 after S seconds")
 
-    p = sub.add_parser("group", help="show queue groups, or limit how many jobs of one run")
-    p.add_argument("name", metavar="NAME", nargs="?", help="a group's name")
-    p.add_argument("--parallel", type=int, metavar="N", help="run at most N at once (0: any)")
-    p.add_argument("--json", action="store_true", help="the groups as JSON")
+    _add_queue_commands(sub)
 
     p = sub.add_parser("rm", help="delete finished jobs and their logs")
     _jobs_argument(p, "*", "ids or names")
     p.add_argument("--finished", action="store_true", help="every finished job (all kernels')")
     return parser
+
+
+def _add_queue_commands(sub: Any) -> None:
+    """``group``, ``pause``, ``resume`` and ``restart``."""
+    p = sub.add_parser("group", help="show queue groups, or limit how many jobs of one run")
+    p.add_argument("name", metavar="NAME", nargs="?", help="a group's name")
+    p.add_argument("--parallel", type=int, metavar="N", help="run at most N at once (0: any)")
+    p.add_argument("--json", action="store_true", help="the groups as JSON")
+
+    for verb, what in (("pause", "SIGSTOP; a paused group starts nothing"), ("resume", "SIGCONT")):
+        p = sub.add_parser(verb, help=f"{verb} running jobs or a whole group ({what})")
+        _jobs_argument(p, "*", "ids or names")
+        p.add_argument("--group", metavar="NAME", help=f"{verb} this group and its jobs")
+
+    p = sub.add_parser("restart", help="start an ended job again, as a new job")
+    _jobs_argument(p, "one", "an ended job's id or name")
+    p.add_argument("--json", action="store_true", help="print its JSON, not its id")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from jobmagic.text.describe import (
 _ANSI = {
     JobState.QUEUED: "90",  # grey
     JobState.RUNNING: "34",  # blue
+    JobState.PAUSED: "35",  # magenta
     JobState.SUCCEEDED: "32",  # green
     JobState.FAILED: "31",  # red
     JobState.STOPPED: "33",  # yellow

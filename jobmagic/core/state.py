@@ -9,13 +9,15 @@ import signal
 class JobState(enum.Enum):
     """Where a job is in its life.
 
-    QUEUED until it is launched, RUNNING while it runs, then one of the finished states:
-    SUCCEEDED (exit code 0), FAILED (non-zero exit, killed by a signal nobody asked for,
-    or could not start) or STOPPED (ended by ``stop()``, a timeout or the UI).
+    QUEUED until it is launched, RUNNING while it runs (PAUSED while ``pause()`` holds
+    it stopped), then one of the finished states: SUCCEEDED (exit code 0), FAILED
+    (non-zero exit, killed by a signal nobody asked for, or could not start) or STOPPED
+    (ended by ``stop()``, a timeout or the UI).
     """
 
     QUEUED = "queued"
     RUNNING = "running"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -25,13 +27,22 @@ class JobState(enum.Enum):
         """True for SUCCEEDED, FAILED and STOPPED."""
         return self in _FINISHED
 
+    @property
+    def is_active(self) -> bool:
+        """True for RUNNING and PAUSED: the job has processes (which hold its slot)."""
+        return self in _ACTIVE
+
 
 _FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
+_ACTIVE = frozenset({JobState.RUNNING, JobState.PAUSED})
+#: The active states as the store's SQL names them.
+ACTIVE_SQL = "('running', 'paused')"
 
 #: The moves a job may make; a finished job never moves again.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.STOPPED}),
-    JobState.RUNNING: _FINISHED,
+    JobState.RUNNING: _FINISHED | {JobState.PAUSED},
+    JobState.PAUSED: _FINISHED | {JobState.RUNNING},
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.STOPPED: frozenset(),
@@ -49,6 +60,25 @@ def check_transition(current: JobState, new: JobState) -> JobState:
     if new not in TRANSITIONS[current]:
         raise ValueError(f"a {current.value} job cannot become {new.value}")
     return new
+
+
+def run_seconds(
+    started_at: float | None,
+    ended_at: float | None,
+    paused_at: float | None,
+    paused_for: float,
+    now: float,
+) -> float | None:
+    """Seconds a job has run: from start to end (or ``now``), less the time it was paused.
+
+    ``paused_for``: seconds of the pauses that are over; ``paused_at``: when the pause
+    under way began (None when it is not paused). None before it started.
+    """
+    if started_at is None:
+        return None
+    end = ended_at if ended_at is not None else now
+    paused = paused_for + (max(0.0, end - paused_at) if paused_at is not None else 0.0)
+    return max(0.0, end - started_at - paused)
 
 
 def signal_name(number: int) -> str:

@@ -58,6 +58,16 @@ class JobFacts(Protocol):
         """Why it waits in the queue, or None."""
         ...
 
+    @property
+    def paused_at(self) -> float | None:
+        """When the pause under way began (epoch seconds), or None."""
+        ...
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds of the pauses that are over."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class JobBinding:
@@ -80,6 +90,8 @@ class JobBinding:
         None once there is nothing to start.
     restart:
         Starts the job again as a new job of the service (``WorkerService.restart``).
+    pause:
+        ``pause(job_id, paused)``: pauses or resumes it (``WorkerService.pause``).
     """
 
     job_id: int
@@ -90,6 +102,7 @@ class JobBinding:
     foreign: ForeignJob | None = None
     submit: Callable[[], None] | None = None
     restart: Callable[[int], Any] | None = None
+    pause: Callable[[int, bool], None] | None = None
 
     @property
     def facts(self) -> JobFacts:

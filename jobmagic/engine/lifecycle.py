@@ -1,9 +1,10 @@
 """One job's life in the kernel that owns it: launch, stop, end, as a state machine.
 
 QUEUED -> RUNNING when its executor launched it (or -> FAILED when it could not start,
--> STOPPED when stopped first), RUNNING -> SUCCEEDED, FAILED or STOPPED when its execution
-has ended. Every move is written to the store and told to the job's output feed, to the
-job's waiters and done callbacks, and to the service (``on_change``, ``on_end``).
+-> STOPPED when stopped first), RUNNING <-> PAUSED by ``set_paused`` (here or, through
+the store, by another process), RUNNING or PAUSED -> SUCCEEDED, FAILED or STOPPED when
+its execution has ended. Every move is written to the store and told to the job's output
+feed, to the job's waiters and done callbacks, and to the service (``on_change``, ``on_end``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, check_transition, final_state
 from jobmagic.errors import JobmagicError, LaunchError, StoreError
 from jobmagic.store.job_store import JobStore
+from jobmagic.store.pauses import pause_and_record
 
 from .output_feed import OutputFeed
 from .watcher import Watcher
@@ -85,6 +87,8 @@ class JobLifecycle:
         self.pid: int | None = None
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        self.paused_at: float | None = None  # when the pause under way began
+        self.paused_for = 0.0  # seconds of the pauses that are over
         self._launched = False
         self._ending = False  # _finish has claimed the end
         self._stopped_while_queued: str | None = None  # who stopped it before it ran
@@ -200,13 +204,67 @@ class JobLifecycle:
         self._feed.started()
         execution.on_exit(self._watcher, self._on_exit)
         if self.spec.timeout is not None:
-            timer = self._watcher.call_later(self.spec.timeout, self._on_timeout)
-            with self._lock:
-                if self._state.is_finished:
-                    timer.cancel()
-                else:
-                    self._timeout = timer
+            self._arm_timeout(self.spec.timeout)
         self._on_change()
+
+    # -- pausing -------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        """RUNNING -> PAUSED (the whole job held still), or PAUSED -> RUNNING.
+
+        Raises
+        ------
+        JobmagicError
+            When the job is queued or has ended.
+        StoreError
+            When the move cannot be recorded (the job is left as it was).
+        """
+        with self._lock:
+            if self._state.is_finished:
+                raise JobmagicError(f"job {self.job_id} has already ended ({self._state.value})")
+            execution = self._execution
+            if execution is None:
+                raise JobmagicError(
+                    f"job {self.job_id} has not started; to hold it back, pause its group: "
+                    f"%job pause --group {self.spec.group}"
+                )
+        pause_and_record(self._store, self.job_id, execution, paused)
+        record = self._store.get(self.job_id)
+        if record is not None:
+            self.note_paused(record.state, record.paused_at, record.paused_for)
+
+    def note_paused(self, state: JobState, paused_at: float | None, paused_for: float) -> None:
+        """Take the store's word on whether the job is paused (someone may have paused it).
+
+        A timeout counts running time only: it is held while the job is paused.
+        """
+        with self._lock:
+            if not (self._state.is_active and state.is_active):
+                return
+            self.paused_at, self.paused_for = paused_at, paused_for
+            if state is self._state:
+                return
+            self._state = check_transition(self._state, state)
+            self._changed.notify_all()
+            timer, self._timeout = self._timeout, None
+            left = None
+            if state is JobState.RUNNING and self.spec.timeout is not None:
+                ran = (time.time() - (self.started_at or time.time())) - paused_for
+                left = max(0.0, self.spec.timeout - ran)
+        if timer is not None:
+            timer.cancel()
+        if left is not None:
+            self._arm_timeout(left)
+        self._on_change()
+
+    def _arm_timeout(self, seconds: float) -> None:
+        timer = self._watcher.call_later(seconds, self._on_timeout)
+        with self._lock:
+            if self._state is not JobState.RUNNING:
+                timer.cancel()  # it ended or was paused meanwhile
+            else:
+                if self._timeout is not None:
+                    self._timeout.cancel()
+                self._timeout = timer
 
     # -- stopping ------------------------------------------------------------------------
     def stop(self, by: str, timeout: float | None, wait: bool) -> None:
@@ -278,6 +336,9 @@ class JobLifecycle:
             if error is not None or self.error is None:
                 self.error = error
             self.ended_at = ended_at
+            if self.paused_at is not None:  # as the store folds it in (see finish)
+                self.paused_for += max(0.0, ended_at - self.paused_at)
+                self.paused_at = None
             timeout, self._timeout = self._timeout, None
             stop = self._stop
             self._changed.notify_all()

@@ -103,7 +103,7 @@ class Scheduler:
         """A job is ready to run: launch it now, or queue it until it is admitted."""
         spec = job.spec
         plain = not (spec.after or spec.gpus or spec.resources)
-        if plain and self._queue.group_limit(spec.group) == 0:
+        if plain and self._queue.starts_at_once(spec.group):
             job.launch()
             return
         with self._lock:
@@ -167,6 +167,9 @@ class Scheduler:
                 mine[job_id].wait_in_queue(reason)
             for job_id in admission.in_group:
                 mine[job_id].wait_in_queue(None)
+            decided = {*admission.admitted, *admission.never, *admission.waiting}
+            for job_id in mine.keys() - decided - admission.in_group.keys():
+                mine[job_id].wait_in_queue(None)  # its group is paused: worked out when shown
             full_groups = {mine[job_id].spec.group for job_id in admission.in_group}
             if (pooled and admission.waiting) or full_groups:
                 self._watch_orphan_holders(full_groups)

@@ -23,12 +23,14 @@ from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
+from jobmagic.store.pauses import pause_epoch, set_group_paused
 from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import JobRecord
 
 from .binding import JobBinding
 from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed, SharedHandlers
+from .pausing import pause_record
 from .pools import GPUS_ENV, check_request, discover_gpus
 from .retention import delete_job, prune
 from .scheduler import Scheduler
@@ -54,12 +56,17 @@ Listener = Callable[[JobEvent[Worker]], None]
 
 
 class GroupInfo(NamedTuple):
-    """A queue group: its limit (``parallel``, 0: none) and its jobs running and queued."""
+    """A queue group: its limit, its jobs running and queued, whether it is paused.
+
+    ``parallel``: 0 means no limit; ``running`` counts paused jobs (they keep their slots);
+    a paused group admits nothing.
+    """
 
     name: str
     parallel: int
     running: int
     queued: int
+    paused: bool
 
 
 class WorkerService:
@@ -127,9 +134,15 @@ class WorkerService:
             default_grace=self._default_grace,
             reconcile=self.reconcile,
             restart=self.restart,
+            pause=self._set_paused,
         )
         with contextlib.suppress(StoreError):
             self.reconcile()
+        # Another process may pause or resume this kernel's jobs: the store says so.
+        self._pause_epoch = pause_epoch(self.store)
+        self._store_watch = self.watcher.watch_file(
+            str(self.store.changed_path), self._on_store_change
+        )
         _live_services.add(self)
 
     # -- backends --------------------------------------------------------------------
@@ -225,6 +238,7 @@ class WorkerService:
                 lifecycle=lifecycle,
                 submit=functools.partial(self.scheduler.submit, lifecycle),
                 restart=self.restart,
+                pause=self._set_paused,
             )
         )
         with self._lock:
@@ -279,7 +293,7 @@ class WorkerService:
         if not won:
             execution.close()
             now = self.store.get(record.id)
-            if now is not None and now.state is JobState.RUNNING:
+            if now is not None and now.state.is_active:
                 raise JobmagicError(
                     f"job {record.id} was just adopted by another kernel ({now.owner}); "
                     "follow it there"
@@ -288,15 +302,16 @@ class WorkerService:
         adopted = Worker.from_spec(record.spec())
         lifecycle = self._bind_owned(adopted, record.id, adopted.spec, executor)
         lifecycle.adopt(execution, record.started_at)
+        lifecycle.note_paused(record.state, record.paused_at, record.paused_for)
         self._emit("added", adopted)
         return adopted
 
-    def restart(self, id_or_name: int | str) -> Worker:
+    def restart(self, id_or_name: int | str, *, detach: bool | None = None) -> Worker:
         """Start a finished job again as a new job: same command, options and cwd.
 
         Its environment variables are read from this kernel's environment now (the store
         keeps their names, never their values). The new job's record names the old one
-        (``restarted_from``).
+        (``restarted_from``). ``detach``: None keeps the old job's.
 
         Raises
         ------
@@ -312,6 +327,8 @@ class WorkerService:
                 f"job {record.id} is {record.state.value}; only an ended job can be restarted"
             )
         spec = _spec_here(record, "restart it again")
+        if detach is not None:
+            spec = dataclasses.replace(spec, detach=detach)
         return self.add(Worker.from_spec(spec), restarted_from=record.id).start()
 
     def restart_failed(self, group: str | None = None) -> list[Worker]:
@@ -353,6 +370,90 @@ class WorkerService:
             raise ValueError(f"parallel must be an integer >= 0 (0: no limit), not {parallel!r}")
         self.queue.set_group(name, parallel)
         self.scheduler.run()
+
+    def pause(
+        self, id_or_name: int | str | None = None, *, group: str | None = None
+    ) -> list[Worker]:
+        """Pause a running job, or a whole group; return the jobs paused.
+
+        A job's processes are stopped where they are (SIGSTOP to its process group) and
+        it is PAUSED: its runtime and timeout stop counting, it keeps its slot and its
+        devices. A paused ``group`` admits nothing new, and its running jobs are paused;
+        it stays paused (in every kernel) until :meth:`resume`.
+
+        Raises
+        ------
+        ValueError
+            Neither or both of a job and a group, or a bad group name.
+        JobmagicError
+            The job is queued (pause its group) or has ended.
+        """
+        return self._pause_or_resume(id_or_name, group, paused=True)
+
+    def resume(
+        self, id_or_name: int | str | None = None, *, group: str | None = None
+    ) -> list[Worker]:
+        """Let a paused job, or a paused group and its paused jobs, go on; see :meth:`pause`."""
+        return self._pause_or_resume(id_or_name, group, paused=False)
+
+    def _pause_or_resume(
+        self, id_or_name: int | str | None, group: str | None, *, paused: bool
+    ) -> list[Worker]:
+        if (id_or_name is None) == (group is None):
+            raise ValueError("name a job or a group (group=...), not both")
+        if id_or_name is not None:
+            worker = self.get(id_or_name)
+            self._set_paused(worker.id or 0, paused)
+            return [worker]
+        check_group_name(group or "")
+        assert group is not None
+        set_group_paused(self.store, group, paused)
+        moving = JobState.RUNNING if paused else JobState.PAUSED
+        moved = []
+        for record in self.store.list(states=[moving]):
+            if record.group_name == group:
+                worker = self.get(record.id)
+                with contextlib.suppress(JobmagicError):  # it ended meanwhile
+                    self._set_paused(record.id, paused)
+                    moved.append(worker)
+        if not paused:
+            self.scheduler.run()
+        return moved
+
+    def _set_paused(self, job_id: int, paused: bool) -> None:
+        """Pause or resume job ``job_id``, this kernel's or another process's."""
+        with self._lock:
+            worker = self._workers.get(job_id)
+        binding = worker.binding if worker is not None else None
+        if binding is not None and binding.lifecycle is not None:
+            binding.lifecycle.set_paused(paused)
+            return
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(not_found_message(self.store, job_id))
+        pause_record(self.store, self.executors, record, paused)
+
+    def _on_store_change(self) -> None:
+        """Another process may have paused or resumed one of this kernel's jobs."""
+        try:
+            epoch = pause_epoch(self.store)
+            if epoch == self._pause_epoch:
+                return
+            self._pause_epoch = epoch
+            with self._lock:
+                active = [
+                    w.binding.lifecycle
+                    for w in self._workers.values()
+                    if w.binding is not None
+                    and w.binding.lifecycle is not None
+                    and w.binding.lifecycle.state.is_active
+                ]
+            for lifecycle in active:
+                record = self.store.get(lifecycle.job_id)
+                if record is not None:
+                    lifecycle.note_paused(record.state, record.paused_at, record.paused_for)
+        except StoreError as exc:
+            _log.warning("jobmagic could not read the job store: %s", exc)
 
     def _describe_wait(self, job_id: int) -> str | None:
         record = self.store.get(job_id)
@@ -526,6 +627,7 @@ class WorkerService:
                         _log.warning("jobmagic could not record the end of every job")
         finally:
             self.scheduler.close()
+            self.watcher.unwatch_file(self._store_watch)
             self.watcher.close()
             _live_services.discard(self)
 

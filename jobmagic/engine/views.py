@@ -43,6 +43,8 @@ class ForeignJobs:
         The service's reconcile (it finishes the records of jobs whose owner is gone).
     restart:
         The service's ``restart``, for the views' ``Worker.restart``.
+    pause:
+        The service's ``pause(job_id, paused)``, for ``Worker.pause`` and ``resume``.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ForeignJobs:
         default_grace: Callable[[], float],
         reconcile: Callable[[], object],
         restart: Callable[[int], object],
+        pause: Callable[[int, bool], None],
     ) -> None:
         self._store = store
         self._executors = executors
@@ -62,6 +65,7 @@ class ForeignJobs:
         self._logger = logger
         self._reconcile = reconcile
         self._restart = restart
+        self._pause = pause
         # The same stop policy as for the service's own jobs, on its watcher.
         self._stops = Stops(watcher, default_grace, self._record_stop, self._ended)
 
@@ -77,6 +81,7 @@ class ForeignJobs:
             self._logger,
             foreign=ForeignJob(record, self._reread, self._stop),
             restart=self._restart,
+            pause=self._pause,
         )
         worker.bind(binding)
         return worker

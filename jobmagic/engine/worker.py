@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, Unpack, cast, overload
 
 from jobmagic.core.spec import JobOptions, JobSpec
-from jobmagic.core.state import JobState
+from jobmagic.core.state import JobState, run_seconds
 from jobmagic.errors import JobmagicError
 from jobmagic.text import terminal
 
@@ -147,10 +147,12 @@ class Worker:
     @property
     def runtime(self) -> float | None:
         """Seconds it has run (so far), or None before it started."""
-        started = self.started_at
-        if started is None:
+        facts = _facts(self)
+        if facts is None:
             return None
-        return (self.ended_at or time.time()) - started
+        return run_seconds(
+            facts.started_at, facts.ended_at, facts.paused_at, facts.paused_for, time.time()
+        )
 
     @property
     def log_path(self) -> Path:
@@ -238,6 +240,29 @@ class Worker:
             raise JobmagicError(f"job {binding.job_id} cannot be restarted here")
         restarted: Worker = binding.restart(binding.job_id)
         return restarted
+
+    def pause(self) -> None:
+        """Hold the running job still: SIGSTOP to its whole process group; PAUSED.
+
+        Its runtime (and timeout) stop counting until :meth:`resume`; it keeps its place
+        in its group and its devices. Another kernel's job is paused the same way.
+
+        Raises
+        ------
+        JobmagicError
+            When it is queued (pause its group instead) or has ended.
+        """
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        """Let a paused job go on (SIGCONT to its process group); RUNNING again."""
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        binding = self._bound()
+        if binding.pause is None:
+            raise JobmagicError(f"job {binding.job_id} cannot be paused here")
+        binding.pause(binding.job_id, paused)
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the job ends; return its exit code.

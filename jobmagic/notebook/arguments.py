@@ -11,12 +11,13 @@ import argparse
 import io
 import math
 import shlex
-from collections.abc import Callable
 from typing import Any
 
-from IPython.core import magic_arguments as ipython_magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
+
+from .queue_arguments import QUEUE_PARSERS, argument, magic_arguments
+from .queue_arguments import count as _count
 
 
 def _seconds(text: str) -> float:
@@ -47,17 +48,6 @@ def _job_ids(text: str) -> list[int]:
     if not ids or any(i <= 0 for i in ids):
         raise argparse.ArgumentTypeError(f"expected job ids such as 3 or 3,4, got {text!r}")
     return ids
-
-
-def _count(text: str) -> int:
-    """Parse ``--parallel N``: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def _resource(text: str) -> tuple[str, int]:
@@ -93,10 +83,7 @@ def _lines(text: str) -> int:
 
 # -- the subcommands' parsers: each docstring is that subcommand's help ---------------------
 # The functions are never called; ``magic_arguments`` turns their decorators into parsers.
-# IPython's decorators are untyped: these annotations let mypy check how we use them.
-_Spec = Callable[[], None]
-magic_arguments: Callable[..., Callable[[_Spec], _Spec]] = ipython_magic_arguments.magic_arguments
-argument: Callable[..., Callable[[_Spec], _Spec]] = ipython_magic_arguments.argument
+# (``argument`` and ``magic_arguments``: IPython's, typed, from queue_arguments.)
 
 
 @magic_arguments(name="job start")
@@ -291,59 +278,6 @@ def _adopt_parser() -> None:
     """
 
 
-@magic_arguments(name="job group")
-@argument("-h", "--help", action="store_true", help="Show this help.")
-@argument(
-    "--parallel", type=_count, metavar="N", help="Run at most N of its jobs at once (0: any)."
-)
-@argument("group", metavar="NAME", nargs="?", help="A group's name.")
-def _group_parser() -> None:
-    """Show the queue groups, or set how many jobs of one group may run at once.
-
-    The limit is shared by every kernel (it lives in the job store). Jobs that cannot
-    start yet stay queued and start by themselves when a slot frees.
-
-    Examples
-    --------
-    ::
-
-        %job group
-        %job group gpu --parallel 2
-    """
-
-
-@magic_arguments(name="job restart")
-@argument("-h", "--help", action="store_true", help="Show this help.")
-@argument("--failed", action="store_true", help="Every failed job not restarted before.")
-@argument("--group", help="With --failed: only the jobs of this group.")
-@argument("jobs", metavar="ID", nargs="*", help="Ended job ids or names.")
-def _restart_parser() -> None:
-    """Start ended jobs again, as new jobs with the same command, options and cwd.
-
-    Environment variables given with --env are read from this kernel's environment now.
-
-    Examples
-    --------
-    ::
-
-        %job restart 7
-        %job restart --failed --group sweep
-    """
-
-
-@magic_arguments(name="job queue")
-@argument("-h", "--help", action="store_true", help="Show this help.")
-def _queue_parser() -> None:
-    """Show every kernel's queued jobs in the order they will start, and why they wait.
-
-    Examples
-    --------
-    ::
-
-        %job queue
-    """
-
-
 _PARSERS: dict[str, Any] = {
     "start": _start_parser,
     "list": _list_parser,
@@ -354,9 +288,7 @@ _PARSERS: dict[str, Any] = {
     "panel": _panel_parser,
     "rm": _rm_parser,
     "adopt": _adopt_parser,
-    "group": _group_parser,
-    "queue": _queue_parser,
-    "restart": _restart_parser,
+    **QUEUE_PARSERS,
 }
 SUBCOMMANDS = tuple(_PARSERS)
 

@@ -136,6 +136,8 @@ class JobMagics(Magics, Configurable):
           %job group [NAME --parallel N]
           %job queue
           %job restart ID... | --failed [--group G]
+          %job pause ID... | --group G
+          %job resume ID... | --group G
 
           %%job [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
           <bash script>
@@ -377,6 +379,16 @@ class JobMagics(Magics, Configurable):
         if args is None:
             return None
         return queue_commands.restart(self.service(), args.jobs, args.failed, args.group)
+
+    def _pause(self, rest: str) -> None:
+        args = self._parse("pause", rest)
+        if args is not None:
+            _say(queue_commands.pause(self.service(), args.jobs, args.group, paused=True))
+
+    def _resume(self, rest: str) -> None:
+        args = self._parse("resume", rest)
+        if args is not None:
+            _say(queue_commands.pause(self.service(), args.jobs, args.group, paused=False))
 
     def _queue(self, rest: str) -> None:
         if self._parse("queue", rest) is not None:

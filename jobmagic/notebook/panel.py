@@ -295,5 +295,5 @@ class JobPanel:
             '<div class="jobmagic-counts" style="display:flex;gap:0.4em;align-items:center">'
             f"<b>Jobs</b> {' '.join(parts)}</div>"
         )
-        active = counts[JobState.RUNNING] + counts[JobState.QUEUED]
+        active = counts[JobState.RUNNING] + counts[JobState.PAUSED] + counts[JobState.QUEUED]
         self.stop_all_button.disabled = active == 0

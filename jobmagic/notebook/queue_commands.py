@@ -1,4 +1,4 @@
-"""``%job group`` and ``%job queue``: the shared queue as text."""
+"""``%job group``, ``queue``, ``restart``, ``pause``, ``resume``: the shared queue."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
-from jobmagic.text.describe import short_command
+from jobmagic.text.describe import job_label, short_command
 
 
 def group(service: WorkerService, name: str | None, parallel: int | None) -> str:
@@ -28,11 +28,37 @@ def group(service: WorkerService, name: str | None, parallel: int | None) -> str
         groups = [g for g in groups if g.name == name]
         if not groups:
             return f"No group {name!r} yet: set its limit with %job group {name} --parallel N"
-    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED")] + [
-        (g.name, str(g.parallel) if g.parallel else "any", str(g.running), str(g.queued))
+    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED", "PAUSED")] + [
+        (
+            g.name,
+            str(g.parallel) if g.parallel else "any",
+            str(g.running),
+            str(g.queued),
+            "yes" if g.paused else "no",
+        )
         for g in groups
     ]
     return _table(rows)
+
+
+def pause(service: WorkerService, jobs: list[str], group: str | None, *, paused: bool) -> str:
+    """``%job pause`` / ``%job resume``: what was paused (resumed), in one line per job."""
+    verb = "pause" if paused else "resume"
+    if bool(jobs) == (group is not None):
+        raise UsageError(f"give job ids or --group: %job {verb} 7, %job {verb} --group sweep")
+    done = "Paused" if paused else "Resumed"
+    try:
+        if group is not None:
+            moved = (service.pause if paused else service.resume)(group=group)
+            which = ", ".join(str(w.id) for w in moved) or "none"
+            return f"{done} group {group} (jobs {verb}d: {which})."
+        lines = []
+        for job in jobs:
+            (service.pause if paused else service.resume)(job)
+            lines.append(f"{done} {job_label(service.get(job))}.")
+    except (JobmagicError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return "\n".join(lines)
 
 
 def restart(

@@ -27,7 +27,7 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     """Open the job store, create the shared state and add the API handlers."""
-    from .handlers import api_handlers
+    from .routes import api_handlers
 
     jobmagic = JobmagicServer(store=JobStore(), parent=serverapp, log=serverapp.log)
     web_app = serverapp.web_app

@@ -173,7 +173,7 @@ class ChangeFeed:
         """Watch every running job and its owner; drop the watches of the others."""
         if self._exits is None or self._reactor is None:
             return
-        running = {r.id: r for r in self.store.list(states=[JobState.RUNNING])}
+        running = {r.id: r for r in self.store.list(states=[JobState.RUNNING, JobState.PAUSED])}
         for job_id in [i for i in self._owner_watches if i not in running]:
             self._owner_watches.pop(job_id)()
         for job_id in [i for i in self._executions if i not in running]:

@@ -21,7 +21,6 @@ from typing import Any, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
-from jupyter_server.utils import url_path_join
 from tornado import web
 
 from jobmagic.core.files import file_size
@@ -332,14 +331,3 @@ def _read_range(path: Path, offset: int, length: int) -> tuple[bytes, int]:
         return os.pread(fd, max(0, min(length, size - offset)), offset), size
     finally:
         os.close(fd)
-
-
-def api_handlers(base_url: str) -> list[tuple[str, type[JobmagicHandler]]]:
-    """Return the URL patterns of the API under ``base_url``."""
-    api = url_path_join(base_url, "jobmagic", "api", "jobs")
-    return [
-        (api, JobListHandler),
-        (api + r"/([^/]+)", JobHandler),
-        (api + r"/([^/]+)/stop", StopHandler),
-        (api + r"/([^/]+)/log", LogHandler),
-    ]

@@ -41,16 +41,26 @@ class JobQueue:
         rows = self.store.read("SELECT parallel FROM groups WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
 
-    def groups(self) -> list[tuple[str, int, int, int]]:
-        """Every group a job is in or a limit names: (name, parallel, running, queued)."""
+    def starts_at_once(self, name: str) -> bool:
+        """True when a plain job of group ``name`` needs no pass: no limit, not paused."""
+        rows = self.store.read("SELECT parallel, paused FROM groups WHERE name = ?", (name,))
+        return not rows or (int(rows[0][0]) == 0 and not int(rows[0][1]))
+
+    def groups(self) -> list[tuple[str, int, int, int, bool]]:
+        """Every group a job is in or a limit names: (name, parallel, running, queued, paused).
+
+        ``running`` counts paused jobs too: they keep their slots.
+        """
         rows = self.store.read(
             "SELECT g.name, coalesce(l.parallel, 0),"
-            " (SELECT count(*) FROM jobs WHERE group_name = g.name AND state = 'running'),"
-            " (SELECT count(*) FROM jobs WHERE group_name = g.name AND state = 'queued')"
+            " (SELECT count(*) FROM jobs WHERE group_name = g.name"
+            " AND state IN ('running', 'paused')),"
+            " (SELECT count(*) FROM jobs WHERE group_name = g.name AND state = 'queued'),"
+            " coalesce(l.paused, 0)"
             " FROM (SELECT name FROM groups UNION SELECT DISTINCT group_name FROM jobs) g"
             " LEFT JOIN groups l ON l.name = g.name ORDER BY g.name"
         )
-        return [(str(n), int(p), int(r), int(q)) for n, p, r, q in rows]
+        return [(str(n), int(p), int(r), int(q), bool(s)) for n, p, r, q, s in rows]
 
     def admit(
         self,
@@ -69,12 +79,13 @@ class JobQueue:
         with self.store.write() as db:
             running = dict(
                 db.execute(
-                    "SELECT group_name, count(*) FROM jobs WHERE state = 'running'"
+                    "SELECT group_name, count(*) FROM jobs WHERE state IN ('running', 'paused')"
                     " GROUP BY group_name"
                 ).fetchall()
             )
             limits = dict(db.execute("SELECT name, parallel FROM groups").fetchall())
-            rows = _candidates(db, running, limits, alive)
+            paused = {n for (n,) in db.execute("SELECT name FROM groups WHERE paused != 0")}
+            rows = _candidates(db, running, limits, alive, paused)
             queued = [
                 Queued(
                     row[0],
@@ -89,7 +100,7 @@ class JobQueue:
             ]
             pools = Pools(gpus=gpu_pool, capacity=capacity or {})
             for held, units in db.execute(
-                "SELECT gpus_held, resources FROM jobs WHERE state = 'running'"
+                "SELECT gpus_held, resources FROM jobs WHERE state IN ('running', 'paused')"
                 " AND (gpus_held != '[]' OR resources != '{}')"
             ).fetchall():
                 pools.gpus_in_use.update(json.loads(held))
@@ -123,23 +134,31 @@ class JobQueue:
         return int(rows[0][0]) if rows else 0
 
     def has_room(self, group: str) -> bool:
-        """True when group ``group`` runs fewer jobs than its limit (or has none)."""
-        limit = self.group_limit(group)
+        """True when group ``group`` is not paused and runs fewer jobs than its limit."""
+        rows = self.store.read("SELECT parallel, paused FROM groups WHERE name = ?", (group,))
+        limit, paused = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+        if paused:
+            return False
         if limit == 0:
             return True
         rows = self.store.read(
-            "SELECT count(*) FROM jobs WHERE group_name = ? AND state = 'running'", (group,)
+            "SELECT count(*) FROM jobs WHERE group_name = ? AND state IN ('running', 'paused')",
+            (group,),
         )
         return int(rows[0][0]) < limit
 
     def reasons(self, records: Iterable[JobRecord]) -> dict[int, str]:
         """Why each of ``records``' queued jobs waits, as people read it.
 
-        The stored reason ("waiting for job 7"), else the job's place in its full group,
-        worked out from one read of the queue.
+        "group G is paused"; else the stored reason ("waiting for job 7"), else the job's
+        place in its full group, worked out from one read of the queue.
         """
         queued = [r for r in records if r.state is JobState.QUEUED]
-        shown = {r.id: r.queue_reason for r in queued if r.queue_reason}
+        if not queued:
+            return {}
+        paused = {n for (n,) in self.store.read("SELECT name FROM groups WHERE paused != 0")}
+        shown = {r.id: f"group {r.group_name} is paused" for r in queued if r.group_name in paused}
+        shown.update({r.id: r.queue_reason for r in queued if r.queue_reason and r.id not in shown})
         if len(shown) == len(queued):
             return shown
         alive = owner_liveness(same_process)
@@ -149,7 +168,8 @@ class JobQueue:
         )
         running = dict(
             self.store.read(
-                "SELECT group_name, count(*) FROM jobs WHERE state = 'running' GROUP BY group_name"
+                "SELECT group_name, count(*) FROM jobs WHERE state IN ('running', 'paused')"
+                " GROUP BY group_name"
             )
         )
         limits = dict(self.store.read("SELECT name, parallel FROM groups"))
@@ -172,7 +192,7 @@ class JobQueue:
         in_groups = ", ".join("?" * len(groups)) or "NULL"
         sql = (
             "SELECT id, backend, backend_ref, owner_pid, owner_start FROM jobs"  # noqa: S608 - placeholders only
-            " WHERE state = 'running' AND (gpus_held != '[]' OR resources != '{}'"
+            " WHERE state IN ('running', 'paused') AND (gpus_held != '[]' OR resources != '{}'"
             f" OR group_name IN ({in_groups}))"
         )
         rows = self.store.read(sql, list(groups))
@@ -200,20 +220,23 @@ def _candidates(
     running: Mapping[str, int],
     limits: Mapping[str, int],
     alive: Callable[[int | None, int | None], bool],
+    paused: Collection[str] = (),
 ) -> list[tuple[Any, ...]]:
     """The queued rows a pass needs to look at, in queue order.
 
-    A full group's jobs cannot start: only those that wait for other jobs are read (to
-    say so, or to end them when one failed). Of a group with N free slots, rows
-    are read in order until N of them are plain jobs of live kernels (each of those
-    surely takes a slot: nothing after them can start now). A group without a limit
-    holds only jobs that wait for something else: all are read.
+    A paused group's jobs start nothing and are not read. A full group's jobs cannot
+    start: only those that wait for other jobs are read (to say so, or to end them when
+    one failed). Of a group with N free slots, rows are read in order until N of them are
+    plain jobs of live kernels (each of those surely takes a slot: nothing after them can
+    start now). A group without a limit holds only jobs that wait for something else: all are read.
     """
     groups = [
         g for (g,) in db.execute("SELECT DISTINCT group_name FROM jobs WHERE state = 'queued'")
     ]
     rows: list[tuple[Any, ...]] = []
     for group in groups:
+        if group in paused:
+            continue
         limit = limits.get(group, 0)
         if limit <= 0:
             rows += db.execute(_SELECT_QUEUED, (group,)).fetchall()

@@ -276,9 +276,12 @@ class JobStore:
         log_size = file_size(self.log_path(job_id))
         with self._write() as db:
             cursor = db.execute(
+                # A pause under way ends with the job: its time joins paused_for.
                 "UPDATE jobs SET state = ?, exit_code = ?, error = ?, ended_at = ?,"
-                " log_size = ? WHERE id = ? AND state IN ('queued', 'running')",
-                (state.value, exit_code, error, ended_at, log_size, job_id),
+                " log_size = ?, paused_for = paused_for + CASE WHEN paused_at IS NULL"
+                " THEN 0 ELSE max(0, ? - paused_at) END, paused_at = NULL"
+                " WHERE id = ? AND state IN ('queued', 'running', 'paused')",
+                (state.value, exit_code, error, ended_at, log_size, ended_at, job_id),
             )
             if cursor.rowcount:
                 bump_queue_epoch(db)

@@ -39,7 +39,7 @@ def reconcile(store: JobStore, backends: Mapping[str, OutcomeProbe]) -> builtins
     changed.
     """
     changed: builtins.list[int] = []
-    for record in store.list(states=(JobState.RUNNING,)):
+    for record in store.list(states=(JobState.RUNNING, JobState.PAUSED)):
         if record.owner_alive:
             continue
         backend = backends.get(record.backend)

@@ -12,7 +12,7 @@ from typing import Any
 
 from jobmagic.core.process_identity import process_start_time, same_process
 from jobmagic.core.spec import JobSpec
-from jobmagic.core.state import JobState
+from jobmagic.core.state import JobState, run_seconds
 
 # Each entry upgrades the schema by one version; the list index + 1 is the version it makes.
 # Never edit an entry that has shipped: append a new one.
@@ -84,6 +84,20 @@ MIGRATIONS: list[str] = [
     INSERT INTO store_info (key, value) VALUES ('queue_epoch', '0');
     CREATE INDEX jobs_group_state ON jobs(group_name, state);
     """,
+    # 5: pause and resume. A paused job's state is 'paused' (its processes are stopped;
+    # it keeps its slot and devices); ``paused_at`` is when the pause under way began,
+    # ``paused_for`` the seconds of the pauses that are over (runtime leaves both out).
+    # A paused group admits nothing; ``pause_epoch`` moves at every pause and resume, so
+    # that a kernel whose job another process paused hears of it.
+    """
+    ALTER TABLE jobs ADD COLUMN paused_at REAL;
+    ALTER TABLE jobs ADD COLUMN paused_for REAL NOT NULL DEFAULT 0;
+    ALTER TABLE groups ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO store_info (key, value) VALUES ('pause_epoch', '0');
+    DROP INDEX jobs_live_name;
+    CREATE UNIQUE INDEX jobs_live_name ON jobs(name)
+        WHERE name IS NOT NULL AND state IN ('queued', 'running', 'paused');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -93,7 +107,7 @@ COLUMNS = [
     *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
     *("backend", "backend_ref", "shell"),
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
-    *("gpus", "resources", "gpus_held"),
+    *("gpus", "resources", "gpus_held", "paused_at", "paused_for"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -139,6 +153,8 @@ class JobRecord:
     gpus: int
     resources: dict[str, int]
     gpus_held: list[str]
+    paused_at: float | None
+    paused_for: float
 
     @property
     def owner_alive(self) -> bool:
@@ -152,10 +168,10 @@ class JobRecord:
 
     @property
     def runtime(self) -> float | None:
-        """Seconds between start and end (or now, while it runs)."""
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
+        """Seconds it ran between start and end (or now), paused time left out."""
+        return run_seconds(
+            self.started_at, self.ended_at, self.paused_at, self.paused_for, time.time()
+        )
 
     def spec(self) -> JobSpec:
         """The job's spec as recorded (environment values are never stored: ``env`` is empty)."""

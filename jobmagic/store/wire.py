@@ -67,7 +67,13 @@ FIELDS = (
     Field(
         "runtime",
         "number | null",
-        "Seconds it has run, when the answer was made; null before it started.",
+        "Seconds it has run (paused time left out) when the answer was made; null before it"
+        " started.",
+    ),
+    Field(
+        "paused_at",
+        "number | null",
+        "When the pause under way began; null unless it is paused.",
     ),
     Field(
         "orphaned",

@@ -16,6 +16,7 @@ from jobmagic.core.state import JobState, describe_exit, signal_name
 STATE_COLORS = {
     JobState.QUEUED: "#6a737d",
     JobState.RUNNING: "#0969da",
+    JobState.PAUSED: "#8250df",
     JobState.SUCCEEDED: "#1a7f37",
     JobState.FAILED: "#cf222e",
     JobState.STOPPED: "#9a6700",

@@ -7,7 +7,7 @@ export const WIRE_SCHEMA_VERSION = 1;
 
 /** A job's lifecycle state. */
 export type JobState =
-  'queued' | 'running' | 'succeeded' | 'failed' | 'stopped';
+  'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'stopped';
 
 /** One job as the API sends it. Times are epoch seconds. */
 export interface IJob {
@@ -37,8 +37,10 @@ export interface IJob {
   started_at: number | null;
   /** When it ended; null while queued or running. */
   ended_at: number | null;
-  /** Seconds it has run, when the answer was made; null before it started. */
+  /** Seconds it has run (paused time left out) when the answer was made; null before it started. */
   runtime: number | null;
+  /** When the pause under way began; null unless it is paused. */
+  paused_at: number | null;
   /** Queued or running, but the kernel that started it is gone and nobody adopted it. */
   orphaned: boolean;
   /** The kernel that owns it, as "host:pid". */

@@ -27,6 +27,7 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     started_at: 1700000001,
     ended_at: null,
     runtime: 5,
+    paused_at: null,
     orphaned: false,
     owner: 'host:99',
     detached: false,

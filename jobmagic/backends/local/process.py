@@ -5,12 +5,14 @@ job's log as its stdout and stderr; ``attach`` finds a running job again from it
 reference (the wrapper's pid and start time, the process group, the status file). An
 execution waits for its leader's exit on a pidfd, on whatever reactor holds it.
 
-Stopping the whole job: ``terminate`` leaves the stop marker and sends SIGTERM to the
-process group; ``kill`` sends SIGKILL. When the leader exits during a stop, the rest of the
-group keeps its grace period (a pidfd on each member); when the command ends by itself,
-whatever it left in its group is killed: a job is done when it is done. Our own child is
-not reaped before that, so its pid (the group id) cannot be reused by then; a job that is
-not our child is signalled only after its start time was checked.
+Stopping the whole job: ``terminate`` leaves the stop marker and sends SIGCONT (a paused
+job must run to hear it), then SIGTERM to the process group; ``kill`` sends SIGKILL.
+``pause`` and ``resume`` send SIGSTOP and SIGCONT to the group. When the leader exits
+during a stop, the rest of the group keeps its grace period (a pidfd on each member);
+when the command ends by itself, whatever it left in its group is killed: a job is done
+when it is done. Our own child is not reaped before that, so its pid (the group id)
+cannot be reused by then; a job that is not our child is signalled only after its start
+time was checked.
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ class LocalExecution:
                 return
         # The marker first: a wrapper still starting up checks it before the command.
         leave_stop_marker(self._status_path)
+        self._signal(signal.SIGCONT)  # a paused job's processes must run to shut down
         self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
@@ -248,6 +251,20 @@ class LocalExecution:
             if self._ended:
                 return
         self._signal(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP the whole process group (the wrapper, the command, its children)."""
+        with self._lock:
+            if self._ended:
+                return
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the whole process group."""
+        with self._lock:
+            if self._ended:
+                return
+        self._signal(signal.SIGCONT)
 
     def _signal(self, sig: int) -> None:
         if self._popen is not None:

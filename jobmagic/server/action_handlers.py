@@ -1,0 +1,125 @@
+"""``POST jobs/{id}/pause``, ``resume`` and ``restart``: the queue's actions over REST.
+
+Behind the same auth and XSRF checks as every handler (see ``handlers.py``). Pause and
+resume signal the job's process group here and record the move in the store; the job's
+kernel hears of it from there. A restart is a new job, and a job needs an owner that
+outlives the request: the server runs ``python -m jobmagic.cli restart ID --json`` (an
+argument list, no shell), which answers with the new job and, when it must wait in the
+queue, stays until the job has started, like ``jobmagic restart`` in a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from jobmagic.errors import JobmagicError, StoreError
+from jobmagic.store.job_queue import JobQueue
+from jobmagic.store.pauses import check_pausable, pause_and_record
+from jobmagic.store.wire import job_json
+
+from .handlers import JobmagicHandler
+
+#: Seconds a restart waits for the command line's answer (it answers in well under one).
+RESTART_ANSWER_TIMEOUT = 30.0
+#: Restarts whose command line still waits in the queue: kept so that they are reaped.
+_waiting: set[asyncio.Task[None]] = set()
+
+
+class PauseHandler(JobmagicHandler):
+    """``POST jobs/{id}/pause`` or ``jobs/{id}/resume``: 200 with the job.
+
+    SIGSTOP (SIGCONT) goes to the job's whole process group; the job reads PAUSED
+    (RUNNING). A job that is queued or has ended gets 409, as does one whose execution
+    is gone.
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str, action: str) -> None:
+        """Pause or resume the job."""
+        record = self.job(self.job_id(job_id))
+        store = self.jobmagic.store
+        try:
+            check_pausable(record)
+            execution = self.jobmagic.executors.require(record.backend).attach(record.backend_ref)
+            if execution is None:
+                raise JobmagicError(f"job {record.id} is no longer running")
+            try:
+                pause_and_record(store, record.id, execution, action == "pause")
+            finally:
+                execution.close()
+        except StoreError:
+            raise
+        except JobmagicError as exc:  # queued, ended, gone, or a backend this server lacks
+            raise web.HTTPError(409, str(exc)) from None
+        self.finish_json(job_json(store.get(record.id) or record))
+
+
+class RestartHandler(JobmagicHandler):
+    """``POST jobs/{id}/restart``: 201 with the new job (a copy of an ended one).
+
+    The new job has the same command, options and cwd; its environment variables'
+    values come from the server's environment. A job that has not ended gets 409, and so
+    does one whose restart fails (the message says why).
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        """Restart the job."""
+        record = self.job(self.job_id(job_id))
+        if not record.state.is_finished:
+            raise web.HTTPError(
+                409, f"job {record.id} is {record.state.value}; only an ended job can be restarted"
+            )
+        env = {**os.environ, "JOBMAGIC_HOME": str(self.jobmagic.store.home)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "jobmagic.cli",
+            "restart",
+            str(record.id),
+            "--json",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # it may outlive this server, waiting in the queue
+        )
+        assert process.stdout is not None
+        try:
+            answer = await asyncio.wait_for(process.stdout.read(), RESTART_ANSWER_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise web.HTTPError(500, "the restart did not answer") from None
+        try:
+            new = json.loads(answer)
+        except ValueError:
+            await process.wait()
+            stderr = await process.stderr.read() if process.stderr is not None else b""
+            message = stderr.decode(errors="replace").strip().splitlines()
+            raise web.HTTPError(409, message[-1] if message else "the restart failed") from None
+        task = asyncio.create_task(_reap(process))
+        _waiting.add(task)
+        task.add_done_callback(_waiting.discard)
+        created = self.jobmagic.store.get(int(new["id"]))
+        queue = JobQueue(self.jobmagic.store)
+        if created is None:
+            self.finish_json(new, status=201)
+            return
+        self.finish_json(job_json(created, queue.reasons([created]).get(created.id)), status=201)
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for the restart's command line to exit (it stays while its job is queued)."""
+    if process.stderr is not None:
+        await process.stderr.read()
+    await process.wait()
