@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from engine_helpers import alive, group_members, read_until
-from helpers import python_cmd
+from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
 from jobmagic.core.process_identity import stat_fields
@@ -56,6 +56,19 @@ def process_states(pgid: int) -> dict[int, str]:
     return states
 
 
+def all_stopped(pgid: int) -> dict[int, str]:
+    """Wait until every process of group ``pgid`` is stopped (state T); their states.
+
+    SIGSTOP is delivered as the kernel schedules each process, a moment after it was sent,
+    and a stop offers nothing to wait on: /proc is read until it shows.
+    """
+    return wait_until(
+        lambda: (states := process_states(pgid)) and set(states.values()) == {"T"} and states,
+        10,
+        message=f"every process of group {pgid} to stop",
+    )
+
+
 def last_tick(worker: Any) -> int:
     ticks = re.findall(rb"tick (\d+)\n", worker.output())
     return int(ticks[-1]) if ticks else 0
@@ -86,10 +99,9 @@ def test_pause_stops_every_process_of_the_job_and_resume_lets_it_go_on(
     w.pause()
 
     assert w.state is JobState.PAUSED
-    states = process_states(w.pid)
+    states = all_stopped(w.pid)
     assert child in states
     assert len(states) >= 3  # the wrapper, the counter, its child
-    assert set(states.values()) == {"T"}, states
     record = svc.store.get(w.id or 0)
     assert record is not None
     assert record.state is JobState.PAUSED
@@ -119,7 +131,7 @@ def test_stopping_a_paused_job_lets_it_shut_down_gracefully(svc: WorkerService) 
     w = svc.start(f"{sys.executable} {PROGRAMS / 'graceful.py'}")
     read_until(w, re.compile(rb"ready \d+\n"))
     w.pause()
-    assert set(process_states(w.pid or 0).values()) == {"T"}
+    all_stopped(w.pid or 0)
 
     w.stop(timeout=10)
 
@@ -192,7 +204,7 @@ def test_a_paused_group_starts_nothing_until_it_is_resumed(svc: WorkerService) -
 
     assert [w.id for w in paused] == [running.id]
     assert running.state is JobState.PAUSED
-    assert set(process_states(running.pid or 0).values()) == {"T"}
+    all_stopped(running.pid or 0)
     waiting = svc.start("echo second", group="batch")  # no limit, but the group is paused
     assert waiting.state is JobState.QUEUED
     assert waiting.queue_reason == "group batch is paused"
@@ -226,7 +238,7 @@ def test_the_command_line_pauses_this_kernels_job_and_the_kernel_sees_it(
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f'job {w.id} "counter" paused\n'
     assert paused.wait(10), "the kernel did not hear of the pause"
-    assert set(process_states(w.pid or 0).values()) == {"T"}
+    all_stopped(w.pid or 0)
     runtime = w.runtime
     assert w.runtime == runtime  # frozen here too
     running = state_changes(svc, w, JobState.RUNNING)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -407,6 +408,47 @@ def test_a_dead_kernels_queued_job_stays_queued_until_adopted(
     assert adopted.owned
     assert adopted.wait(30) == 0
     assert adopted.output() == b"from-this-kernel\n"
+
+
+DIES_WITH_DETACHED_QUEUED_JOBS = """
+import json, os, sys
+from jobmagic import WorkerService
+svc = WorkerService()
+free = svc.start("echo nobodys; exit 4", group="held", detach=True)
+needs_env = svc.start("echo $X_GIVEN", group="held", detach=True, env={"X_GIVEN": "lost"})
+print(json.dumps({"free": free.id, "needs_env": needs_env.id}), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_dead_kernels_detached_queued_job_is_started_by_any_live_kernel(
+    svc: Any, jobmagic_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc.set_group("held", 1)
+    holder = svc.start(python_cmd("import signal; signal.pause()"), group="held")
+    jobs = run_dying_kernel(DIES_WITH_DETACHED_QUEUED_JOBS, jobmagic_home)
+    added = threading.Event()
+    svc.subscribe(
+        lambda e: added.set() if e.kind == "added" and e.worker.id == jobs["free"] else None
+    )
+    # Nobody's, so it keeps its place in the queue.
+    free = svc.store.get(jobs["free"])
+    assert svc.queue.reasons([free]) == {free.id: "1st in group held (1/1 running)"}
+
+    holder.stop(timeout=1)  # the slot frees: this kernel's pass takes the job that is nobody's
+
+    assert added.wait(10), "no live kernel started the dead kernel's detached job"
+    taken = svc.get(jobs["free"])
+    assert taken.owned
+    assert taken.wait(10) == 4
+    assert taken.output() == b"nobodys\n"
+    record = svc.store.get(jobs["free"])
+    assert (record.owner_pid, record.state) == (os.getpid(), JobState.FAILED)
+    # One that needs environment values only its owner had stays queued, for adopt().
+    held = svc.get(jobs["needs_env"])
+    assert (held.state, held.orphaned, held.owned) == (JobState.QUEUED, True, False)
+    monkeypatch.setenv("X_GIVEN", "here")
+    assert svc.adopt(jobs["needs_env"]).wait(10) == 0
 
 
 # -- restart ----------------------------------------------------------------------------------

@@ -486,7 +486,8 @@ def test_pause_and_resume_from_the_ui_hold_the_whole_job_and_let_it_go(
     shown = reply.json()
     assert shown["state"] == "paused"
     assert shown["paused_at"] is not None
-    assert process_states(job.pid or 0) == {b"T"}
+    # SIGSTOP lands as each process is next scheduled: /proc is read until it shows.
+    wait_until(lambda: process_states(job.pid or 0) == {b"T"}, 10, message="the job to stop")
     assert paused.wait(10), "the job's kernel did not hear of the pause"
     assert get_json(server, f"{API}/{job.id}")["state"] == "paused"
 

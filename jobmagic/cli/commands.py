@@ -215,8 +215,9 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
     else:
         say(str(worker.id))
     if worker.state is JobState.QUEUED:
-        # Nobody else would start it: this command waits in the queue for its turn,
-        # launches it, and leaves it running (until the queue admits ownerless jobs).
+        # This command waits in the queue for its turn, launches it, and leaves it
+        # running. (If it dies first, a live kernel's queue pass may take the job, when
+        # it needs no --env values: see engine/scheduler.py.)
         _answer_given()
         _wait_until_started(service, worker)
     if worker.state is JobState.FAILED:

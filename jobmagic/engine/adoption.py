@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from jobmagic.backends.base import Executor
@@ -9,7 +10,7 @@ from jobmagic.backends.registry import Executors
 from jobmagic.core.events import EventKind
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState
-from jobmagic.errors import JobmagicError, JobNotFound
+from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.records import JobRecord
 
@@ -92,6 +93,26 @@ class Adoption:
         lifecycle.note_paused(record.state, record.paused_at, record.paused_for)
         self._emit("added", adopted)
         return adopted
+
+    def _adopt_admitted(self, job_id: int) -> JobLifecycle | None:
+        """Bind a job that was nobody's, which this kernel's queue pass admitted and adopted.
+
+        (A detached queued job whose owner is gone: see ``engine/scheduler.py``.) The
+        scheduler launches it; None when it is gone, or its backend is not here.
+        """
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        try:
+            executor = self.executors.require(record.backend)
+        except JobmagicError as exc:
+            with contextlib.suppress(StoreError):
+                self.store.finish(job_id, JobState.FAILED, None, f"could not start: {exc}")
+            return None
+        adopted = Worker.from_spec(record.spec())
+        lifecycle = self._bind_owned(adopted, job_id, adopted.spec, executor)
+        self._emit("added", adopted)
+        return lifecycle
 
     def _adopt_queued(self, record: JobRecord) -> Worker:
         spec = spec_here(record, "adopt it again")

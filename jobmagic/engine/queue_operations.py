@@ -186,7 +186,8 @@ class QueueOperations:
         pause_record(self.store, self.executors, record, paused)
 
     def _on_store_change(self) -> None:
-        """Another process may have paused or resumed one of this kernel's jobs."""
+        """The store changed (watcher thread): the queue may move, a job may be paused."""
+        self.scheduler.store_changed()
         try:
             epoch = pause_epoch(self.store)
             if epoch == self._pause_epoch:

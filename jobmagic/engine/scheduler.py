@@ -5,9 +5,13 @@ no ``after`` in a group without a limit starts at once (no queue pass, no extra 
 Any other job waits in the queue, which is shared by every kernel through the store: a
 pass (``JobStore.admit``, the rule in ``store/queue.py``) decides in one transaction which
 of this kernel's queued jobs start now, which never will (a job they wait for failed) and
-why the others wait. Passes run when a job is queued, and whenever the store changes
-while this kernel has queued jobs (any kernel's job ended, a group's limit changed): the
-store's change file wakes the watcher thread. Nothing polls.
+why the others wait. Passes run when a job is queued, and whenever the store's queue
+epoch moved (any kernel's job ended, a group's limit changed): the service's watch on the
+store's change file tells the scheduler (``store_changed``). Nothing polls.
+
+A detached queued job whose owner is gone (and that needs no environment values, which
+the store never keeps) is nobody's: any live kernel's pass may admit it, and the kernel
+that does adopts and launches it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState
 from jobmagic.errors import StoreError
 from jobmagic.store.job_queue import JobQueue
+from jobmagic.store.queue import Admission
 
 from .pools import gpu_environment
-from .watcher import FileWatch, Watcher
+from .watcher import Watcher
 
 _log = logging.getLogger("jobmagic")
 
@@ -69,29 +74,34 @@ class Scheduler:
     executors, reconcile:
         The service's: a job that waits for a pool another's orphan holds needs that
         orphan's end to be seen (nobody records it), so the scheduler watches it.
+    adopt:
+        Makes an ownerless job this pass admitted (and adopted) one of the service's;
+        returns it, ready to launch.
     """
 
     def __init__(
         self,
         queue: JobQueue,
         watcher: Watcher,
+        *,
         pools: Callable[[], tuple[list[str], dict[str, int]]] = lambda: ([], {}),
         executors: Mapping[str, Executor] | None = None,
         reconcile: Callable[[], object] = lambda: None,
+        adopt: Callable[[int], Admittable | None] = lambda _job_id: None,
     ) -> None:
         self._queue = queue
         self._watcher = watcher
         self._pools = pools
         self._executors = executors or {}
         self._reconcile = reconcile
+        self._adopt = adopt
         self._orphans_watched: dict[int, Execution] = {}  # guarded by _lock
         self._epoch = -1  # the store's queue epoch at the last pass
-        # Guards _queued and _watch; passes hold _pass so that two never overlap (a job
-        # that ends during a pass, e.g. one that cannot start, runs a nested one).
+        # Guards _queued and _orphans_watched; passes hold _pass so that two never overlap
+        # (a job that ends during a pass, e.g. one that cannot start, runs a nested one).
         self._lock = threading.Lock()
         self._pass = threading.RLock()
         self._queued: dict[int, Admittable] = {}
-        self._watch: FileWatch | None = None
 
     @property
     def queued(self) -> int:
@@ -108,11 +118,6 @@ class Scheduler:
             return
         with self._lock:
             self._queued[job.job_id] = job
-            if self._watch is None:
-                self._epoch = self._queue.epoch()
-                self._watch = self._watcher.watch_file(
-                    str(self._queue.store.changed_path), self._on_store_change
-                )
         # A plain job in a full group can only wait: joining the queue costs no pass
         # over it (a sweep of thousands enqueues at a flat cost per job).
         if not plain or self._queue.has_room(spec.group):
@@ -120,9 +125,11 @@ class Scheduler:
         else:
             self._watch_orphan_holders({spec.group})  # a dead kernel's job may hold the slot
 
-    def _on_store_change(self) -> None:
-        # On the watcher thread, and only when something may have freed up: a job
-        # ended, a limit changed (the store's queue epoch moved).
+    def store_changed(self) -> None:
+        """The store changed (watcher thread): run a pass if something may have freed up.
+
+        Only when the store's queue epoch moved: a job ended, a limit changed.
+        """
         try:
             if self._queue.epoch() != self._epoch:
                 self.run()
@@ -142,10 +149,9 @@ class Scheduler:
                 ]:
                     del self._queued[job_id]  # stopped while it waited
                 mine = dict(self._queued)
-                if not mine:
-                    self._stop_watching()
-                    return
             self._epoch = self._queue.epoch()  # before the pass: a later change wakes us again
+            if not mine and not self._queue.has_ownerless():
+                return
             gpu_pool, capacity = self._pools()
             pooled = any(job.spec.gpus or job.spec.resources for job in mine.values())
             if pooled:
@@ -156,23 +162,35 @@ class Scheduler:
             with self._lock:
                 for job_id in [*admission.admitted, *admission.never]:
                     self._queued.pop(job_id, None)
-                if not self._queued:
-                    self._stop_watching()
-            for job_id in admission.admitted:
-                devices = admission.devices.get(job_id)
-                mine[job_id].launch(gpu_environment(devices) if devices else None)
-            for job_id, reason in admission.never.items():
-                mine[job_id].never_start(reason)
-            for job_id, reason in admission.waiting.items():
-                mine[job_id].wait_in_queue(reason)
-            for job_id in admission.in_group:
-                mine[job_id].wait_in_queue(None)
-            decided = {*admission.admitted, *admission.never, *admission.waiting}
-            for job_id in mine.keys() - decided - admission.in_group.keys():
-                mine[job_id].wait_in_queue(None)  # its group is paused: worked out when shown
-            full_groups = {mine[job_id].spec.group for job_id in admission.in_group}
+            for job_id in admission.adopted:
+                adopted = self._adopt(job_id)
+                if adopted is not None:
+                    mine[job_id] = adopted
+            self._apply(admission, mine)
+            full_groups = {mine[i].spec.group for i in admission.in_group if i in mine}
             if (pooled and admission.waiting) or full_groups:
                 self._watch_orphan_holders(full_groups)
+
+    @staticmethod
+    def _apply(admission: Admission, mine: Mapping[int, Admittable]) -> None:
+        """Launch what was admitted, end what never starts, tell the rest why they wait.
+
+        Only for this kernel's jobs: a pass also decides for jobs that are nobody's.
+        """
+        for job_id in admission.admitted:
+            devices = admission.devices.get(job_id)
+            if job_id in mine:
+                mine[job_id].launch(gpu_environment(devices) if devices else None)
+        for job_id, reason in admission.never.items():
+            if job_id in mine:
+                mine[job_id].never_start(reason)
+        for job_id, reason in admission.waiting.items():
+            if job_id in mine:
+                mine[job_id].wait_in_queue(reason)
+        decided = {*admission.admitted, *admission.never, *admission.waiting}
+        for job_id in mine.keys() - decided:
+            # A slot of its full group, or its group is paused: worked out when shown.
+            mine[job_id].wait_in_queue(None)
 
     def _watch_orphan_holders(self, groups: set[str]) -> None:
         """Run a pass when an orphan that holds devices, units or a slot we wait for ends."""
@@ -206,15 +224,8 @@ class Scheduler:
             _log.warning("jobmagic could not run the job queue: %s", exc)
 
     def close(self) -> None:
-        """Stop watching the store and orphans (the service shuts down)."""
+        """Stop watching orphans (the service shuts down)."""
         with self._lock:
-            self._stop_watching()
             watched, self._orphans_watched = list(self._orphans_watched.values()), {}
         for execution in watched:
             execution.close()
-
-    def _stop_watching(self) -> None:
-        """Stop waking on store changes (lock held)."""
-        if self._watch is not None:
-            self._watcher.unwatch_file(self._watch)
-            self._watch = None

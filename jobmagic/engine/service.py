@@ -101,6 +101,7 @@ class WorkerService(Adoption, QueueOperations):
             pools=self.pools,
             executors=self.executors,
             reconcile=self.reconcile,
+            adopt=self._adopt_admitted,
         )
         self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
         self._shared_handlers = SharedHandlers(self.logger)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from jobmagic.core.state import JobState
 
 from .job_store import JobStore, bump_queue_epoch
 from .queue import Admission, Pools, Queued, group_places, owner_liveness, plan
-from .records import JobRecord
+from .records import JobRecord, this_process_owner
 
 
 class JobQueue:
@@ -86,13 +87,14 @@ class JobQueue:
             limits = dict(db.execute("SELECT name, parallel FROM groups").fetchall())
             paused = {n for (n,) in db.execute("SELECT name FROM groups WHERE paused != 0")}
             rows = _candidates(db, running, limits, alive, paused)
+            ownerless = {row[0] for row in rows if _nobodys(row, alive)}
             queued = [
                 Queued(
                     row[0],
                     row[1],
                     row[2],
                     tuple(json.loads(row[3])),
-                    alive(row[4], row[5]),
+                    alive(row[4], row[5]) or row[0] in ownerless,
                     gpus=row[7],
                     resources=json.loads(row[8]),
                 )
@@ -113,20 +115,52 @@ class JobQueue:
                 ).fetchall()
             )
             admission = plan(
-                queued, running=running, limits=limits, states=states, mine=mine, pools=pools
+                queued,
+                running=running,
+                limits=limits,
+                states=states,
+                mine={*mine, *ownerless},
+                pools=pools,
             )
+            owner = this_process_owner()
             for job_id in admission.admitted:
+                devices = json.dumps(admission.devices.get(job_id, []))
+                if job_id in ownerless:  # nobody's: it is ours now
+                    admission.adopted.append(job_id)
+                    db.execute(
+                        "UPDATE jobs SET state = 'running', queue_reason = NULL, gpus_held = ?,"
+                        " owner = ?, owner_pid = ?, owner_start = ?"
+                        " WHERE id = ? AND state = 'queued'",
+                        (devices, *owner, job_id),
+                    )
+                    continue
                 db.execute(
                     "UPDATE jobs SET state = 'running', queue_reason = NULL, gpus_held = ?"
                     " WHERE id = ? AND state = 'queued'",
-                    (json.dumps(admission.devices.get(job_id, [])), job_id),
+                    (devices, job_id),
                 )
+            for job_id in [i for i in admission.never if i in ownerless]:
+                # Nobody else would: its end is written here.
+                db.execute(
+                    "UPDATE jobs SET state = 'failed', error = ?, ended_at = ?"
+                    " WHERE id = ? AND state = 'queued'",
+                    (admission.never.pop(job_id), time.time(), job_id),
+                )
+                bump_queue_epoch(db)
             reasons = {row[0]: row[6] for row in rows}
             stored = {**dict.fromkeys(admission.in_group), **admission.waiting}
             for job_id, reason in stored.items():
                 if reasons.get(job_id) != reason:
                     db.execute("UPDATE jobs SET queue_reason = ? WHERE id = ?", (reason, job_id))
         return admission
+
+    def has_ownerless(self) -> bool:
+        """True when a detached queued job's owner is gone: a pass of any kernel may take it."""
+        rows = self.store.read(
+            "SELECT owner_pid, owner_start, env_keys FROM jobs"
+            " WHERE state = 'queued' AND detached = 1"
+        )
+        return any(r[2] == "[]" and not same_process(r[0], r[1]) for r in rows)
 
     def epoch(self) -> int:
         """Moves whenever a queued job may have become able to start (see the store)."""
@@ -163,7 +197,7 @@ class JobQueue:
             return shown
         alive = owner_liveness(same_process)
         rows = self.store.read(
-            "SELECT id, group_name, priority, owner_pid, owner_start FROM jobs"
+            "SELECT id, group_name, priority, owner_pid, owner_start, detached, env_keys FROM jobs"
             " WHERE state = 'queued' AND queue_reason IS NULL ORDER BY priority DESC, id"
         )
         running = dict(
@@ -174,7 +208,12 @@ class JobQueue:
         )
         limits = dict(self.store.read("SELECT name, parallel FROM groups"))
         places = group_places(
-            (Queued(r[0], r[1], r[2], (), alive(r[3], r[4])) for r in rows), running, limits
+            (
+                Queued(r[0], r[1], r[2], (), alive(r[3], r[4]) or (r[5] == 1 and r[6] == "[]"))
+                for r in rows
+            ),
+            running,
+            limits,
         )
         for record in queued:
             if record.id not in shown and record.id in places:
@@ -205,9 +244,20 @@ class JobQueue:
 
 _SELECT_QUEUED = (
     "SELECT id, group_name, priority, after_ids, owner_pid, owner_start, queue_reason, gpus,"
-    " resources FROM jobs WHERE state = 'queued' AND group_name = ?"
+    " resources, detached, env_keys FROM jobs WHERE state = 'queued' AND group_name = ?"
     " ORDER BY priority DESC, id"
 )
+
+
+def _nobodys(row: tuple[Any, ...], alive: Callable[[int | None, int | None], bool]) -> bool:
+    """A queued row (of ``_SELECT_QUEUED``) whose owner is gone and that anyone may run.
+
+    Detached, and needing no environment values (the store never keeps them: only its
+    owner had them).
+    """
+    return bool(row[9]) and row[10] == "[]" and not alive(row[4], row[5])
+
+
 _SELECT_WAITING_FOR_JOBS = _SELECT_QUEUED.replace(
     "group_name = ?", "group_name = ? AND after_ids != '[]'"
 )
@@ -252,7 +302,12 @@ def _candidates(
             rows += chunk
             offset += len(chunk)
             room -= sum(
-                1 for r in chunk if r[3] == "[]" and not r[7] and r[8] == "{}" and alive(r[4], r[5])
+                1
+                for r in chunk
+                if r[3] == "[]"
+                and not r[7]
+                and r[8] == "{}"
+                and (alive(r[4], r[5]) or _nobodys(r, alive))
             )
             if len(chunk) < _CHUNK:
                 break

@@ -9,7 +9,9 @@ queue is one queue however many kernels share it:
   removed, it never starts;
 - a group with ``parallel`` N > 0 runs at most N jobs at once; the next free slots go to
   the first jobs in order, whichever kernel owns them (a live kernel's job holds its
-  place; a dead kernel's queued job holds none: nothing starts it by itself);
+  place; a dead kernel's queued job holds none: nothing starts it by itself, unless it
+  is detached and needs no environment values: then it is nobody's, and any kernel's
+  pass may take it);
 - a job that asks for GPUs or units of a named pool starts when that many are free;
   the first job in order that must wait for a pool keeps what is free of it for itself
   (a later, smaller job does not overtake it).
@@ -64,6 +66,8 @@ class Admission:
     in_group: dict[int, str] = dataclasses.field(default_factory=dict)
     #: The GPU devices each admitted job takes.
     devices: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    #: Admitted jobs that were nobody's (see ``JobQueue.admit``): now the caller's.
+    adopted: list[int] = dataclasses.field(default_factory=list)
 
 
 def plan(

@@ -88,12 +88,14 @@ MIGRATIONS: list[str] = [
     # it keeps its slot and devices); ``paused_at`` is when the pause under way began,
     # ``paused_for`` the seconds of the pauses that are over (runtime leaves both out).
     # A paused group admits nothing; ``pause_epoch`` moves at every pause and resume, so
-    # that a kernel whose job another process paused hears of it.
+    # that a kernel whose job another process paused hears of it. ``jobs_ownerless``
+    # finds the detached queued jobs that any kernel may admit once their owner is gone.
     """
     ALTER TABLE jobs ADD COLUMN paused_at REAL;
     ALTER TABLE jobs ADD COLUMN paused_for REAL NOT NULL DEFAULT 0;
     ALTER TABLE groups ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     INSERT INTO store_info (key, value) VALUES ('pause_epoch', '0');
+    CREATE INDEX jobs_ownerless ON jobs(id) WHERE state = 'queued' AND detached = 1;
     DROP INDEX jobs_live_name;
     CREATE UNIQUE INDEX jobs_live_name ON jobs(name)
         WHERE name IS NOT NULL AND state IN ('queued', 'running', 'paused');
