@@ -70,7 +70,7 @@ def all_stopped(pgid: int) -> dict[int, str]:
 
 
 def last_tick(worker: Any) -> int:
-    ticks = re.findall(rb"tick (\d+)\n", worker.output())
+    ticks = re.findall(rb"tick (\d+)\r?\n", worker.output())
     return int(ticks[-1]) if ticks else 0
 
 
@@ -125,6 +125,20 @@ def test_pause_stops_every_process_of_the_job_and_resume_lets_it_go_on(
     assert w.state is JobState.STOPPED
     assert group_members(w.pid) == []
     assert not alive(child)
+
+
+def test_a_pty_job_pauses_with_its_relay_and_goes_on(svc: WorkerService) -> None:
+    w = svc.start(COUNTER, pty=True)
+    read_until(w, re.compile(rb"tick 2\r\n"))
+    w.pause()
+    states = all_stopped(w.pid or 0)
+    assert len(states) >= 4  # the wrapper, the pty relay, the counter, its child
+    stopped_at = last_tick(w)
+    w.resume()
+    read_until(w, re.compile(rf"tick {stopped_at + 2}\r\n".encode()))
+    w.stop()
+    assert w.state is JobState.STOPPED
+    assert group_members(w.pid or 0) == []
 
 
 def test_stopping_a_paused_job_lets_it_shut_down_gracefully(svc: WorkerService) -> None:
