@@ -20,12 +20,15 @@ from typing import Any
 
 import ipywidgets
 import pytest
+from helpers import wait_until
 from ipywidgets.widgets.widget import _instances as widget_instances
 
 from jobmagic import JobState, WorkerService
 from jobmagic.notebook.output_widget import OutputWidgetHandler
 from jobmagic.notebook.panel import JobPanel, JobRow
+from jobmagic.notebook.panel_row import PAUSE_AFTER, SharedParts
 from jobmagic.text.ansi_html import ansi_to_html
+from jobmagic.text.describe import format_runtime
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,6 +41,18 @@ def py(code: str) -> str:
 # Prints "ready", then blocks reading the FIFO path given as argv[1] (the test releases it).
 WAIT_FOR_FIFO = "import sys; print('ready', flush=True); open(sys.argv[1]).read()"
 SLEEPER = "import time; print('ready', flush=True); time.sleep(120)"
+# Prints "ready", then blocks until a signal.
+PAUSER = "import signal; print('ready', flush=True); signal.pause()"
+# A parent and its child in the job's process group: prints "ready" once both run, then
+# blocks reading the FIFO path given as argv[1], then prints "resumed" and blocks.
+FAMILY = (
+    "import signal, subprocess, sys\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
+    "print('ready', flush=True)\n"
+    "open(sys.argv[1]).read()\n"
+    "print('resumed', flush=True)\n"
+    "signal.pause()\n"
+)
 
 
 def wait_widget(
@@ -85,6 +100,17 @@ def wait_state(row: JobRow, state: JobState, timeout: float = 10.0) -> float:
     return wait_widget(row.summary, lambda: row_state(row) == state.value, timeout, ["value"])
 
 
+def wait_text(row: JobRow, text: str) -> None:
+    """Wait until the row's summary line shows ``text``."""
+    wait_widget(row.summary, lambda: text in row.summary.value, names=["value"])
+
+
+def shown_runtime(row: JobRow) -> float:
+    """The runtime the row shows, in seconds (0 while it shows none, or minutes)."""
+    match = re.search(r">(\d+\.\d)s<", row.summary.value)
+    return float(match.group(1)) if match else 0.0
+
+
 def wait_ready(worker: Any, line: bytes = b"ready\n") -> None:
     """Block until the job printed ``line`` (its handshake)."""
     seen = b""
@@ -95,9 +121,12 @@ def wait_ready(worker: Any, line: bytes = b"ready\n") -> None:
     raise AssertionError(f"job {worker.id} ended without printing {line!r}")
 
 
-def live_group_members(pgid: int) -> list[int]:
-    """Pids of the processes of group ``pgid`` that still run (zombies are dead)."""
-    members = []
+def member_states(pgid: int) -> dict[int, str]:
+    """The live processes of group ``pgid`` (zombies are dead): pid -> /proc state letter.
+
+    The letter is field 3 of ``/proc/<pid>/stat``: "T" for a process stopped by a signal.
+    """
+    states = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -107,8 +136,29 @@ def live_group_members(pgid: int) -> list[int]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
+            states[int(entry)] = fields[0]
+    return states
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the processes of group ``pgid`` that still run (zombies are dead)."""
+    return sorted(member_states(pgid))
+
+
+def wait_members(pgid: int, *, stopped: bool) -> dict[int, str]:
+    """Wait until every process of group ``pgid`` is stopped ("T"), or none is.
+
+    /proc offers nothing to wait on: a process stops (or goes on) when the kernel next
+    runs it after the signal, so this re-reads /proc until it holds (``wait_until``).
+    """
+
+    def settled() -> dict[int, str] | None:
+        states = member_states(pgid)
+        held = [state == "T" for state in states.values()]
+        return states if held and (all(held) if stopped else not any(held)) else None
+
+    what = "stopped" if stopped else "running"
+    return wait_until(settled, 10, message=f"every process of group {pgid} {what}")
 
 
 def assert_gone(pid: int) -> None:
@@ -316,28 +366,48 @@ def test_show_output_before_the_row_exists(service: WorkerService, panel: JobPan
     later.wait(10)
 
 
+def wait_pause_button(row: JobRow) -> Any:
+    """The row's Pause button: the panel's runtime tick adds it once its job has run
+    ``PAUSE_AFTER`` seconds (a job that ends sooner never costs a message for it)."""
+    wait_widget(row.widget, lambda: row.pause_button is not None, names=["children"])
+    return row.pause_button
+
+
 def test_rows_share_their_layout_and_style_widgets(service: WorkerService, panel: JobPanel) -> None:
     # Every widget is a comm_open for the kernel: a row makes its own 4 (summary, Stop,
-    # Output, the row's box) and nothing else; its output widget is 1 more, when shown.
+    # Output, the row's box) and nothing else; 1 more (Pause) once its job runs, 1 more
+    # (its output widget) when shown.
+    service.pause(group="held")  # its jobs stay queued: they never run
     before = set(widget_instances)
-    worker = service.start(py("print('hello')"))
-    worker.wait(10)
-    row = wait_row(panel, worker.id or 0)
+    held = service.start(py(SLEEPER), group="held")
+    held_row = wait_row(panel, held.id or 0)
+    assert held.state is JobState.QUEUED
     assert len(set(widget_instances) - before) == 4
-    other = service.start("true")
-    other.wait(10)
+    other = service.start("true", group="held")
     other_row = wait_row(panel, other.id or 0)
     assert len(set(widget_instances) - before) == 8
-    assert row.summary.layout is other_row.summary.layout
-    assert row.summary.style is other_row.summary.style
-    assert row.stop_button.style is other_row.stop_button.style
-    assert row.output_toggle.style is other_row.output_toggle.style
-    assert row.widget.layout is other_row.widget.layout
-    assert row.stop_button.layout is row.output_toggle.layout
+    assert held_row.summary.layout is other_row.summary.layout
+    assert held_row.summary.style is other_row.summary.style
+    assert held_row.stop_button.style is other_row.stop_button.style
+    assert held_row.output_toggle.style is other_row.output_toggle.style
+    assert held_row.widget.layout is other_row.widget.layout
+    assert held_row.stop_button.layout is held_row.output_toggle.layout
+
+    running = service.start(py(SLEEPER))
+    row = wait_row(panel, running.id or 0)
+    wait_state(row, JobState.RUNNING)
+    assert row.pause_button is None  # not before the job has run a second
+    assert len(set(widget_instances) - before) == 12
+    wait_pause_button(row)
+    assert len(set(widget_instances) - before) == 13
+    assert row.pause_button.layout is row.stop_button.layout
+    assert row.pause_button.style is held_row.stop_button.style
 
     row.show_output()
-    assert len(set(widget_instances) - before) == 9
+    assert len(set(widget_instances) - before) == 14
     assert row.output.style is row.summary.style
+    for worker in (held, other, running):
+        worker.stop()
 
 
 def test_panel_displays_as_a_widget(service: WorkerService, panel: JobPanel) -> None:
@@ -359,16 +429,205 @@ def test_runtime_ticks_once_a_second_while_the_job_runs(
     wait_ready(worker)
     values: list[str] = []
     row.summary.observe(lambda change: values.append(change["new"]), names="value")
-
-    def shown_runtime() -> float:
-        match = re.search(r">(\d+\.\d)s<", row.summary.value)
-        return float(match.group(1)) if match else 0.0
-
-    wait_widget(row.summary, lambda: shown_runtime() >= 2.0, timeout=10, names=["value"])
+    wait_widget(row.summary, lambda: shown_runtime(row) >= 2.0, timeout=10, names=["value"])
     # 0.x s -> 1.x s -> 2.x s: one message per second of runtime, no more.
     assert 1 <= len(values) <= 3
     worker.stop()
     wait_state(row, JobState.STOPPED)
+
+
+# -- the queue and pausing ----------------------------------------------------------------
+
+
+def test_queued_rows_say_why_they_wait_and_move_up_without_an_event_of_their_own(
+    service: WorkerService, panel: JobPanel
+) -> None:
+    service.set_group("g", 1)
+    first = service.start(py(PAUSER), group="g")
+    second = service.start(py(PAUSER), group="g")
+    third = service.start(py(PAUSER), group="g")
+    plain = service.start("true")
+    rows = [wait_row(panel, w.id or 0) for w in (first, second, third)]
+    wait_state(rows[0], JobState.RUNNING)
+    wait_ready(first)
+    assert (second.state, third.state) == (JobState.QUEUED, JobState.QUEUED)
+    wait_text(rows[1], "1st in group g (1/1 running)")
+    wait_text(rows[2], "2nd in group g (1/1 running)")
+    for row in rows[1:]:
+        assert row_state(row) == "queued"
+        assert "pid " not in row.summary.value  # the reason takes the pid's place
+        assert row.pause_button is None  # a queued job is not paused: its group is
+        assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+    for row in rows:
+        assert '<span class="jobmagic-group" title="group g"' in row.summary.value
+        assert ">g</span>" in row.summary.value
+    plain_row = wait_row(panel, plain.id or 0)
+    assert "jobmagic-group" not in plain_row.summary.value  # "default" goes without saying
+
+    # The first ends, the second starts: the third, which heard nothing, is now 1st.
+    first.stop()
+    wait_state(rows[1], JobState.RUNNING)
+    wait_text(rows[2], "1st in group g (1/1 running)")
+    assert row_state(rows[2]) == "queued"
+    for worker in (second, third):
+        worker.stop()
+
+
+def test_row_of_a_job_in_a_paused_group_says_so_and_runs_once_it_is_resumed(
+    service: WorkerService, panel: JobPanel
+) -> None:
+    service.pause(group="held")
+    worker = service.start(py(PAUSER), group="held")
+    row = wait_row(panel, worker.id or 0)
+    wait_text(row, "group held is paused")
+    assert row_state(row) == "queued"
+    assert row.pause_button is None
+
+    service.resume(group="held")
+    wait_state(row, JobState.RUNNING)
+    assert "group held is paused" not in row.summary.value
+    assert wait_pause_button(row).description == "Pause"
+    assert row.widget.children == (
+        row.summary,
+        row.pause_button,
+        row.stop_button,
+        row.output_toggle,
+    )
+    worker.stop()
+
+
+def test_pause_button_holds_the_whole_job_still_and_resume_lets_it_go_on(
+    service: WorkerService, panel: JobPanel, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    worker = service.start(py(FAMILY) + " " + shlex.quote(str(fifo)))
+    row = wait_row(panel, worker.id or 0)
+    wait_state(row, JobState.RUNNING)
+    wait_ready(worker)
+    assert worker.pid is not None
+    button = wait_pause_button(row)
+    assert (button.description, button.icon, button.disabled) == ("Pause", "pause", False)
+    assert row.widget.children.index(button) + 1 == row.widget.children.index(row.stop_button)
+    assert len(member_states(worker.pid)) >= 3  # the wrapper, the program, its child
+
+    button.click()
+    assert worker.state is JobState.PAUSED
+    assert set(wait_members(worker.pid, stopped=True).values()) == {"T"}
+    wait_state(row, JobState.PAUSED)
+    assert (button.description, button.icon, button.disabled) == ("Resume", "play", False)
+    assert ">PAUSED</span>" in row.summary.value
+    assert f"pid {worker.pid}" in row.summary.value
+    assert f">{format_runtime(worker.runtime)}<" in row.summary.value  # frozen there
+    assert not row.stop_button.disabled
+    wait_widget(panel.counts, lambda: "paused 1" in panel.counts.value)
+    assert "running 0" in panel.counts.value
+    assert not panel.stop_all_button.disabled  # a paused job has not ended
+
+    button.click()
+    assert worker.state is JobState.RUNNING
+    wait_members(worker.pid, stopped=False)
+    wait_state(row, JobState.RUNNING)
+    assert (button.description, button.icon, button.disabled) == ("Pause", "pause", False)
+    with open(fifo, "w") as f:  # the program goes on: it reads this and says so
+        f.write("go")
+    wait_ready(worker, b"resumed\n")
+    wait_widget(panel.counts, lambda: "running 1" in panel.counts.value)
+    worker.stop()
+    assert_gone(worker.pid)
+
+
+def test_paused_row_keeps_its_runtime_while_a_running_row_ticks(
+    service: WorkerService, panel: JobPanel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paused, running = service.start(py(PAUSER)), service.start(py(PAUSER))
+    paused_row, running_row = wait_row(panel, paused.id or 0), wait_row(panel, running.id or 0)
+    wait_ready(paused)
+    wait_ready(running)
+    wait_state(paused_row, JobState.RUNNING)
+    wait_pause_button(paused_row).click()
+    # A barrier: once the panel shows a job added after the pause, it has also rendered
+    # the pause's event (its events are applied in order).
+    barrier = service.start("true")
+    wait_row(panel, barrier.id or 0)
+    assert row_state(paused_row) == "paused"
+    frozen = paused.runtime
+    assert frozen is not None
+    shown = paused_row.summary.value
+    assert f">{format_runtime(frozen)}<" in shown
+    changes: list[str] = []
+    paused_row.summary.observe(lambda change: changes.append(change["new"]), names="value")
+    renders = []
+    render = paused_row.refresh
+
+    def counted_render() -> None:
+        renders.append(time.monotonic())
+        render()
+
+    monkeypatch.setattr(paused_row, "refresh", counted_render)
+
+    # Two ticks of the running row's clock (it shows a second more at each) ...
+    start = shown_runtime(running_row)
+    wait_widget(running_row.summary, lambda: shown_runtime(running_row) >= start + 1.5)
+    # ... and none of the paused one's: its runtime and its row stand still.
+    assert renders == []
+    assert changes == []
+    assert paused_row.summary.value == shown
+    assert paused.runtime == frozen
+    for worker in (paused, running, barrier):
+        worker.stop()
+
+
+def test_stop_button_stops_a_paused_job(service: WorkerService, panel: JobPanel) -> None:
+    worker = service.start(py(PAUSER))
+    row = wait_row(panel, worker.id or 0)
+    wait_state(row, JobState.RUNNING)
+    wait_ready(worker)
+    assert worker.pid is not None
+    wait_pause_button(row).click()
+    wait_members(worker.pid, stopped=True)
+    wait_state(row, JobState.PAUSED)
+
+    row.stop_button.click()
+    assert row.stop_button.disabled
+    assert row.pause_button.disabled  # a job being stopped is not resumed from here
+    wait_state(row, JobState.STOPPED)
+    assert worker.state is JobState.STOPPED
+    assert worker.exit_code == -15  # let go on to hear SIGTERM, not killed at the deadline
+    assert_gone(worker.pid)
+    assert "killed by SIGTERM" in row.summary.value
+    assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+    wait_widget(panel.counts, lambda: "stopped 1" in panel.counts.value)
+    assert "paused" not in panel.counts.value
+    assert panel.stop_all_button.disabled
+
+
+def test_pause_of_a_job_that_ended_meanwhile_is_logged_and_shown(
+    service: WorkerService, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A row no panel refreshes: it still offers Pause for a job that has ended since.
+    worker = service.start(py(PAUSER))
+    wait_ready(worker)
+    # Past PAUSE_AFTER, a new row offers Pause at once (the threshold is in runtime).
+    wait_until(lambda: (worker.runtime or 0) >= PAUSE_AFTER, 10, message="a second of runtime")
+    shared = SharedParts()
+    row = JobRow(worker, 10, shared)
+    try:
+        assert row.pause_button is not None
+        worker.stop()
+        assert worker.state is JobState.STOPPED
+        assert not row.pause_button.disabled
+
+        with caplog.at_level(logging.WARNING, logger="jobmagic.notebook.panel_row"):
+            row.pause_button.click()  # does not raise
+        assert [r.getMessage() for r in caplog.records] == [
+            f"pausing job {worker.id} failed: job {worker.id} has already ended (stopped)"
+        ]
+        assert row_state(row) == "stopped"
+        assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+    finally:
+        row.close()
+        shared.close()
 
 
 # -- OutputWidgetHandler, fed directly ----------------------------------------------------

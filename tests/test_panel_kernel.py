@@ -3,7 +3,8 @@
 A job writes 100 MB as fast as it can while the panel shows its output: the kernel must
 send at most 2 MB of comm traffic in total and at most 20 comm messages per second, on
 average and in any one-second window. A new job's row, from its creation to its end,
-costs fewer than those 20 messages.
+costs fewer than those 20 messages. A click on a row's Pause button, sent as a frontend
+sends it, holds the job's processes still, and a second one (Resume) lets them go on.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_panel import wait_members
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -228,3 +231,84 @@ def test_a_new_row_costs_at_most_20_comm_messages_from_start_to_end(
     print(f"\none row, start to end: {dict(kinds)}")  # noqa: T201 - the figure (-s shows it)
     assert kinds["comm_open"] >= 1  # the row was created in this window
     assert len(comm) <= MAX_MESSAGES_PER_SECOND, "\n".join(describe(comm))
+
+
+# The ids of the row's widgets the frontend would click and read, and the job's pid.
+# The Pause button comes with the runtime tick once the job has run a second.
+ROW_IDS = """
+ok = wait_for(row.widget, "children", lambda: row.pause_button is not None)
+print(row.pause_button.model_id if ok else "timeout", row.summary.model_id, job.pid)
+"""
+
+
+def click(kernel: Any, model_id: str) -> None:
+    """Click a Button the way a frontend does: a "click" event on its comm."""
+    content = {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+    kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", content))
+
+
+def wait_updates(kernel: Any, wanted: dict[str, Callable[[dict[str, Any]], bool]]) -> None:
+    """Read iopub until, for each comm id of ``wanted``, an update satisfies its check."""
+    deadline = time.monotonic() + 30
+    left = dict(wanted)
+    while left:
+        try:
+            msg = kernel.kc.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.001))
+        except queue.Empty:
+            raise TimeoutError(f"no update of {sorted(left)} came") from None
+        if msg["msg_type"] != "comm_msg":
+            continue
+        comm_id = msg["content"]["comm_id"]
+        state = (msg["content"].get("data") or {}).get("state") or {}
+        check = left.get(comm_id)
+        if check is not None and check(state):
+            del left[comm_id]
+
+
+@pytest.mark.timeout(120)
+def test_a_click_on_pause_from_the_frontend_pauses_the_job_and_resume_lets_it_go_on(
+    kernel: Any, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    # Blocks until the test writes the FIFO, then exits 0.
+    code = "import sys; open(sys.argv[1]).read()"
+    command = shlex.join([sys.executable, "-c", code, str(fifo)])
+    reply, _ = kernel.execute(SETUP + WAIT_FOR, timeout=60)
+    assert reply["status"] == "ok", reply
+    reply, messages = kernel.execute(START_ROW.format(command=command), timeout=60)
+    assert reply["status"] == "ok", reply
+    assert printed(messages) == "ok\n"
+    reply, messages = kernel.execute(ROW_IDS, timeout=30)
+    assert reply["status"] == "ok", reply
+    pause_id, summary_id, pid = printed(messages).split()
+
+    click(kernel, pause_id)
+    wait_updates(
+        kernel,
+        {
+            pause_id: lambda state: state.get("description") == "Resume",
+            summary_id: lambda state: 'data-state="paused"' in state.get("value", ""),
+        },
+    )
+    assert set(wait_members(int(pid), stopped=True).values()) == {"T"}
+    reply, messages = kernel.execute("print(job.state.value, row.pause_button.disabled)", 30)
+    assert reply["status"] == "ok", reply
+    assert printed(messages) == "paused False\n"
+
+    click(kernel, pause_id)
+    wait_updates(
+        kernel,
+        {
+            pause_id: lambda state: state.get("description") == "Pause",
+            summary_id: lambda state: 'data-state="running"' in state.get("value", ""),
+        },
+    )
+    wait_members(int(pid), stopped=False)
+    with fifo.open("w") as f:  # opens once the job has opened it: then it exits 0
+        f.write("go")
+    reply, finishing = kernel.execute(FINISH_ROW, timeout=60)
+    assert reply["status"] == "ok", reply
+    assert printed(finishing) == "ok succeeded True\n"
+    reply, _ = kernel.execute("panel.close(); svc.shutdown()", timeout=60)
+    assert reply["status"] == "ok", reply

@@ -2,16 +2,18 @@
 
 The panel follows the service's events (``svc.subscribe``) instead of polling: the event
 callback only queues the job and wakes the panel's one thread, which updates the widgets.
-That thread also ticks the runtimes once a second, and only while some job runs. A job's
-output is shown by an ``OutputWidgetHandler`` attached to the job's logger only while
-its output toggle is on, so the engine reads no log that nobody watches.
+That thread also ticks the runtimes once a second, and only while some job runs (not a
+paused one: its clock stands still). A job's output is shown by an ``OutputWidgetHandler``
+attached to the job's logger only while its output toggle is on, so the engine reads no
+log that nobody watches.
 
 Standard widgets only (VBox, HBox, HTML, Button, ToggleButton): it works in JupyterLab,
 Notebook 7 and VS Code. Every widget costs the kernel a ``comm_open`` message, and
 ipywidgets 8 gives each one its own Layout and Style widget (two more) unless it is given
 one. So the widgets of a panel share their Layout and Style widgets (``SharedParts``), a
-row is one box (no nested boxes) and its output widget is created when first shown: a new
-row costs 4 ``comm_open`` messages, not 16.
+row is one box (no nested boxes), its Pause button is created when its job first runs and
+its output widget when first shown: a new row costs 4 ``comm_open`` messages, not 16 (one
+more once its job runs).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
 from jobmagic.core.state import JobState
+from jobmagic.errors import StoreError
 
 from .panel_row import JobRow, SharedParts, badge
 
@@ -44,8 +48,10 @@ class JobPanel:
     """A live control panel for the jobs of a ``WorkerService``.
 
     A header with the number of jobs per state and a "Stop all" button, then one row per
-    job (id, name or command, state, pid, runtime, exit code or error, Stop, Output). New
-    jobs appear and finished ones update by themselves, from the service's events.
+    job (id, group unless "default", name or command, state, then pid, runtime, exit code
+    or error, or for a queued job why it waits; Pause or Resume while it runs, Stop,
+    Output). New jobs appear and finished ones update by themselves, from the service's
+    events.
 
     Display it as the last expression of a cell or with ``display(panel)``; several panels
     may be open at once. ``close()`` detaches everything it attached.
@@ -111,7 +117,7 @@ class JobPanel:
         self._expand: set[int] = set()  # ids whose output opens when their row appears
         self._closed = False
         self._wake = threading.Event()
-        self._running = False  # some row is RUNNING (panel thread only)
+        self._running = False  # some row is RUNNING: its clock runs (panel thread only)
         self._next_tick = 0.0  # time.monotonic() of the next runtime tick (panel thread only)
         # Subscribe before listing so no job falls between the two; a job in both is
         # refreshed twice, which is harmless.
@@ -226,6 +232,22 @@ class JobPanel:
         if layout_changed:
             self._layout_rows()
         rows = self.rows
+        # A queued job's place in its group ("2nd in group gpu (2/2 running)") moves when
+        # another job of the group starts, pauses, ends or goes, with no event of its own:
+        # it is rendered again with theirs (never on the tick, as it reads the store).
+        groups = {worker.group for _kind, worker in pending.values()}
+        waiting = {
+            job_id: row
+            for job_id, row in rows.items()
+            if row.state is JobState.QUEUED
+            and job_id not in refreshed
+            and row.worker.group in groups
+        }
+        if waiting:
+            reasons = self._queue_reasons(waiting)
+            for job_id, row in waiting.items():
+                row.refresh(reasons.get(job_id))
+        # RUNNING only: a PAUSED job is active, but its runtime does not grow.
         running = [i for i, row in rows.items() if row.state is JobState.RUNNING]
         now = time.monotonic()
         if running and now >= self._next_tick:
@@ -276,6 +298,14 @@ class JobPanel:
         if wanted != expand:
             row.show_output(wanted)
         return True
+
+    def _queue_reasons(self, rows: Mapping[int, JobRow]) -> dict[int, str]:
+        """Why each of these queued rows' jobs waits, from one read of the queue."""
+        try:
+            records = [r for r in self.service.store.list(states=[JobState.QUEUED]) if r.id in rows]
+            return self.service.queue.reasons(records)
+        except StoreError:
+            return {}  # each row asks its job instead
 
     def _layout_rows(self) -> None:
         rows = self.rows
