@@ -1,26 +1,31 @@
 """The JupyterLab frontend in a real browser: the Jobs section of the Running sidebar,
-its stop buttons, the live log panel and the status bar count.
+its stop buttons, its context menu (pause, resume, restart), its tree by queue group, the
+live log panel and the status bar count.
 
 Jobs are started in the test process with the engine (same job home as the server) or,
 for the killed-kernel case, by a separate Python process that is then SIGKILLed. Every
-wait is Playwright's auto-waiting ``expect`` or a handshake (a FIFO the job blocks on).
+wait is Playwright's auto-waiting ``expect`` or a handshake (a FIFO the job blocks on),
+except for a job's processes acting on SIGSTOP / SIGCONT, which ``/proc`` shows within a
+deadline (nothing offers a way to wait for another process's stop).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import python_cmd
+from helpers import python_cmd, wait_until
 
 if TYPE_CHECKING:
     from conftest import LabServer
@@ -305,3 +310,238 @@ def test_job_of_a_killed_kernel_is_listed_and_can_be_stopped(
             "stopped", timeout=UI_TIMEOUT
         )
         assert_process_gone(pid)
+
+
+def process_group_states(pgid: int | None) -> dict[int, str]:
+    """The state letter (``/proc/<pid>/stat``) of each live process in group ``pgid``."""
+    assert pgid is not None
+    states = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            states[int(entry.name)] = state
+    return states
+
+
+def wait_for_processes(pgid: int | None, *, stopped: bool) -> dict[int, str]:
+    """Wait until every process of group ``pgid`` is stopped (state T), or none is.
+
+    ``kill()`` returns before the signal is acted on, and the kernel offers nothing to
+    wait on for another process's stop, so this checks ``/proc`` within a deadline.
+    """
+
+    def settled() -> dict[int, str] | None:
+        states = process_group_states(pgid)
+        assert states, f"the processes of group {pgid} are gone"
+        all_stopped = set(states.values()) == {"T"}
+        none_stopped = "T" not in states.values()
+        return states if (all_stopped if stopped else none_stopped) else None
+
+    return wait_until(settled, timeout=10, message=f"group {pgid} stopped={stopped}")
+
+
+def job_json(server: LabServer, job_id: int | None) -> dict[str, object]:
+    """The job as the REST API sends it."""
+    with urllib.request.urlopen(server.api_url(f"jobmagic/api/jobs/{job_id}"), timeout=10) as r:
+        return dict(json.load(r))
+
+
+def context_menu_entry(page: Page, job_id: int | None, command: str) -> Locator:
+    """Right-click a job's item; return the entry of ``command`` in the menu that opens."""
+    from playwright.sync_api import expect
+
+    job_item(page, job_id).locator(".jp-RunningSessions-itemLabel").click(button="right")
+    menu = page.locator(".lm-Menu")
+    expect(menu).to_be_visible(timeout=UI_TIMEOUT)
+    return menu.locator(f'.lm-Menu-item[data-command="{command}"]')
+
+
+def close_menu(page: Page) -> None:
+    """Close an open context menu without choosing anything."""
+    from playwright.sync_api import expect
+
+    page.keyboard.press("Escape")
+    expect(page.locator(".lm-Menu")).to_have_count(0, timeout=UI_TIMEOUT)
+
+
+@pytest.mark.timeout(240)
+def test_paused_job_shows_paused_and_its_runtime_stands_still(
+    lab_server: LabServer, browser_page: Page, service: WorkerService
+) -> None:
+    from playwright.sync_api import expect
+
+    from jobmagic import JobState
+    from jobmagic.text.describe import format_runtime
+
+    paused = service.start(SLEEPER, name="paused")
+    running = service.start(SLEEPER, name="running")
+    service.pause(paused.id)
+    assert paused.state is JobState.PAUSED
+    wait_for_processes(paused.pid, stopped=True)
+
+    open_lab(browser_page, lab_server)
+    open_running_sidebar(browser_page)
+    item = job_item(browser_page, paused.id)
+    expect(item).to_have_class(re.compile(r"\bjp-mod-paused\b"), timeout=UI_TIMEOUT)
+    expect(
+        item.locator('.jp-RunningSessions-icon svg[data-icon="ui-components:pause"]')
+    ).to_have_count(1)
+    # The server's runtime leaves the pause out and stands still; the page shows it as is.
+    runtime = job_json(lab_server, paused.id)["runtime"]
+    assert isinstance(runtime, float)
+    detail = item.locator(".jp-RunningSessions-itemDetail")
+    expect(detail).to_have_text(f"paused {format_runtime(runtime)}")
+
+    # The running job's clock ticks (the whole list is drawn again each second): after
+    # two ticks the paused job's runtime is still the server's figure.
+    clock = job_item(browser_page, running.id).locator(".jp-RunningSessions-itemDetail")
+    for _ in range(2):
+        before = clock.inner_text()
+        expect(clock).not_to_have_text(before, timeout=UI_TIMEOUT)
+    expect(detail).to_have_text(f"paused {format_runtime(runtime)}")
+    assert paused.state is JobState.PAUSED
+
+
+@pytest.mark.timeout(240)
+def test_context_menu_pauses_and_resumes_a_running_job(
+    lab_server: LabServer, browser_page: Page, service: WorkerService
+) -> None:
+    from playwright.sync_api import expect
+
+    from jobmagic import JobState
+
+    worker = service.start(SLEEPER, name="sleeper")
+    open_lab(browser_page, lab_server)
+    open_running_sidebar(browser_page)
+    item = job_item(browser_page, worker.id)
+    expect(item).to_have_class(re.compile(r"\bjp-mod-running\b"), timeout=UI_TIMEOUT)
+
+    # Only what applies to a running job is enabled.
+    disabled = re.compile(r"\blm-mod-disabled\b")
+    expect(context_menu_entry(browser_page, worker.id, "jobmagic:resume-job")).to_have_class(
+        disabled
+    )
+    close_menu(browser_page)
+    expect(context_menu_entry(browser_page, worker.id, "jobmagic:restart-job")).to_have_class(
+        disabled
+    )
+    close_menu(browser_page)
+    pause = context_menu_entry(browser_page, worker.id, "jobmagic:pause-job")
+    expect(pause).to_have_text(re.compile("Pause Job"))
+    expect(pause).not_to_have_class(disabled)
+    pause.click()
+
+    expect(item).to_have_class(re.compile(r"\bjp-mod-paused\b"), timeout=UI_TIMEOUT)
+    expect(item.locator(".jp-RunningSessions-itemDetail")).to_contain_text("paused")
+    record = service.store.get(worker.id or 0)
+    assert record is not None
+    assert record.state is JobState.PAUSED
+    wait_for_processes(worker.pid, stopped=True)
+
+    expect(context_menu_entry(browser_page, worker.id, "jobmagic:pause-job")).to_have_class(
+        disabled
+    )
+    close_menu(browser_page)
+    resume = context_menu_entry(browser_page, worker.id, "jobmagic:resume-job")
+    expect(resume).not_to_have_class(disabled)
+    resume.click()
+
+    expect(item).to_have_class(re.compile(r"\bjp-mod-running\b"), timeout=UI_TIMEOUT)
+    record = service.store.get(worker.id or 0)
+    assert record is not None
+    assert record.state is JobState.RUNNING
+    wait_for_processes(worker.pid, stopped=False)
+
+    worker.stop()
+    assert worker.wait(timeout=30) == -signal.SIGTERM
+
+
+@pytest.mark.timeout(240)
+def test_tree_view_groups_jobs_by_queue_group(
+    lab_server: LabServer, browser_page: Page, service: WorkerService
+) -> None:
+    from playwright.sync_api import expect
+
+    service.set_group("gpu", 1)
+    train = service.start(SLEEPER, name="train", group="gpu")
+    waiting = service.start(SLEEPER, name="waiting", group="gpu")
+    prep = service.start(SLEEPER, name="prep")
+
+    open_lab(browser_page, lab_server)
+    header = open_running_sidebar(browser_page)
+    # A section whose manager offers both views opens in JupyterLab's default, the tree:
+    # the "default" group's jobs stand as in the list, each named group is an item.
+    gpu = browser_page.locator('.jp-JobmagicGroup[data-context="jobmagic-group-gpu"]')
+    gpu_label = gpu.locator("> .jp-RunningSessions-itemLabel")
+    expect(gpu_label).to_have_text("gpu — 1 running, 1 queued", timeout=UI_TIMEOUT)
+    expect(browser_page.locator(".jp-JobmagicGroup")).to_have_count(1)
+    for child in (train, waiting):
+        expect(job_item(browser_page, child.id)).to_be_visible()
+        expect(
+            gpu.locator(f'.jp-JobmagicItem[data-context="jobmagic-job-{child.id}"]')
+        ).to_have_count(1)
+    expect(job_item(browser_page, prep.id)).to_be_visible()
+    expect(gpu.locator(f'[data-context="jobmagic-job-{prep.id}"]')).to_have_count(0)
+    queued = job_item(browser_page, waiting.id)
+    reason = "1st in group gpu (1/1 running)"
+    expect(queued.locator(".jp-RunningSessions-itemDetail")).to_have_text(
+        "1st in group gpu (1/1 r…"
+    )
+    expect(queued.locator(".jp-RunningSessions-itemLabel")).to_have_attribute(
+        "title", re.compile(f"^Waiting: {re.escape(reason)}$", re.MULTILINE)
+    )
+
+    # A paused group says so (its queued job waits for it).
+    service.pause(group="gpu")
+    expect(gpu_label).to_have_text("gpu (paused) — 1 paused, 1 queued", timeout=UI_TIMEOUT)
+    expect(gpu).to_have_class(re.compile(r"\bjp-mod-paused\b"))
+    service.resume(group="gpu")
+    expect(gpu_label).to_have_text("gpu — 1 running, 1 queued", timeout=UI_TIMEOUT)
+
+    # The section header's view switch flattens the tree, and brings it back.
+    switch = header.locator(".jp-RunningSessions-viewButton")
+    expect(switch).to_be_visible()
+    switch.click()
+    expect(browser_page.locator(".jp-JobmagicGroup")).to_have_count(0, timeout=UI_TIMEOUT)
+    for worker in (train, waiting, prep):
+        expect(job_item(browser_page, worker.id)).to_be_visible()
+    switch.click()
+    expect(gpu_label).to_have_text("gpu — 1 running, 1 queued", timeout=UI_TIMEOUT)
+
+
+@pytest.mark.timeout(240)
+def test_context_menu_restarts_an_ended_job(
+    lab_server: LabServer, browser_page: Page, service: WorkerService
+) -> None:
+    from playwright.sync_api import expect
+
+    first = service.start(python_cmd("print('hello')"), name="hello")
+    assert first.wait(timeout=30) == 0
+    open_lab(browser_page, lab_server)
+    open_running_sidebar(browser_page)
+    expect(job_item(browser_page, first.id)).to_have_class(
+        re.compile(r"\bjp-mod-succeeded\b"), timeout=UI_TIMEOUT
+    )
+
+    disabled = re.compile(r"\blm-mod-disabled\b")
+    expect(context_menu_entry(browser_page, first.id, "jobmagic:pause-job")).to_have_class(disabled)
+    close_menu(browser_page)
+    restart = context_menu_entry(browser_page, first.id, "jobmagic:restart-job")
+    expect(restart).not_to_have_class(disabled)
+    restart.click()
+
+    # The new job is a copy of the old one that says where it came from.
+    again = browser_page.locator(f'.jp-JobmagicItem:not([data-context="jobmagic-job-{first.id}"])')
+    expect(again).to_have_count(1, timeout=UI_TIMEOUT)
+    context = again.get_attribute("data-context") or ""
+    new_id = int(context.removeprefix("jobmagic-job-"))
+    new = job_json(lab_server, new_id)
+    assert new["restarted_from"] == first.id
+    assert new["command"] == first.command
+    expect(again).to_have_class(re.compile(r"\bjp-mod-succeeded\b"), timeout=UI_TIMEOUT)

@@ -55,6 +55,9 @@ class PauseHandler(JobmagicHandler):
                 pause_and_record(store, record.id, execution, action == "pause")
             finally:
                 execution.close()
+            # The feed does not see this connection's own writes (data_version ignores
+            # them): the page that asked, and every other, hear of it now.
+            self.jobmagic.feed.bump()
         except StoreError:
             raise
         except JobmagicError as exc:  # queued, ended, gone, or a backend this server lacks

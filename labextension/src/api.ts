@@ -33,6 +33,9 @@ export interface ILogRequest {
   signal?: AbortSignal;
 }
 
+/** The queue group a job waits and runs in unless it names one. */
+export const DEFAULT_GROUP = 'default';
+
 /** Whether a job has reached a final state. */
 export function isFinished(state: JobState): boolean {
   return state === 'succeeded' || state === 'failed' || state === 'stopped';
@@ -72,6 +75,40 @@ export class JobsApi {
   /** Ask the server to stop a job (SIGTERM to its group, SIGKILL later). */
   async stopJob(id: number): Promise<void> {
     await this._request(`jobs/${id}/stop`, '', { method: 'POST' });
+  }
+
+  /**
+   * Pause a running job: SIGSTOP to its process group. Rejects with a 409
+   * `ResponseError` when the job is queued or has ended.
+   */
+  async pauseJob(id: number): Promise<IJob> {
+    const response = await this._request(`jobs/${id}/pause`, '', {
+      method: 'POST'
+    });
+    return (await response.json()) as IJob;
+  }
+
+  /**
+   * Let a paused job go on: SIGCONT to its process group. Rejects with a 409
+   * `ResponseError` when the job is queued or has ended.
+   */
+  async resumeJob(id: number): Promise<IJob> {
+    const response = await this._request(`jobs/${id}/resume`, '', {
+      method: 'POST'
+    });
+    return (await response.json()) as IJob;
+  }
+
+  /**
+   * Start an ended job again as a new job (same command, options and cwd);
+   * resolves with the new job. Rejects with a 409 `ResponseError` when the
+   * job has not ended or cannot be restarted (the message says why).
+   */
+  async restartJob(id: number): Promise<IJob> {
+    const response = await this._request(`jobs/${id}/restart`, '', {
+      method: 'POST'
+    });
+    return (await response.json()) as IJob;
   }
 
   /**

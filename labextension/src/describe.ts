@@ -1,7 +1,7 @@
 /**
  * How a job is described to a person: its label, state, exit and runtime.
  */
-import { IJob } from './wire';
+import { DEFAULT_GROUP, IJob, isFinished } from './api';
 
 /** The job's name, or its command when it has none. */
 export function jobLabel(job: IJob): string {
@@ -26,6 +26,67 @@ export function describeState(job: IJob): string {
 /** The state in one word for narrow places: `orphaned` for a queued or running orphan. */
 export function briefState(job: IJob): string {
   return job.orphaned ? 'orphaned' : job.state;
+}
+
+/** The longest queue reason the sidebar's detail column shows uncut, in characters. */
+export const REASON_WIDTH = 24;
+
+/**
+ * `text` cut to `limit` characters, an ellipsis marking the cut (as the
+ * Python side's `shorten` does).
+ */
+export function shorten(text: string, limit: number): string {
+  return text.length <= limit ? text : `${text.slice(0, limit - 1)}…`;
+}
+
+/**
+ * What the sidebar says next to a job's label: why a queued job waits
+ * (`waiting for job 7`, cut to `REASON_WIDTH`), else the brief state and the
+ * runtime: `running 3m04s`, `paused 12.0s`, `failed 1.2s`.
+ *
+ * @param runtime - Seconds it has run (a paused job's stays where the pause
+ *   left it); null before it started.
+ */
+export function jobDetail(job: IJob, runtime: number | null): string {
+  if (job.state === 'queued' && job.queue_reason && !job.orphaned) {
+    return shorten(job.queue_reason, REASON_WIDTH);
+  }
+  const shown = formatDuration(runtime);
+  return shown ? `${briefState(job)} ${shown}` : briefState(job);
+}
+
+/**
+ * Whether the queue group `name` is paused, as far as its jobs tell: the
+ * server gives its queued jobs the reason "group NAME is paused"
+ * (`JobQueue.reasons`). A paused group without queued jobs cannot be told
+ * from one whose jobs were paused one by one.
+ */
+export function isGroupPaused(name: string, jobs: readonly IJob[]): boolean {
+  const reason = `group ${name} is paused`;
+  return jobs.some(
+    job => job.state === 'queued' && job.queue_reason === reason
+  );
+}
+
+/**
+ * A queue group as a person reads it: its name and how many of `jobs` (its
+ * jobs the sidebar lists) are in each state, e.g. `gpu — 2 running, 3 queued`,
+ * `gpu (paused) — 1 paused, 2 queued`, `default — 4 finished`.
+ */
+export function groupLabel(name: string, jobs: readonly IJob[]): string {
+  const count = (wanted: (job: IJob) => boolean): number =>
+    jobs.filter(wanted).length;
+  const counts: [number, string][] = [
+    [count(job => job.state === 'running'), 'running'],
+    [count(job => job.state === 'paused'), 'paused'],
+    [count(job => job.state === 'queued'), 'queued'],
+    [count(job => isFinished(job.state)), 'finished']
+  ];
+  const parts = counts
+    .filter(([n]) => n > 0)
+    .map(([n, what]) => `${n} ${what}`);
+  const title = isGroupPaused(name, jobs) ? `${name} (paused)` : name;
+  return parts.length ? `${title} — ${parts.join(', ')}` : title;
 }
 
 /**
@@ -68,8 +129,14 @@ export function jobTooltip(job: IJob): string {
     `Job ${job.id}: ${job.command}`,
     `State: ${describeState(job)}`
   ];
+  if (job.state === 'queued' && job.queue_reason) {
+    lines.push(`Waiting: ${job.queue_reason}`);
+  }
   if (job.error) {
     lines.push(`Error: ${job.error}`);
+  }
+  if (job.group !== DEFAULT_GROUP) {
+    lines.push(`Group: ${job.group}`);
   }
   if (job.pid !== null) {
     lines.push(`PID: ${job.pid}`);
@@ -80,8 +147,14 @@ export function jobTooltip(job: IJob): string {
   if (job.started_at) {
     lines.push(`Started: ${new Date(job.started_at * 1000).toLocaleString()}`);
   }
+  if (job.paused_at) {
+    lines.push(`Paused: ${new Date(job.paused_at * 1000).toLocaleString()}`);
+  }
   if (job.ended_at) {
     lines.push(`Ended: ${new Date(job.ended_at * 1000).toLocaleString()}`);
+  }
+  if (job.restarted_from !== null) {
+    lines.push(`Restart of: job ${job.restarted_from}`);
   }
   if (job.owner) {
     lines.push(`Started by: ${job.owner}${job.orphaned ? ' (gone)' : ''}`);

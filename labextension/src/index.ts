@@ -1,6 +1,7 @@
 /**
- * The jobmagic JupyterLab extension: jobs in the Running sidebar, a live log
- * panel per job, and a "N jobs running" status bar item.
+ * The jobmagic JupyterLab extension: jobs in the Running sidebar (with a
+ * context menu to pause, resume, restart or stop one), a live log panel per
+ * job, and a "N jobs running" status bar item.
  */
 import {
   ILayoutRestorer,
@@ -12,18 +13,16 @@ import { IRunningSessionManagers } from '@jupyterlab/running';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { JobsApi } from './api';
+import {
+  CommandIDs,
+  addJobActions,
+  addJobContextMenu,
+  jobIdOf
+} from './commands';
 import { JobLogView, createLogPanel } from './logview';
 import { JobsModel } from './model';
 import { JobsRunningManager } from './running';
 import { RunningJobsStatus } from './statusbar';
-
-/** The commands this extension adds. */
-const CommandIDs = {
-  /** Open (or reveal) the log panel of the job `args.id`. */
-  openLog: 'jobmagic:open-log',
-  /** Stop the job `args.id`. */
-  stop: 'jobmagic:stop'
-} as const;
 
 /** The id of JupyterLab's Running sidebar. */
 const RUNNING_SIDEBAR_ID = 'jp-running-sessions';
@@ -53,8 +52,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
           ? 'Show Job Log'
           : `Show Log of Job ${Number(args.id)}`,
       caption: 'Open the live log of a jobmagic job',
+      isEnabled: args => jobIdOf(app, args) !== undefined,
       execute: args => {
-        const id = Number(args.id);
+        const id = jobIdOf(app, args);
+        if (id === undefined) {
+          return;
+        }
         const open = tracker.find(panel => panel.content.jobId === id);
         if (open) {
           app.shell.activateById(open.id);
@@ -67,12 +70,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return panel;
       }
     });
-    app.commands.addCommand(CommandIDs.stop, {
-      label: args =>
-        args.id === undefined ? 'Stop Job' : `Stop Job ${Number(args.id)}`,
-      caption: 'Stop a jobmagic job (SIGTERM, then SIGKILL)',
-      execute: args => model.stop(Number(args.id))
-    });
+    addJobActions(app, model);
+    addJobContextMenu(app);
 
     if (restorer) {
       void restorer.restore(tracker, {

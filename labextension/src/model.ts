@@ -114,16 +114,31 @@ export class JobsModel implements IDisposable {
    * finished meanwhile is not an error.
    */
   async stop(id: number): Promise<void> {
-    try {
-      await this.api.stopJob(id);
-    } catch (reason) {
-      const finished =
-        reason instanceof ServerConnection.ResponseError &&
-        reason.response.status === 409;
-      if (!finished) {
-        throw reason;
-      }
-    }
+    await unlessEnded(this.api.stopJob(id));
+  }
+
+  /**
+   * Ask the server to pause a running job (SIGSTOP to its process group); the
+   * feed reports the new state. A job that ended meanwhile is not an error.
+   */
+  async pause(id: number): Promise<void> {
+    await unlessEnded(this.api.pauseJob(id));
+  }
+
+  /**
+   * Ask the server to let a paused job go on (SIGCONT); the feed reports the
+   * new state. A job that ended meanwhile is not an error.
+   */
+  async resume(id: number): Promise<void> {
+    await unlessEnded(this.api.resumeJob(id));
+  }
+
+  /**
+   * Start an ended job again as a new job; resolves with the new job. Rejects
+   * with the server's `ResponseError` when it cannot (the message says why).
+   */
+  restart(id: number): Promise<IJob> {
+    return this.api.restartJob(id);
   }
 
   /** Stop following the feed and drop pending requests. */
@@ -205,6 +220,23 @@ export class JobsModel implements IDisposable {
   private _receivedAt = Date.now();
   private _jobs: IJob[] = [];
   private _byId = new Map<number, IJob>();
+}
+
+/**
+ * Waits for `request`; a 409 (the job has ended, or is not in a state the
+ * action applies to any more) counts as done: the feed shows what it is now.
+ */
+async function unlessEnded(request: Promise<unknown>): Promise<void> {
+  try {
+    await request;
+  } catch (reason) {
+    const conflict =
+      reason instanceof ServerConnection.ResponseError &&
+      reason.response.status === 409;
+    if (!conflict) {
+      throw reason;
+    }
+  }
 }
 
 /** Whether two reports of a job differ in anything but the running clock. */

@@ -1,5 +1,7 @@
 /**
- * The "Jobs" section of JupyterLab's Running sidebar.
+ * The "Jobs" section of JupyterLab's Running sidebar: a flat list of jobs or,
+ * with the section's view switch (JupyterLab 4.3 and later), a tree with one
+ * item per queue group.
  */
 import { IRunningSessions } from '@jupyterlab/running';
 import {
@@ -7,15 +9,23 @@ import {
   checkIcon,
   closeIcon,
   historyIcon,
+  listIcon,
+  pauseIcon,
   runIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IJob, JobState, isFinished } from './api';
+import { DEFAULT_GROUP, IJob, JobState, isFinished } from './api';
 import { SecondTicker } from './clock';
-import { briefState, formatDuration, jobLabel, jobTooltip } from './describe';
+import {
+  groupLabel,
+  isGroupPaused,
+  jobDetail,
+  jobLabel,
+  jobTooltip
+} from './describe';
 import { JobsModel } from './model';
 
 /** Finished jobs stay listed for this long after they ended, in seconds. */
@@ -23,13 +33,32 @@ const RECENT_SECONDS = 3600;
 /** At most this many finished jobs are listed. */
 const RECENT_LIMIT = 10;
 
+/** The class of a job's item; the item context menu's entries select it. */
+export const JOB_ITEM_CLASS = 'jp-JobmagicItem';
+/** The class of a queue group's item in the tree view. */
+export const GROUP_ITEM_CLASS = 'jp-JobmagicGroup';
+
 const STATE_ICONS: Record<JobState, LabIcon> = {
   queued: historyIcon,
   running: runIcon,
+  paused: pauseIcon,
   succeeded: checkIcon,
   failed: closeIcon,
   stopped: stopIcon
 };
+
+/** The `data-context` attribute of job `id`'s item. */
+export function jobContext(id: number): string {
+  return `jobmagic-job-${id}`;
+}
+
+/** The id of the job whose item has this `data-context`, else undefined. */
+export function jobIdFromContext(
+  context: string | undefined
+): number | undefined {
+  const match = /^jobmagic-job-([0-9]+)$/.exec(context ?? '');
+  return match ? Number(match[1]) : undefined;
+}
 
 /** Options for a `JobsRunningManager`. */
 export interface IJobsRunningManagerOptions {
@@ -39,8 +68,9 @@ export interface IJobsRunningManagerOptions {
 }
 
 /**
- * Lists the jobs of the store in the Running sidebar: every queued or running
- * job, then the most recently finished ones.
+ * Lists the jobs of the store in the Running sidebar: every queued, running or
+ * paused job, then the most recently finished ones; in the tree view, under
+ * one item per queue group.
  */
 export class JobsRunningManager
   implements IRunningSessions.IManager, IDisposable
@@ -56,6 +86,8 @@ export class JobsRunningManager
   readonly shutdownLabel = 'Stop Job';
   readonly shutdownAllLabel = 'Shut Down All';
   readonly shutdownItemIcon = stopIcon;
+  /** The section offers the tree by queue group besides the flat list. */
+  readonly supportsMultipleViews = true;
 
   shutdownAllConfirmationText = (): string => {
     const n = this._activeJobs().length;
@@ -74,17 +106,39 @@ export class JobsRunningManager
     return this._ticker.isDisposed;
   }
 
-  running(): IRunningSessions.IRunningItem[] {
-    const now = Date.now() / 1000;
-    const finished = this._model.jobs
-      .filter(job => isFinished(job.state))
-      .filter(
-        job => job.ended_at === null || now - job.ended_at < RECENT_SECONDS
-      )
-      .sort((a, b) => (b.ended_at ?? 0) - (a.ended_at ?? 0))
-      .slice(0, RECENT_LIMIT);
-    const active = [...this._activeJobs()].reverse();
-    return [...active, ...finished].map(job => this._item(job));
+  /**
+   * The items the section shows. In `tree` mode (JupyterLab's default view),
+   * the jobs of the "default" group as in the list, then one item per named
+   * queue group (by name) whose children are its jobs: a user who never names
+   * a group sees the list unchanged. In `list` mode, and when no mode is given
+   * (JupyterLab before 4.3), the jobs alone. Either way the jobs come newest
+   * first, the active ones before the ended.
+   */
+  running(options?: {
+    mode: 'tree' | 'list';
+  }): IRunningSessions.IRunningItem[] {
+    const jobs = this._listedJobs();
+    if (options?.mode !== 'tree') {
+      return jobs.map(job => this._item(job));
+    }
+    const groups = new Map<string, IJob[]>();
+    const ungrouped: IJob[] = [];
+    for (const job of jobs) {
+      if (job.group === DEFAULT_GROUP) {
+        ungrouped.push(job);
+        continue;
+      }
+      const members = groups.get(job.group);
+      if (members) {
+        members.push(job);
+      } else {
+        groups.set(job.group, [job]);
+      }
+    }
+    const named = [...groups.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, members]) => this._groupItem(name, members));
+    return [...ungrouped.map(job => this._item(job)), ...named];
   }
 
   shutdownAll(): void {
@@ -108,20 +162,54 @@ export class JobsRunningManager
     Signal.clearData(this);
   }
 
+  /** Every active job, newest first, then the most recently ended ones. */
+  private _listedJobs(): IJob[] {
+    const now = Date.now() / 1000;
+    const finished = this._model.jobs
+      .filter(job => isFinished(job.state))
+      .filter(
+        job => job.ended_at === null || now - job.ended_at < RECENT_SECONDS
+      )
+      .sort((a, b) => (b.ended_at ?? 0) - (a.ended_at ?? 0))
+      .slice(0, RECENT_LIMIT);
+    const active = [...this._activeJobs()].reverse();
+    return [...active, ...finished];
+  }
+
   private _item(job: IJob): IRunningSessions.IRunningItem {
     const active = !isFinished(job.state);
     return {
-      className: `jp-JobmagicItem jp-mod-${job.state}`,
-      context: `jobmagic-job-${job.id}`,
+      className: `${JOB_ITEM_CLASS} jp-mod-${job.state}`,
+      context: jobContext(job.id),
       icon: () => STATE_ICONS[job.state],
       label: () => jobLabel(job),
       labelTitle: () => jobTooltip(job),
-      detail: () => {
-        const runtime = formatDuration(this._model.runtime(job));
-        return runtime ? `${briefState(job)} ${runtime}` : briefState(job);
-      },
+      detail: () => jobDetail(job, this._model.runtime(job)),
       open: () => this._openLog(job.id),
       shutdown: active ? () => this._stop(job.id) : undefined
+    };
+  }
+
+  /**
+   * A queue group's item: its jobs as children. It has no stop button: one
+   * click would stop every job of the group unasked, where "Shut Down All"
+   * asks first.
+   */
+  private _groupItem(
+    name: string,
+    jobs: IJob[]
+  ): IRunningSessions.IRunningItem {
+    const paused = isGroupPaused(name, jobs);
+    return {
+      className: `${GROUP_ITEM_CLASS}${paused ? ' jp-mod-paused' : ''}`,
+      context: `jobmagic-group-${name}`,
+      icon: () => (paused ? pauseIcon : listIcon),
+      label: () => groupLabel(name, jobs),
+      labelTitle: () =>
+        paused
+          ? `Queue group ${groupLabel(name, jobs)}\nPaused: its queued jobs wait until it is resumed`
+          : `Queue group ${groupLabel(name, jobs)}`,
+      children: jobs.map(job => this._item(job))
     };
   }
 
@@ -150,3 +238,5 @@ export class JobsRunningManager
     this._runningChanged.emit()
   );
 }
+
+/** Group names in the order the tree shows them: "default" first, then by name. */

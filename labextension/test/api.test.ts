@@ -6,14 +6,20 @@ import { describe, it } from 'node:test';
 
 import { ServerConnection } from '@jupyterlab/services';
 
-import { JobsApi } from '../src/api';
+import { IJob, JobsApi } from '../src/api';
+import { makeJob } from './fakes';
 
-/** A client whose requests all get `response`; `urls` records them. */
+/**
+ * A client whose requests all get `response`; `urls` records them, and
+ * `methods` their HTTP methods.
+ */
 function clientAnswering(response: () => Response): {
   api: JobsApi;
   urls: string[];
+  methods: string[];
 } {
   const urls: string[] = [];
+  const methods: string[] = [];
   const settings = ServerConnection.makeSettings({
     baseUrl: 'http://localhost:8888/',
     wsUrl: 'ws://localhost:8888/',
@@ -21,10 +27,16 @@ function clientAnswering(response: () => Response): {
     appendToken: false,
     fetch: (input: RequestInfo | URL): Promise<Response> => {
       urls.push(input instanceof Request ? input.url : String(input));
+      methods.push(input instanceof Request ? input.method : 'GET');
       return Promise.resolve(response());
     }
   });
-  return { api: new JobsApi(settings), urls };
+  return { api: new JobsApi(settings), urls, methods };
+}
+
+/** An answer with `job` as its JSON body. */
+function jobAnswer(job: IJob, status = 200): Response {
+  return new Response(JSON.stringify(job), { status });
 }
 
 describe('JobsApi.readLog', () => {
@@ -73,5 +85,55 @@ describe('JobsApi.listJobs', () => {
     const list = await api.listJobs(2);
     assert.equal(list.version, 3);
     assert.match(urls[0], /\/jobmagic\/api\/jobs\?wait_for=2/);
+  });
+});
+
+describe('JobsApi.pauseJob and resumeJob', () => {
+  it('POSTs jobs/{id}/pause and resolves with the paused job', async () => {
+    const paused = makeJob({ id: 7, state: 'paused', paused_at: 1700000009 });
+    const { api, urls, methods } = clientAnswering(() => jobAnswer(paused));
+    const job = await api.pauseJob(7);
+    assert.deepEqual(job, paused);
+    assert.deepEqual(methods, ['POST']);
+    assert.match(urls[0], /\/jobmagic\/api\/jobs\/7\/pause(\?|$)/);
+  });
+
+  it('POSTs jobs/{id}/resume and resolves with the running job', async () => {
+    const running = makeJob({ id: 7 });
+    const { api, urls, methods } = clientAnswering(() => jobAnswer(running));
+    const job = await api.resumeJob(7);
+    assert.equal(job.state, 'running');
+    assert.deepEqual(methods, ['POST']);
+    assert.match(urls[0], /\/jobmagic\/api\/jobs\/7\/resume(\?|$)/);
+  });
+
+  it('rejects a 409 (the job is queued or ended) with a ResponseError', async () => {
+    const { api } = clientAnswering(
+      () =>
+        new Response('{"message": "job 7 has ended"}', {
+          status: 409
+        })
+    );
+    await assert.rejects(
+      api.pauseJob(7),
+      (reason: unknown) =>
+        reason instanceof ServerConnection.ResponseError &&
+        reason.response.status === 409 &&
+        reason.message === 'job 7 has ended'
+    );
+  });
+});
+
+describe('JobsApi.restartJob', () => {
+  it('POSTs jobs/{id}/restart and resolves with the new job', async () => {
+    const created = makeJob({ id: 8, state: 'queued', restarted_from: 7 });
+    const { api, urls, methods } = clientAnswering(() =>
+      jobAnswer(created, 201)
+    );
+    const job = await api.restartJob(7);
+    assert.equal(job.id, 8);
+    assert.equal(job.restarted_from, 7);
+    assert.deepEqual(methods, ['POST']);
+    assert.match(urls[0], /\/jobmagic\/api\/jobs\/7\/restart(\?|$)/);
   });
 });

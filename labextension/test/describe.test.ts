@@ -7,12 +7,17 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import {
+  REASON_WIDTH,
   briefState,
   describeState,
   formatBytes,
   formatDuration,
+  groupLabel,
+  isGroupPaused,
+  jobDetail,
   jobLabel,
-  jobTooltip
+  jobTooltip,
+  shorten
 } from '../src/describe';
 import { findUp, makeJob } from './fakes';
 
@@ -93,6 +98,102 @@ describe('jobTooltip', () => {
     assert.match(tooltip, /^Job 1: sleep 10$/m);
     assert.match(tooltip, /^State: failed \(exit code 2\)$/m);
     assert.match(tooltip, /^Error: no such file$/m);
+  });
+
+  it('gives the whole queue reason, the group and the job restarted', () => {
+    const reason = '12th in group preprocessing (4/4 running)';
+    const tooltip = jobTooltip(
+      makeJob({
+        state: 'queued',
+        queue_reason: reason,
+        group: 'preprocessing',
+        restarted_from: 3
+      })
+    );
+    assert.match(
+      tooltip,
+      /^Waiting: 12th in group preprocessing \(4\/4 running\)$/m
+    );
+    assert.match(tooltip, /^Group: preprocessing$/m);
+    assert.match(tooltip, /^Restart of: job 3$/m);
+    assert.doesNotMatch(jobTooltip(makeJob()), /^Group:/m);
+  });
+});
+
+describe('jobDetail', () => {
+  it('gives the state and the runtime', () => {
+    assert.equal(jobDetail(makeJob(), 65), 'running 1m05s');
+    assert.equal(jobDetail(makeJob({ state: 'failed' }), 1.2), 'failed 1.2s');
+    assert.equal(jobDetail(makeJob({ state: 'queued' }), null), 'queued');
+  });
+
+  it('gives a paused job the runtime it was given, and says paused', () => {
+    const paused = makeJob({ state: 'paused', runtime: 12, paused_at: 1 });
+    assert.equal(jobDetail(paused, 12), 'paused 12.0s');
+  });
+
+  it('says why a queued job waits, cut to REASON_WIDTH', () => {
+    const waiting = makeJob({
+      state: 'queued',
+      queue_reason: 'waiting for job 7'
+    });
+    assert.equal(jobDetail(waiting, null), 'waiting for job 7');
+    const reason = '12th in group preprocessing (4/4 running)';
+    const detail = jobDetail(
+      makeJob({ state: 'queued', queue_reason: reason }),
+      null
+    );
+    assert.equal(detail.length, REASON_WIDTH);
+    assert.equal(detail, '12th in group preproces…');
+  });
+
+  it('says orphaned before any queue reason', () => {
+    const orphan = makeJob({
+      state: 'queued',
+      orphaned: true,
+      queue_reason: 'waiting for job 7'
+    });
+    assert.equal(jobDetail(orphan, null), 'orphaned');
+  });
+});
+
+describe('shorten', () => {
+  it('keeps short text and marks a cut with an ellipsis', () => {
+    assert.equal(shorten('abc', 3), 'abc');
+    assert.equal(shorten('abcd', 3), 'ab…');
+  });
+});
+
+describe('groupLabel and isGroupPaused', () => {
+  it('counts the jobs of each state', () => {
+    const jobs = [
+      makeJob({ id: 1 }),
+      makeJob({ id: 2 }),
+      makeJob({ id: 3, state: 'queued' }),
+      makeJob({ id: 4, state: 'queued' }),
+      makeJob({ id: 5, state: 'queued' })
+    ];
+    assert.equal(groupLabel('gpu', jobs), 'gpu — 2 running, 3 queued');
+    assert.equal(
+      groupLabel('cpu', [
+        makeJob({ state: 'paused' }),
+        makeJob({ state: 'succeeded' }),
+        makeJob({ state: 'failed' })
+      ]),
+      'cpu — 1 paused, 2 finished'
+    );
+  });
+
+  it("tells a paused group by its queued jobs' reason", () => {
+    const jobs = [
+      makeJob({ id: 1, state: 'paused' }),
+      makeJob({ id: 2, state: 'queued', queue_reason: 'group gpu is paused' })
+    ];
+    assert.equal(isGroupPaused('gpu', jobs), true);
+    assert.equal(groupLabel('gpu', jobs), 'gpu (paused) — 1 paused, 1 queued');
+    // Another group's pause, or jobs paused one by one, is not this group's.
+    assert.equal(isGroupPaused('cpu', jobs), false);
+    assert.equal(isGroupPaused('gpu', [makeJob({ state: 'paused' })]), false);
   });
 });
 

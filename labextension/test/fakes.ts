@@ -111,6 +111,10 @@ export class FakeListApi {
   readonly calls: IListCall[] = [];
   readonly stopped: number[] = [];
   stopError: Error | null = null;
+  /** The actions asked for, as `pause 3`, `resume 3`, `restart 3`. */
+  readonly actions: string[] = [];
+  /** What the next pause, resume or restart rejects with, if anything. */
+  actionError: Error | null = null;
 
   listJobs(waitFor?: number, signal?: AbortSignal): Promise<IJobList> {
     const call = { waitFor, signal, at: Date.now() };
@@ -125,9 +129,32 @@ export class FakeListApi {
       : Promise.reject(this.stopError);
   }
 
+  pauseJob(id: number): Promise<IJob> {
+    return this._act('pause', id, makeJob({ id, state: 'paused' }));
+  }
+
+  resumeJob(id: number): Promise<IJob> {
+    return this._act('resume', id, makeJob({ id }));
+  }
+
+  restartJob(id: number): Promise<IJob> {
+    return this._act(
+      'restart',
+      id,
+      makeJob({ id: id + 100, state: 'queued', restarted_from: id })
+    );
+  }
+
   /** This fake where a `JobsApi` is expected. */
   get api(): JobsApi {
     return this as unknown as JobsApi;
+  }
+
+  private _act(action: string, id: number, answer: IJob): Promise<IJob> {
+    this.actions.push(`${action} ${id}`);
+    const error = this.actionError;
+    this.actionError = null;
+    return error === null ? Promise.resolve(answer) : Promise.reject(error);
   }
 
   private readonly _answer: (

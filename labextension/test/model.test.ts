@@ -127,7 +127,8 @@ describe('JobsModel', () => {
         makeList(1, [
           makeJob({ id: 1, runtime: 10 }),
           makeJob({ id: 2, state: 'failed', runtime: 4 }),
-          makeJob({ id: 3, state: 'queued', runtime: null })
+          makeJob({ id: 3, state: 'queued', runtime: null }),
+          makeJob({ id: 4, state: 'paused', runtime: 7, paused_at: 1 })
         ])
       )
     );
@@ -137,6 +138,8 @@ describe('JobsModel', () => {
     assert.ok((model.runtime(model.job(1)!, later) ?? 0) >= 12.5);
     assert.equal(model.runtime(model.job(2)!, later), 4);
     assert.equal(model.runtime(model.job(3)!, later), null);
+    // A paused job's clock stands still: the server's figure, as sent.
+    assert.equal(model.runtime(model.job(4)!, later), 7);
     model.dispose();
   });
 
@@ -148,6 +151,29 @@ describe('JobsModel', () => {
     fake.stopError = httpError(500);
     await assert.rejects(model.stop(6));
     assert.deepEqual(fake.stopped, [5, 6]);
+    model.dispose();
+  });
+
+  it('pause() and resume() take a job that ended meanwhile (409) for success', async () => {
+    const fake = new FakeListApi(() => Promise.resolve(makeList(1)));
+    const model = new JobsModel({ api: fake.api });
+    await model.pause(5);
+    fake.actionError = httpError(409);
+    await model.resume(5);
+    fake.actionError = httpError(403);
+    await assert.rejects(model.pause(6), /status 403/);
+    assert.deepEqual(fake.actions, ['pause 5', 'resume 5', 'pause 6']);
+    model.dispose();
+  });
+
+  it('restart() resolves with the new job and passes on every error', async () => {
+    const fake = new FakeListApi(() => Promise.resolve(makeList(1)));
+    const model = new JobsModel({ api: fake.api });
+    const job = await model.restart(5);
+    assert.equal(job.restarted_from, 5);
+    fake.actionError = httpError(409);
+    await assert.rejects(model.restart(5), /status 409/);
+    assert.deepEqual(fake.actions, ['restart 5', 'restart 5']);
     model.dispose();
   });
 });
