@@ -486,6 +486,9 @@ def test_a_removed_jobs_logger_is_released(svc: WorkerService) -> None:
     name = w.logger.name
     svc.remove(w.id or 0)
     del w
+    # wait() returns once the job is ENDED; the watcher thread may still be telling its
+    # listeners (holding the job) for a moment.
+    flush_watcher(svc)
     gc.collect()
     assert logger() is None, "the job's logger outlived the job"
     assert name not in logging.Logger.manager.loggerDict
