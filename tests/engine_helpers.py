@@ -68,11 +68,13 @@ class OtherKernel:
     def __init__(self, home: Path, command: str, *, die: bool = False) -> None:
         end = "os._exit(0)" if die else "sys.stdin.read()"
         code = (
-            "import json, os, sys\nfrom jobmagic import WorkerService\n"
+            "import json, os, re, sys\nfrom jobmagic import WorkerService\n"
             "svc = WorkerService()\n"
             f"w = svc.start({command!r})\n"
+            "seen = b''\n"
             "for chunk in w.stream():\n"
-            "    if b'ready' in chunk: break\n"
+            "    seen += chunk\n"
+            "    if re.search(rb'ready[^\\n]*\\n', seen): break\n"  # the whole line
             "print(json.dumps({'id': w.id, 'pid': w.pid}), flush=True)\n"
             f"{end}\n"
         )

@@ -451,6 +451,50 @@ def test_a_dead_kernels_detached_queued_job_is_started_by_any_live_kernel(
     assert svc.adopt(jobs["needs_env"]).wait(10) == 0
 
 
+def test_job_lists_show_groups_and_why_queued_jobs_wait(
+    svc: Any, ipython_shell: Any, jobmagic_home: Path
+) -> None:
+    from jobmagic import get_service
+    from jobmagic.notebook.reprs import JobTable
+
+    service = get_service()
+    service.set_group("one", 1)
+    holder = service.start(python_cmd("import signal; signal.pause()"), group="one", name="held")
+    waiting = service.start("true", group="one")
+    table = JobTable(service.list())
+    assert table.columns == (
+        "ID",
+        "NAME",
+        "GROUP",
+        "STATE",
+        "EXIT",
+        "RUNTIME",
+        "WAITING",
+        "COMMAND",
+    )
+    assert [row[2] for row in table.rows()] == ["one", "one"]
+    assert [row[6] for row in table.rows()] == ["", "1st in group one (1/1 running)"]
+    assert "<td>1st in group one (1/1 running)</td>" in table._repr_html_()
+    listed = jobmagic("list").stdout.splitlines()
+    assert listed[0].split() == [
+        "ID",
+        "NAME",
+        "GROUP",
+        "STATE",
+        "EXIT",
+        "RUNTIME",
+        "STARTED",
+        "WAITING",
+        "COMMAND",
+    ]
+    assert "1st in group one (1/1 running)" in listed[2]
+    holder.stop()
+    assert waiting.wait(10) == 0
+    # Without groups or queued jobs the table is as it always was.
+    plain = JobTable([service.start("true")])
+    assert plain.columns == ("ID", "NAME", "STATE", "EXIT", "RUNTIME", "COMMAND")
+
+
 # -- restart ----------------------------------------------------------------------------------
 def test_restart_starts_an_ended_job_again_with_this_kernels_environment(
     svc: Any, monkeypatch: pytest.MonkeyPatch

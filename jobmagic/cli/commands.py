@@ -110,7 +110,8 @@ def list_jobs(service: WorkerService, args: argparse.Namespace) -> int:
         reasons = service.queue.reasons(records)
         _json_out(job_list_json(records, service.store.data_version(), reasons))
     elif records:
-        say(job_table(records, use_colour(sys.stdout)))
+        reasons = service.queue.reasons(records)
+        say(job_table(records, use_colour(sys.stdout), reasons=reasons))
     else:
         say("No jobs." if states is None else "No jobs in that state.")
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
 
+from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
 from jobmagic.store.records import JobRecord
 from jobmagic.text.describe import (
@@ -59,28 +60,50 @@ def ago(when: float | None, now: float | None = None) -> str:
     return f"{seconds // _DAY:.0f}d ago"
 
 
-def job_table(records: Sequence[JobRecord], colour: bool, now: float | None = None) -> str:
-    """The jobs as aligned columns under a header line (no trailing spaces)."""
+def job_table(
+    records: Sequence[JobRecord],
+    colour: bool,
+    now: float | None = None,
+    reasons: Mapping[int, str] | None = None,
+) -> str:
+    """The jobs as aligned columns under a header line (no trailing spaces).
+
+    A GROUP column appears when a job is in a group other than ``default``, a WAITING
+    column (``reasons``: why each queued job waits) when a job is queued.
+    """
+    grouped = any(r.group_name != DEFAULT_GROUP for r in records)
+    queued = any(r.state is JobState.QUEUED for r in records)
+    reasons = reasons or {}
+    columns = (
+        *COLUMNS[:2],
+        *(("GROUP",) if grouped else ()),
+        *COLUMNS[2:6],
+        *(("WAITING",) if queued else ()),
+        COLUMNS[6],
+    )
     rows = [
         (
             str(r.id),
             r.name or "-",
+            *((r.group_name,) if grouped else ()),
             state_text(r),
             exit_column(r.exit_code),
             format_runtime(r.runtime) if r.runtime is not None else "-",
             ago(r.started_at, now),
+            *((reasons.get(r.id, "-") if r.state is JobState.QUEUED else "",) if queued else ()),
             short_command(r.command),
         )
         for r in records
     ]
-    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    lines = [_line(COLUMNS, widths)]
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+    lines = [_line(columns, widths)]
+    state_at = columns.index("STATE")
     for record, row in zip(records, rows, strict=True):
         line = _line(row, widths)
         if colour:
             # Colour the state cell only; padding stays outside the escape codes.
-            start = sum(w + 2 for w in widths[:2])
-            cell = row[2]
+            start = sum(w + 2 for w in widths[:state_at])
+            cell = row[state_at]
             line = line[:start] + coloured(cell, record.state, colour) + line[start + len(cell) :]
         lines.append(line)
     return "\n".join(lines)

@@ -12,6 +12,8 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from jobmagic.core.spec import DEFAULT_GROUP
+from jobmagic.core.state import JobState
 from jobmagic.text.describe import (
     STATE_COLORS,
     error_text,
@@ -72,13 +74,26 @@ class JobTable:
     everything : bool
         Whether the table lists the whole store (``%job list --all``); only changes the
         message shown when there are no jobs.
-    """
 
-    columns = ("ID", "NAME", "STATE", "EXIT", "RUNTIME", "COMMAND")
+    A GROUP column appears when a job is in a queue group other than ``default``, and a
+    WAITING column (why each queued job has not started) when a job is queued.
+    """
 
     def __init__(self, workers: Iterable[Worker], everything: bool = False) -> None:
         self.workers: list[Worker] = sorted(workers, key=lambda w: w.id or 0)
         self.everything = everything
+        self._grouped = any(w.group != DEFAULT_GROUP for w in self.workers)
+        self._queued = any(w.state is JobState.QUEUED for w in self.workers)
+        self.columns: tuple[str, ...] = (
+            "ID",
+            "NAME",
+            *(("GROUP",) if self._grouped else ()),
+            "STATE",
+            "EXIT",
+            "RUNTIME",
+            *(("WAITING",) if self._queued else ()),
+            "COMMAND",
+        )
 
     def __len__(self) -> int:
         return len(self.workers)
@@ -94,9 +109,15 @@ class JobTable:
             (
                 str(w.id),
                 w.name or "-",
+                *((w.group,) if self._grouped else ()),
                 state_text(w),
                 exit_column(w.exit_code),
                 format_runtime(w.runtime),
+                *(
+                    ((w.queue_reason or "-") if w.state is JobState.QUEUED else "",)
+                    if self._queued
+                    else ()
+                ),
                 w.command,
             )
             for w in self.workers
@@ -109,7 +130,8 @@ class JobTable:
         widths = [
             max(len(cell) for cell in column) for column in zip(self.columns, *rows, strict=True)
         ]
-        widths[4] = max(widths[4], RUNTIME_WIDTH)
+        runtime = self.columns.index("RUNTIME")
+        widths[runtime] = max(widths[runtime], RUNTIME_WIDTH)
         lines = []
         for row in (self.columns, *rows):
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
@@ -125,12 +147,13 @@ class JobTable:
         head = "".join(f"<th style='text-align:left'>{c.lower()}</th>" for c in self.columns)
         body = []
         for worker, row in zip(self.workers, self.rows(), strict=True):
-            ident, name, _state, exit_text, runtime, command = (html.escape(c) for c in row)
-            body.append(
-                f'<tr><td class="jobmagic-id">{ident}</td><td>{name}</td>'
-                f"<td>{_state_html(worker)}</td><td>{exit_text}</td><td>{runtime}</td>"
-                f"<td style='text-align:left'><code>{command}</code></td></tr>"
-            )
+            cells = dict(zip(self.columns, (html.escape(c) for c in row), strict=True))
+            shown = [f'<td class="jobmagic-id">{cells["ID"]}</td>']
+            for column in self.columns[1:-1]:
+                text = _state_html(worker) if column == "STATE" else cells[column]
+                shown.append(f"<td>{text}</td>")
+            shown.append(f"<td style='text-align:left'><code>{cells['COMMAND']}</code></td>")
+            body.append(f"<tr>{''.join(shown)}</tr>")
         return (
             f'<table class="jobmagic-jobs"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>"
