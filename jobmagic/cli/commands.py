@@ -24,7 +24,7 @@ from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobNotFound
 from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json, job_list_json
-from jobmagic.text.describe import job_label, outcome_text
+from jobmagic.text.describe import group_table, job_label, outcome_text
 
 from .output import job_details, job_table, say, use_colour
 from .watch import follow_log, wait_for_jobs
@@ -210,19 +210,26 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if args.json:
+    return _started(service, worker, args.json, "start")
+
+
+def _started(service: WorkerService, worker: Worker, as_json: bool, verb: str) -> int:
+    """Print the new job (its id, or its JSON), then stay while it waits in the queue.
+
+    This command waits in the queue for the job's turn, launches it and leaves it running.
+    (If the command dies first, a live kernel's queue pass may take the job, when it needs
+    no --env values: see engine/scheduler.py.) 1 when the job could not start.
+    """
+    if as_json:
         record = find(service, str(worker.id))
         _json_out(job_json(record, service.queue.reasons([record]).get(record.id)))
     else:
         say(str(worker.id))
     if worker.state is JobState.QUEUED:
-        # This command waits in the queue for its turn, launches it, and leaves it
-        # running. (If it dies first, a live kernel's queue pass may take the job, when
-        # it needs no --env values: see engine/scheduler.py.)
         _answer_given()
         _wait_until_started(service, worker)
     if worker.state is JobState.FAILED:
-        print(f"jobmagic start: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
+        print(f"jobmagic {verb}: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
         return 1
     return 0
 
@@ -316,18 +323,7 @@ def restart(service: WorkerService, args: argparse.Namespace) -> int:
     """``jobmagic restart ID``: the ended job again, as a new job no kernel owns."""
     record = find(service, args.job)
     worker = service.restart(record.id, detach=True)  # it outlives this command
-    if args.json:
-        new = find(service, str(worker.id))
-        _json_out(job_json(new, service.queue.reasons([new]).get(new.id)))
-    else:
-        say(str(worker.id))
-    if worker.state is JobState.QUEUED:
-        _answer_given()
-        _wait_until_started(service, worker)
-    if worker.state is JobState.FAILED:
-        print(f"jobmagic restart: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
-        return 1
-    return 0
+    return _started(service, worker, args.json, "restart")
 
 
 def groups(service: WorkerService, args: argparse.Namespace) -> int:
@@ -343,19 +339,7 @@ def groups(service: WorkerService, args: argparse.Namespace) -> int:
     if args.json:
         _json_out({"groups": [g._asdict() for g in found]})
         return 0
-    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED", "PAUSED")] + [
-        (
-            g.name,
-            str(g.parallel) if g.parallel else "any",
-            str(g.running),
-            str(g.queued),
-            "yes" if g.paused else "no",
-        )
-        for g in found
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    say(group_table(found))
     return 0
 
 

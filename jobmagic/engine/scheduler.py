@@ -167,7 +167,10 @@ class Scheduler:
                 if adopted is not None:
                     mine[job_id] = adopted
             self._apply(admission, mine)
-            full_groups = {mine[i].spec.group for i in admission.in_group if i in mine}
+            # A full group's jobs may not even have been read (see JobQueue.admit): every
+            # job of ours that nothing was decided for waits for a slot of its group.
+            decided = {*admission.admitted, *admission.never, *admission.waiting}
+            full_groups = {job.spec.group for i, job in mine.items() if i not in decided}
             if (pooled and admission.waiting) or full_groups:
                 self._watch_orphan_holders(full_groups)
 
@@ -194,6 +197,7 @@ class Scheduler:
 
     def _watch_orphan_holders(self, groups: set[str]) -> None:
         """Run a pass when an orphan that holds devices, units or a slot we wait for ends."""
+        ended_unseen = False
         for job_id, backend, ref in self._queue.orphan_holders(groups):
             with self._lock:
                 if job_id in self._orphans_watched:
@@ -201,6 +205,9 @@ class Scheduler:
             executor = self._executors.get(backend)
             execution = executor.attach(ref) if executor is not None else None
             if execution is None:
+                # Gone since its record was read (its last processes were still dying
+                # when its end was looked for): nobody else will record that.
+                ended_unseen = executor is not None
                 continue
             with self._lock:
                 duplicate = job_id in self._orphans_watched  # another thread got there first
@@ -210,6 +217,16 @@ class Scheduler:
                 execution.close()
                 continue
             execution.on_exit(self._watcher, functools.partial(self._orphan_ended, job_id))
+        if ended_unseen:
+            with contextlib.suppress(StoreError):
+                if self._reconcile():  # ends were recorded: what they held is free now
+                    self._watcher.call_later(0, self._pass_after_orphans)
+
+    def _pass_after_orphans(self) -> None:
+        try:
+            self.run()
+        except StoreError as exc:
+            _log.warning("jobmagic could not run the job queue: %s", exc)
 
     def _orphan_ended(self, job_id: int) -> None:
         with self._lock:

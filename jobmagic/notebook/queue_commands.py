@@ -11,7 +11,7 @@ from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
-from jobmagic.text.describe import job_label, short_command
+from jobmagic.text.describe import group_table, job_label, short_command
 
 
 def group(service: WorkerService, name: str | None, parallel: int | None) -> str:
@@ -28,17 +28,7 @@ def group(service: WorkerService, name: str | None, parallel: int | None) -> str
         groups = [g for g in groups if g.name == name]
         if not groups:
             return f"No group {name!r} yet: set its limit with %job group {name} --parallel N"
-    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED", "PAUSED")] + [
-        (
-            g.name,
-            str(g.parallel) if g.parallel else "any",
-            str(g.running),
-            str(g.queued),
-            "yes" if g.paused else "no",
-        )
-        for g in groups
-    ]
-    return _table(rows)
+    return group_table(groups)
 
 
 def pause(service: WorkerService, jobs: list[str], group: str | None, *, paused: bool) -> str:

@@ -7,6 +7,7 @@ the command line. They take anything with a job's attributes (a ``Worker``, a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from jobmagic.core.state import JobState, describe_exit, signal_name
@@ -157,3 +158,22 @@ def outcome_details(job: DescribedJob) -> str:
 def outcome_text(job: DescribedJob) -> str:
     """How a job stands in one phrase: ``running``, ``failed (exit code 127): <error>``."""
     return state_text(job) + outcome_details(job)
+
+
+def group_table(groups: Iterable[tuple[str, int, int, int, bool]]) -> str:
+    """Queue groups (name, parallel, running, queued, paused) as aligned text columns."""
+    rows = [("GROUP", "PARALLEL", "RUNNING", "QUEUED", "PAUSED")] + [
+        (
+            name,
+            str(parallel) if parallel else "any",
+            str(running),
+            str(queued),
+            "yes" if paused else "no",
+        )
+        for name, parallel, running, queued, paused in groups
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
