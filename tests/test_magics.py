@@ -684,3 +684,11 @@ def test_unload_stops_owned_jobs_not_detached_ones_and_reload_works(ipython_shel
     worker = job(ipython_shell, "start true")
     assert worker.wait() == 0
     assert worker.id in [w.id for w in job(ipython_shell, "list").workers]
+
+
+def test_a_state_displays_as_its_word(ipython_shell: Any) -> None:
+    from jobmagic import JobState
+
+    formatted, _ = ipython_shell.display_formatter.format(("server", JobState.RUNNING))
+    assert formatted["text/plain"] == "('server', running)"
+    assert repr(JobState.PAUSED) == "<JobState.PAUSED: 'paused'>"  # Python's own repr stays

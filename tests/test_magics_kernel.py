@@ -148,11 +148,11 @@ def test_interrupting_wait_stops_waiting_not_the_job(kernel: Any) -> None:
     # the cell has entered the wait; the traceback check below proves it did.
     msg_id = run_until_printed(kernel, "print('waiting')\n%job wait {j.id}", "waiting\n")
     kernel.km.interrupt_kernel()
-    reply, _ = finish(kernel, msg_id)
-    assert reply["status"] == "error"
-    assert reply["ename"] == "KeyboardInterrupt"
-    # The interrupt landed inside the wait, not before it.
-    assert any("_wait" in line for line in reply["traceback"]), reply["traceback"]
+    reply, rest = finish(kernel, msg_id)
+    # One line, no traceback; only the wait's own handler says this, so the interrupt
+    # landed inside the wait.
+    assert reply["status"] == "ok"
+    assert rest == "[stopped waiting; the jobs keep running: 1]\n"
     assert value(kernel, "j.state.value") == "'running'"
     ok(kernel, "j.stop()")
 

@@ -22,6 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Dict, Float, Int, List, Unicode, observe
 from traitlets.config import Configurable
 
+from jobmagic.core.state import JobState
 from jobmagic.engine.default import get_service
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
@@ -31,7 +32,7 @@ from jobmagic.text.describe import job_label, outcome_text
 from . import queue_commands
 from .arguments import SUBCOMMANDS, _help, _parser, split_start_line
 from .follow import follow, log_snapshot
-from .reprs import JobStatus, JobTable, pretty_worker, worker_summary_html
+from .reprs import JobStatus, JobTable, pretty_state, pretty_worker, worker_summary_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -330,6 +331,11 @@ class JobMagics(Magics, Configurable):
                 worker.wait(left)
         except JobmagicError as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:  # the kernel's interrupt: stop waiting, not the jobs
+            going = ", ".join(str(w.id) for w in workers if not w.state.is_finished)
+            if going:
+                _say(f"[stopped waiting; the jobs keep running: {going}]")
+            return
         for worker in workers:
             if worker.state.is_finished:
                 _say(f"{job_label(worker)} {outcome_text(worker)}")
@@ -430,6 +436,8 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         formatters = ipython.display_formatter.formatters
         formatters["text/plain"].for_type(Worker, pretty_worker)
         formatters["text/html"].for_type(Worker, worker_summary_html)
+        # A state reads as the word people know ("running"), also inside a tuple or list.
+        formatters["text/plain"].for_type(JobState, pretty_state)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
@@ -441,6 +449,7 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     if ipython.display_formatter is not None:
         for mime in _FORMATS:
             ipython.display_formatter.formatters[mime].pop(Worker, None)
+        ipython.display_formatter.formatters["text/plain"].pop(JobState, None)
     if isinstance(magics, JobMagics):
         with contextlib.suppress(ValueError):
             # IPython annotates `configurables` as a list of shells; it holds Configurables.

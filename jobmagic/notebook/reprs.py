@@ -64,6 +64,11 @@ def pretty_worker(worker: Worker, printer: Any, cycle: bool) -> None:  # noqa: A
     printer.text(worker_summary(worker))
 
 
+def pretty_state(state: JobState, printer: Any, cycle: bool) -> None:  # noqa: ARG001 - IPython's printer signature
+    """IPython's ``text/plain`` printer for `JobState`: ``running``, not ``<JobState...>``."""
+    printer.text(state.value)
+
+
 class JobTable:
     """A table of jobs: the value of ``%job list``.
 
