@@ -92,7 +92,7 @@ class Kernel:
 @pytest.fixture
 def start_kernel(
     jobmagic_home: Path, _private_dirs: dict[str, Path], tmp_path: Path
-) -> Iterator[Callable[[], Kernel]]:
+) -> Iterator[Callable[..., Kernel]]:
     """Start kernels sharing this test's job home; all are shut down afterwards."""
     from jupyter_client import KernelManager
     from jupyter_client.kernelspec import KernelSpecManager
@@ -101,9 +101,9 @@ def start_kernel(
     env = {**os.environ, "IPYTHONDIR": str(_private_dirs["ipython"])}
     kernels: list[Kernel] = []
 
-    def start() -> Kernel:
+    def start(**extra_env: str) -> Kernel:
         km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
-        km.start_kernel(env=env, cwd=str(tmp_path))
+        km.start_kernel(env={**env, **extra_env}, cwd=str(tmp_path))
         kernel = Kernel(km)
         kernels.append(kernel)
         return kernel
@@ -266,6 +266,88 @@ def test_detached_job_survives_a_kernel_restart_and_can_be_stopped(
     assert result == ["stopped", "up\n"]
     assert not alive(detached["pid"])
     assert record_of(jobmagic_home, detached["id"]).state is JobState.STOPPED
+
+
+# What a notebook's kernel (Jupyter sets JPY_SESSION_NAME) runs first.
+LOAD = "%load_ext jobmagic"
+START_NAMED = """
+import json
+w = %job start --name {name} {command}
+for chunk in w.stream():
+    break
+print(json.dumps({{"id": w.id, "pid": w.pid}}))
+"""
+SLEEPS = "echo up; exec sleep 1000"
+
+
+def test_a_restart_keeps_a_notebooks_jobs_and_its_next_kernel_reattaches_them(
+    start_kernel: Callable[..., Kernel], jobmagic_home: Path
+) -> None:
+    kernel = start_kernel(JPY_SESSION_NAME="work/train.ipynb")
+    assert kernel.run(LOAD) == ""  # nothing to re-attach yet
+    job = kernel.json(START_NAMED.format(name="train", command=SLEEPS))
+    kernel.kc.stop_channels()
+    kernel.km.restart_kernel(now=False)  # Kernel > Restart Kernel
+    restarted = Kernel(kernel.km)
+    kernel.kc = restarted.kc  # so that the fixture stops these channels
+    assert alive(job["pid"]), "a restart stopped the notebook's job"
+
+    assert restarted.run(LOAD) == "re-attached 1 job from before the restart: train\n"
+    shown = restarted.json(
+        "import json\nfrom jobmagic import get_service\n"
+        f"w = get_service().get({job['id']})\n"
+        "print(json.dumps([w.owned, w.state.value]))"
+    )
+    assert shown == [True, "running"]
+    assert (
+        restarted.run(f"%job stop {job['id']}")
+        == f'job {job["id"]} "train" stopped (killed by SIGTERM)\n'
+    )
+    assert not alive(job["pid"])
+
+
+def test_only_a_kernel_of_the_same_notebook_reattaches_its_jobs(
+    start_kernel: Callable[..., Kernel], jobmagic_home: Path
+) -> None:
+    first = start_kernel(JPY_SESSION_NAME="a.ipynb")
+    first.run(LOAD)
+    job = first.json(START_NAMED.format(name="long", command=SLEEPS))
+    first.crash()
+    other = start_kernel(JPY_SESSION_NAME="b.ipynb")
+    assert other.run(LOAD) == ""
+    assert record_of(jobmagic_home, job["id"]).orphaned
+    again = start_kernel(JPY_SESSION_NAME="a.ipynb")
+    assert again.run(LOAD) == "re-attached 1 job from before the restart: long\n"
+    assert not record_of(jobmagic_home, job["id"]).orphaned
+    again.run(f"%job stop {job['id']}")
+    assert not alive(job["pid"])
+
+
+def test_a_notebook_kernels_shutdown_still_stops_its_jobs(
+    start_kernel: Callable[..., Kernel], jobmagic_home: Path
+) -> None:
+    kernel = start_kernel(JPY_SESSION_NAME="closed.ipynb")
+    kernel.run(LOAD)
+    job = kernel.json(START_NAMED.format(name="closed", command=SLEEPS))
+    kernel.kc.stop_channels()
+    kernel.km.shutdown_kernel(now=False)  # the notebook closed: not a restart
+    assert not alive(job["pid"])
+    record = record_of(jobmagic_home, job["id"])
+    assert (record.state, record.stop_requested_by) == (JobState.STOPPED, "kernel")
+
+
+def test_on_shutdown_keep_leaves_jobs_running_after_a_shutdown(
+    start_kernel: Callable[..., Kernel], jobmagic_home: Path
+) -> None:
+    kernel = start_kernel(JPY_SESSION_NAME="keep.ipynb")
+    kernel.run(LOAD + '\n%config JobMagics.on_shutdown = "keep"')
+    job = kernel.json(START_NAMED.format(name="kept", command=SLEEPS))
+    kernel.kc.stop_channels()
+    kernel.km.shutdown_kernel(now=False)
+    assert alive(job["pid"])
+    assert record_of(jobmagic_home, job["id"]).orphaned
+    os.killpg(job["pid"], signal.SIGKILL)
+    wait_exit(job["pid"], 10)
 
 
 def test_clean_kernel_shutdown_stops_its_jobs(

@@ -25,6 +25,7 @@ class Adoption:
     # What the mixin uses of the service (set by WorkerService.__init__).
     store: JobStore
     executors: Executors
+    session: str | None
 
     if TYPE_CHECKING:
 
@@ -74,7 +75,7 @@ class Adoption:
         if execution is None:
             raise JobmagicError(f"job {record.id} is no longer running")
         try:
-            won = self.store.adopt(record)
+            won = self.store.adopt(record, self.session)
         except BaseException:
             execution.close()
             raise
@@ -92,6 +93,24 @@ class Adoption:
         lifecycle.adopt(execution, record.started_at)
         lifecycle.note_paused(record.state, record.paused_at, record.paused_for)
         self._emit("added", adopted)
+        return adopted
+
+    def reattach(self) -> list[Worker]:
+        """Adopt the jobs that a restart of this notebook's kernel left behind.
+
+        The running, paused and queued jobs recorded as this notebook's (``session``)
+        whose kernel is gone. Another live kernel's jobs are never taken; a queued job
+        whose environment variables this kernel lacks is left (adopt it once they are
+        set). Returns the jobs adopted; none when the notebook is not known.
+        """
+        if self.session is None:
+            return []
+        adopted = []
+        for record in self.store.list(states=[JobState.RUNNING, JobState.PAUSED, JobState.QUEUED]):
+            if record.session != self.session or record.owner_alive:
+                continue
+            with contextlib.suppress(JobmagicError):  # it ended, or another kernel was first
+                adopted.append(self.adopt(record.id))
         return adopted
 
     def _adopt_admitted(self, job_id: int) -> JobLifecycle | None:
@@ -117,7 +136,7 @@ class Adoption:
     def _adopt_queued(self, record: JobRecord) -> Worker:
         spec = spec_here(record, "adopt it again")
         executor = self.executors.require(spec.backend)
-        if not self.store.adopt(record):
+        if not self.store.adopt(record, self.session):
             raise JobmagicError(f"job {record.id} was just adopted by another kernel")
         adopted = Worker.from_spec(spec)
         self._bind_owned(adopted, record.id, spec, executor)

@@ -39,6 +39,8 @@ from .worker import Worker
 
 _log = logging.getLogger("jobmagic")
 
+#: The environment variable in which Jupyter names a kernel's notebook.
+SESSION_ENV = "JPY_SESSION_NAME"
 #: Seconds ``shutdown()`` waits beyond the stop timeout for jobs to end (and the store).
 SHUTDOWN_SLACK = 10.0
 #: How many job ids a warning lists before it says "and N more".
@@ -92,6 +94,12 @@ class WorkerService(Adoption, QueueOperations):
         self.gpus: list[str] | None = None
         #: Named pools and how many units each has (``{"license": 2}``).
         self.resources: dict[str, int] = {}
+        #: The notebook this kernel runs (Jupyter's ``JPY_SESSION_NAME``), None when unknown:
+        #: its jobs are recorded as that notebook's, for ``reattach`` after a restart.
+        self.session: str | None = os.environ.get(SESSION_ENV) or None
+        #: What ``shutdown`` does with the kernel's jobs that are not detached: "stop"
+        #: them, or "keep" them running (a kernel restart keeps them; see ``reattach``).
+        self.on_shutdown = "stop"
         self._discovered_gpus: list[str] | None = None
         self.executors = Executors(self.store.home)
         self.queue = JobQueue(self.store)
@@ -173,7 +181,7 @@ class WorkerService(Adoption, QueueOperations):
                 raise ValueError(f"after: there is no job {job_id} to wait for")
         if spec.gpus or spec.resources:
             check_request(spec.gpus, spec.resources, *self.pools())
-        record = self.store.create(spec, restarted_from=restarted_from)
+        record = self.store.create(spec, restarted_from=restarted_from, session=self.session)
         self._create_log(record.id)
         self._bind_owned(worker, record.id, spec, executor)
         self._emit("added", worker)
@@ -377,7 +385,11 @@ class WorkerService(Adoption, QueueOperations):
         grace = self.stop_timeout if timeout is None else timeout
         deadline = time.monotonic() + grace + SHUTDOWN_SLACK
         try:
-            running = [w for w in self.list() if not w.state.is_finished and not w.detach]
+            running = [
+                w
+                for w in self.list()
+                if not w.state.is_finished and not w.detach and self.on_shutdown != "keep"
+            ]
             for worker in running:
                 worker.stop(grace, wait=False)
             for worker in running:

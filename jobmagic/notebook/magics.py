@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import os
 import shlex
 import sys
 import time
@@ -19,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Dict, Float, Int, List, Unicode, observe
+from traitlets import Dict, Enum, Float, Int, List, Unicode, observe
 from traitlets.config import Configurable
 
 from jobmagic.core.state import JobState
 from jobmagic.engine.default import get_service
-from jobmagic.engine.service import WorkerService
+from jobmagic.engine.service import SESSION_ENV, WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
-from . import queue_commands
+from . import kernel_restart, queue_commands
 from .arguments import SUBCOMMANDS, _help, _parser, split_start_line
 from .follow import follow, log_snapshot
 from .reprs import JobStatus, JobTable, pretty_state, pretty_worker, worker_summary_html
@@ -79,6 +80,15 @@ class JobMagics(Magics, Configurable):
         value_trait=Int(min=1),
         help='Named pools for --resource NAME=N, and their sizes: {"license": 2}.',
     ).tag(config=True)
+    on_shutdown = Enum(
+        ["stop", "keep"],
+        "stop",
+        help=(
+            "What a kernel shutdown does with its jobs that are not detached: stop them, "
+            "or keep them running (a restart always keeps them, and the notebook's next "
+            "kernel re-attaches them)."
+        ),
+    ).tag(config=True)
 
     #: The service this object configured last (None until a magic first needs one).
     _service: WorkerService | None = None
@@ -94,10 +104,11 @@ class JobMagics(Magics, Configurable):
             gpus: Any = self.gpus  # None is allowed (allow_none), whatever the stubs say
             service.gpus = None if gpus is None else list(gpus)
             service.resources = dict(self.resources)
+            service.on_shutdown = self.on_shutdown
             self._service = service
         return service
 
-    @observe("stop_timeout", "keep_finished", "max_log_bytes", "gpus", "resources")
+    @observe("stop_timeout", "keep_finished", "max_log_bytes", "gpus", "resources", "on_shutdown")
     def _push_config(self, change: dict[str, Any]) -> None:
         if self._service is not None:
             setattr(self._service, change["name"], change["new"])
@@ -432,6 +443,11 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics and how a `Worker` displays; ``%load_ext jobmagic`` calls this."""
     magics = JobMagics(shell=ipython)
     ipython.register_magics(magics)
+    kernel_restart.keep_jobs_on_restart(ipython, magics.service)
+    if os.environ.get(SESSION_ENV):  # a notebook's kernel: take back what a restart left
+        said = kernel_restart.reattached_message(magics.service().reattach())
+        if said:
+            _say(said)
     if ipython.display_formatter is not None:
         formatters = ipython.display_formatter.formatters
         formatters["text/plain"].for_type(Worker, pretty_worker)
@@ -450,6 +466,7 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
         for mime in _FORMATS:
             ipython.display_formatter.formatters[mime].pop(Worker, None)
         ipython.display_formatter.formatters["text/plain"].pop(JobState, None)
+    kernel_restart.forget_restarts(ipython)
     if isinstance(magics, JobMagics):
         with contextlib.suppress(ValueError):
             # IPython annotates `configurables` as a list of shells; it holds Configurables.

@@ -163,10 +163,13 @@ class JobStore:
         )
 
     # -- records -----------------------------------------------------------------------
-    def create(self, spec: JobSpec, restarted_from: int | None = None) -> JobRecord:
+    def create(
+        self, spec: JobSpec, restarted_from: int | None = None, session: str | None = None
+    ) -> JobRecord:
         """Allocate an id and record a QUEUED job of ``spec`` owned by this process.
 
-        Only the names of ``spec.env`` are stored, never their values.
+        Only the names of ``spec.env`` are stored, never their values. ``session``: the
+        notebook whose kernel starts it, if known.
 
         Raises
         ------
@@ -179,8 +182,8 @@ class JobStore:
                 cursor = db.execute(
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
                     " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
-                    " group_name, priority, after_ids, restarted_from, gpus, resources)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " group_name, priority, after_ids, restarted_from, gpus, resources, session)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -202,6 +205,7 @@ class JobStore:
                         restarted_from,
                         spec.gpus,
                         json.dumps(dict(spec.resources), sort_keys=True),
+                        session,
                     ),
                 )
                 job_id = cursor.lastrowid
@@ -349,20 +353,21 @@ class JobStore:
                 (by, job_id),
             )
 
-    def adopt(self, record: JobRecord) -> bool:
+    def adopt(self, record: JobRecord, session: str | None = None) -> bool:
         """Make the current process the owner of ``record``'s running job.
 
         Atomic: only if the job is still in ``record``'s state (queued or running) and
         still has the owner ``record`` names; of two processes adopting at once, exactly
-        one gets True.
+        one gets True. The job then belongs to the notebook ``session`` (if known).
         """
         new_owner = this_process_owner()
         old_owner = (record.owner, record.owner_pid, record.owner_start)
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE jobs SET owner = ?, owner_pid = ?, owner_start = ? WHERE id = ?"
+                "UPDATE jobs SET owner = ?, owner_pid = ?, owner_start = ?,"
+                " session = coalesce(?, session) WHERE id = ?"
                 " AND state = ? AND owner IS ? AND owner_pid IS ? AND owner_start IS ?",
-                (*new_owner, record.id, record.state.value, *old_owner),
+                (*new_owner, session, record.id, record.state.value, *old_owner),
             )
             return cursor.rowcount == 1
 

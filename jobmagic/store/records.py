@@ -90,8 +90,11 @@ MIGRATIONS: list[str] = [
     # A paused group admits nothing; ``pause_epoch`` moves at every pause and resume, so
     # that a kernel whose job another process paused hears of it. ``jobs_ownerless``
     # finds the detached queued jobs that any kernel may admit once their owner is gone.
+    # ``session`` names the notebook whose kernel started the job (JPY_SESSION_NAME): the
+    # next kernel of that notebook re-attaches the jobs a restart left running.
     """
     ALTER TABLE jobs ADD COLUMN paused_at REAL;
+    ALTER TABLE jobs ADD COLUMN session TEXT;
     ALTER TABLE jobs ADD COLUMN paused_for REAL NOT NULL DEFAULT 0;
     ALTER TABLE groups ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     INSERT INTO store_info (key, value) VALUES ('pause_epoch', '0');
@@ -109,7 +112,7 @@ COLUMNS = [
     *("detached", "pty", "timeout", "log_path", "log_size", "stop_requested_by"),
     *("backend", "backend_ref", "shell"),
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
-    *("gpus", "resources", "gpus_held", "paused_at", "paused_for"),
+    *("gpus", "resources", "gpus_held", "paused_at", "paused_for", "session"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -157,6 +160,7 @@ class JobRecord:
     gpus_held: list[str]
     paused_at: float | None
     paused_for: float
+    session: str | None
 
     @property
     def owner_alive(self) -> bool:
