@@ -466,6 +466,39 @@ def test_wait_with_timeout_and_all(ipython_shell: Any, sleeper: Worker, capsys: 
     )
 
 
+@pytest.mark.timeout(60)
+def test_rm_finished_removes_this_kernels_jobs_unless_asked_for_all(
+    ipython_shell: Any, capsys: Any, jobmagic_home: Path
+) -> None:
+    mine = job(ipython_shell, "start true")
+    mine.wait()
+    other = subprocess.run(  # another kernel's job, ended
+        [
+            sys.executable,
+            "-c",
+            "from jobmagic import WorkerService; WorkerService().start('true').wait()",
+        ],
+        env={**os.environ, "JOBMAGIC_HOME": str(jobmagic_home)},
+        timeout=60,
+        check=True,
+    )
+    assert other.returncode == 0
+    capsys.readouterr()
+    job(ipython_shell, "rm --finished")
+    assert capsys.readouterr().out == (
+        "Removed 1 finished job of this kernel; kept 1 finished job of other kernels"
+        " (--all-kernels removes them too).\n"
+    )
+    job(ipython_shell, "rm --finished --all-kernels")
+    assert capsys.readouterr().out == (
+        "Removed 0 finished jobs of this kernel and 1 finished job of other kernels.\n"
+    )
+    assert job(ipython_shell, "list --all").workers == []
+    assert usage_error(ipython_shell, "rm --all-kernels") == (
+        "%job rm: --all-kernels goes with --finished: %job rm --finished --all-kernels"
+    )
+
+
 @pytest.mark.timeout(30)
 def test_rm(ipython_shell: Any, sleeper: Worker, capsys: Any) -> None:
     done = [job(ipython_shell, "start true") for _ in range(3)]
@@ -478,7 +511,7 @@ def test_rm(ipython_shell: Any, sleeper: Worker, capsys: Any) -> None:
         f"%job rm: job {sleeper.id} is running; stop it first"
     )
     job(ipython_shell, "rm --finished")
-    assert capsys.readouterr().out == "Removed 2 finished jobs.\n"
+    assert capsys.readouterr().out == "Removed 2 finished jobs of this kernel.\n"
     assert [w.id for w in job(ipython_shell, "list --all").workers] == [sleeper.id]
 
 

@@ -24,6 +24,7 @@ from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.pauses import pause_epoch
 from jobmagic.store.reconcile import reconcile
+from jobmagic.store.records import this_process_owner
 
 from .adoption import Adoption
 from .binding import JobBinding
@@ -313,12 +314,24 @@ class WorkerService(Adoption, QueueOperations):
             raise JobmagicError(f"job {worker.id} is {worker.state.value}; stop it first")
         self._forget(worker)
 
-    def remove_finished(self) -> int:
-        """Delete every finished job's record and log (all kernels'); return how many."""
-        finished = [w for w in self.list(all=True) if w.state.is_finished]
+    def remove_finished(self, *, own: bool = False) -> int:
+        """Delete finished jobs' records and logs; return how many.
+
+        ``own``: only this process's (the jobs it started or adopted); else every kernel's.
+        """
+        me = this_process_owner()[0]
+        finished = [
+            w
+            for w in self.list(all=True)
+            if w.state.is_finished and (not own or self._owner_of(w) == me)
+        ]
         for worker in finished:
             self._forget(worker)
         return len(finished)
+
+    def _owner_of(self, worker: Worker) -> str | None:
+        record = self.store.get(worker.id or 0)
+        return record.owner if record is not None else None
 
     def _forget(self, worker: Worker) -> None:
         """Delete a finished job's record and files and tell listeners."""

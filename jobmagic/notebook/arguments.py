@@ -249,7 +249,8 @@ def _panel_parser() -> None:
 
 @magic_arguments(name="job rm")
 @argument("-h", "--help", action="store_true", help="Show this help.")
-@argument("--finished", action="store_true", help="Remove every finished job (all kernels').")
+@argument("--finished", action="store_true", help="Remove this kernel's finished jobs.")
+@argument("--all-kernels", action="store_true", help="With --finished: every kernel's.")
 @argument("jobs", metavar="ID", nargs="*", help="Finished job ids or names.")
 def _rm_parser() -> None:
     """Delete finished jobs' records and logs.
@@ -260,6 +261,7 @@ def _rm_parser() -> None:
 
         %job rm 3
         %job rm --finished
+        %job rm --finished --all-kernels
     """
 
 

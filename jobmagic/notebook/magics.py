@@ -372,9 +372,10 @@ class JobMagics(Magics, Configurable):
         service = self.service()
         if args.finished and args.jobs:
             raise UsageError("give job ids or --finished, not both")
+        if args.all_kernels and not args.finished:
+            raise UsageError("--all-kernels goes with --finished: %job rm --finished --all-kernels")
         if args.finished:
-            count = service.remove_finished()
-            _say(f"Removed {count} finished job{'' if count == 1 else 's'}.")
+            _say(queue_commands.remove_finished(service, everyone=args.all_kernels))
             return
         if not args.jobs:
             raise UsageError("which jobs? give job ids or names, or --finished")

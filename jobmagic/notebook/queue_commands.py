@@ -1,4 +1,4 @@
-"""``%job group``, ``queue``, ``restart``, ``pause``, ``resume``: the shared queue."""
+"""``%job group``, ``queue``, ``restart``, ``pause``, ``resume``, ``rm --finished``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,22 @@ def restart(
     except (JobmagicError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return started[0] if len(started) == 1 and not failed else started
+
+
+def remove_finished(service: WorkerService, *, everyone: bool) -> str:
+    """``%job rm --finished [--all-kernels]``: delete finished jobs; say how many of whose."""
+    mine = service.remove_finished(own=True)
+    said = f"Removed {_jobs(mine)} of this kernel"
+    if everyone:
+        return f"{said} and {_jobs(service.remove_finished())} of other kernels."
+    kept = len(service.store.list(states=[s for s in JobState if s.is_finished]))
+    if kept:
+        return f"{said}; kept {_jobs(kept)} of other kernels (--all-kernels removes them too)."
+    return f"{said}."
+
+
+def _jobs(count: int) -> str:
+    return f"{count} finished job{'' if count == 1 else 's'}"
 
 
 def queue(service: WorkerService) -> str:
