@@ -149,6 +149,27 @@ def test_terminal_ipython_with_extension_in_config(tmp_path: Path) -> None:
     assert lines[2] == "7.0"
 
 
+def test_terminal_ipython_panel_prints_the_list_instead(tmp_path: Path) -> None:
+    code = "j = %job start --name t echo hi\nj.wait()\npanel = %job panel\nprint(repr(panel))\n"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "IPython", "--no-banner", f"--ipython-dir={tmp_path}"),
+            *("--InteractiveShellApp.extensions=['jobmagic']", "-c", code),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=50,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "The panel needs a notebook frontend (JupyterLab, Notebook, VS Code); here is %job list:"
+    )
+    assert lines[1].split() == ["ID", "NAME", "STATE", "EXIT", "RUNTIME", "COMMAND"]
+    assert lines[2].split()[:3] == ["1", "t", "succeeded"]
+    assert "VBox" not in result.stdout
+
+
 # -- start -----------------------------------------------------------------------------------
 
 

@@ -357,6 +357,12 @@ class JobMagics(Magics, Configurable):
     def _panel(self, rest: str) -> Any:
         if self._parse("panel", rest) is None:
             return None
+        if _in_a_terminal(self.shell):
+            _say(
+                "The panel needs a notebook frontend (JupyterLab, Notebook, VS Code); "
+                "here is %job list:"
+            )
+            return JobTable(self.service().list())
         try:
             from .panel import JobPanel
 
@@ -433,6 +439,15 @@ class JobMagics(Magics, Configurable):
 def _say(text: str) -> None:
     """Show a line in the cell's output (stdout, like IPython's own magics)."""
     sys.stdout.write(text + "\n")
+
+
+def _in_a_terminal(shell: Any) -> bool:
+    """True in terminal IPython, where widgets print as their repr and show nothing."""
+    try:
+        from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    except ImportError:  # pragma: no cover - IPython always has it
+        return False
+    return isinstance(shell, TerminalInteractiveShell)
 
 
 # -- the extension hooks ----------------------------------------------------------------------
