@@ -316,6 +316,12 @@ def test_only_a_kernel_of_the_same_notebook_reattaches_its_jobs(
     other = start_kernel(JPY_SESSION_NAME="b.ipynb")
     assert other.run(LOAD) == ""
     assert record_of(jobmagic_home, job["id"]).orphaned
+    # Its %job list says where the orphan is, and how to take it over.
+    assert other.run("table = %job list\nprint(repr(table))") == (
+        "No jobs in this kernel. Start one with %job start COMMAND.\n"
+        "1 job of kernels that are gone is still queued or running: "
+        "%job list --all shows them, %job adopt ID takes one over.\n"
+    )
     again = start_kernel(JPY_SESSION_NAME="a.ipynb")
     assert again.run(LOAD) == "re-attached 1 job from before the restart: long\n"
     assert not record_of(jobmagic_home, job["id"]).orphaned

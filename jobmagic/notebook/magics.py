@@ -271,7 +271,13 @@ class JobMagics(Magics, Configurable):
         args = self._parse("list", rest)
         if args is None:
             return None
-        return JobTable(self.service().list(all=args.all), everything=args.all)
+        service = self.service()
+        orphans = 0
+        if not args.all:
+            active = [JobState.QUEUED, JobState.RUNNING, JobState.PAUSED]
+            with contextlib.suppress(JobmagicError):
+                orphans = sum(1 for r in service.store.list(states=active) if r.orphaned)
+        return JobTable(service.list(all=args.all), everything=args.all, orphans=orphans)
 
     def _required_job(self, args: argparse.Namespace, subcommand: str) -> Worker:
         if not args.job:

@@ -84,9 +84,13 @@ class JobTable:
     WAITING column (why each queued job has not started) when a job is queued.
     """
 
-    def __init__(self, workers: Iterable[Worker], everything: bool = False) -> None:
+    def __init__(
+        self, workers: Iterable[Worker], everything: bool = False, orphans: int = 0
+    ) -> None:
         self.workers: list[Worker] = sorted(workers, key=lambda w: w.id or 0)
         self.everything = everything
+        #: How many queued or running jobs of kernels that are gone the table does not list.
+        self.orphans = orphans
         self._grouped = any(w.group != DEFAULT_GROUP for w in self.workers)
         self._queued = any(w.state is JobState.QUEUED for w in self.workers)
         self.columns: tuple[str, ...] = (
@@ -107,6 +111,17 @@ class JobTable:
         if self.everything:
             return "No jobs in the store."
         return "No jobs in this kernel. Start one with %job start COMMAND."
+
+    def _orphans_note(self) -> str:
+        """A line about the jobs of dead kernels this table leaves out ('' when none)."""
+        if not self.orphans:
+            return ""
+        jobs = "1 job" if self.orphans == 1 else f"{self.orphans} jobs"
+        verb = "is" if self.orphans == 1 else "are"
+        return (
+            f"{jobs} of kernels that are gone {verb} still queued or running: "
+            "%job list --all shows them, %job adopt ID takes one over."
+        )
 
     def rows(self) -> list[tuple[str, ...]]:
         """Return the table's cells as text, one tuple per job (commands not cut)."""
@@ -129,6 +144,10 @@ class JobTable:
         ]
 
     def __repr__(self) -> str:
+        note = self._orphans_note()
+        return self._text_table() + (f"\n{note}" if note else "")
+
+    def _text_table(self) -> str:
         if not self.workers:
             return self._empty_message()
         rows = [(*row[:-1], short_command(row[-1])) for row in self.rows()]
@@ -147,6 +166,10 @@ class JobTable:
         printer.text(repr(self))
 
     def _repr_html_(self) -> str:
+        note = self._orphans_note()
+        return self._html_table() + (f"<p>{html.escape(note)}</p>" if note else "")
+
+    def _html_table(self) -> str:
         if not self.workers:
             return f"<p>{html.escape(self._empty_message())}</p>"
         head = "".join(f"<th style='text-align:left'>{c.lower()}</th>" for c in self.columns)
