@@ -646,7 +646,12 @@ def test_unknown_job_lists_close_ones(ipython_shell: Any) -> None:
     )
     assert (
         usage_error(ipython_shell, "logs 42")
-        == f"%job logs: no job '42'; known jobs: {worker.id}, train"
+        == f"%job logs: no job '42'; ids: {worker.id}; names: train"
+    )
+    other = job(ipython_shell, "start true")
+    other.wait()
+    assert usage_error(ipython_shell, "status nosuch") == (
+        f"%job status: no job 'nosuch'; ids: {worker.id}, {other.id}; names: train"
     )
 
 

@@ -133,18 +133,23 @@ class ForeignJobs:
 
 
 def not_found_message(store: JobStore, id_or_name: int | str) -> str:
-    """Why ``id_or_name`` names no job, with the ids and names closest to it."""
-    known: list[str] = []
-    for record in store.list():
-        known.append(str(record.id))
-        if record.name:
-            known.append(record.name)
-    close = difflib.get_close_matches(str(id_or_name), known, n=5, cutoff=0.5)
-    message = f"no job {id_or_name!r}"
-    if close:
-        message += f"; did you mean {', '.join(close)}?"
-    elif known:
-        message += f"; known jobs: {', '.join(known[-5:])}"
-    else:
-        message += "; no jobs yet"
-    return message
+    """Why ``id_or_name`` names no job, and what it may have meant.
+
+    The names closest to a name, else the newest ids and names, each said as what it is.
+    """
+    records = store.list()
+    message = f"no job {str(id_or_name)!r}"
+    if not records:
+        return message + "; no jobs yet"
+    ids = [str(r.id) for r in records][-_SHOWN:]
+    names = list(dict.fromkeys(r.name for r in reversed(records) if r.name))[:_SHOWN]
+    if not str(id_or_name).isdigit():
+        close = difflib.get_close_matches(str(id_or_name), names, n=_SHOWN, cutoff=0.5)
+        if close:
+            return message + f"; did you mean {' or '.join(close)}?"
+    message += f"; ids: {', '.join(ids)}"
+    return message + (f"; names: {', '.join(names)}" if names else "; no job has a name")
+
+
+#: How many ids or names a not-found message lists.
+_SHOWN = 5
