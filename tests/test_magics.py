@@ -105,6 +105,10 @@ def test_magic_docstring_is_the_help_with_examples(ipython_shell: Any) -> None:
     assert "Examples" in doc
     for subcommand in SUBCOMMANDS:
         assert f"%job {subcommand}" in doc
+    # %job? reads as plain text: no reST literal markers or quotes.
+    assert "``" not in doc
+    assert "::" not in doc
+    assert "%job start runs COMMAND through /bin/sh -c, like !cmd," in doc
 
 
 @pytest.mark.timeout(30)
@@ -114,6 +118,8 @@ def test_subcommand_help(ipython_shell: Any, capsys: Any, subcommand: str) -> No
     out = capsys.readouterr().out
     assert f"%job {subcommand} [-h]" in out
     assert "Examples" in out
+    assert "``" not in out
+    assert "::" not in out
 
 
 @pytest.mark.timeout(60)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import re
 import shlex
 from typing import Any
 
@@ -301,7 +302,27 @@ def _parser(subcommand: str) -> MagicArgumentParser:
 
 
 def _help(subcommand: str) -> str:
-    return str(_PARSERS[subcommand].__doc__)
+    return plain_text(str(_PARSERS[subcommand].__doc__))
+
+
+def plain_text(doc: str) -> str:
+    """A reST docstring as a person reads it in a notebook or a terminal.
+
+    The literal-block markers (``::``) and inline-literal quotes go; the text and the
+    indented examples stay as they are.
+    """
+    lines = []
+    for line in doc.splitlines():
+        if line.strip() == "::":
+            continue
+        end = line.rstrip()
+        shown = line
+        if end.endswith(" ::"):
+            shown = end[:-3] + ":"
+        elif end.endswith("::"):
+            shown = end[:-1]
+        lines.append(shown.replace("``", ""))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
 # -- splitting ``%job start``'s line into options and the command ----------------------------

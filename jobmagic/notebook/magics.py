@@ -31,7 +31,7 @@ from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
 from . import kernel_restart, queue_commands
-from .arguments import SUBCOMMANDS, _help, _parser, split_start_line
+from .arguments import SUBCOMMANDS, _help, _parser, plain_text, split_start_line
 from .follow import follow, log_snapshot
 from .reprs import JobStatus, JobTable, pretty_state, pretty_worker, worker_summary_html
 
@@ -143,7 +143,7 @@ class JobMagics(Magics, Configurable):
           %job stop ID... | --all [--timeout S]
           %job wait ID... | --all [--timeout S]
           %job panel
-          %job rm ID... | --finished
+          %job rm ID... | --finished [--all-kernels]
           %job adopt ID
           %job group [NAME --parallel N]
           %job queue
@@ -445,6 +445,10 @@ class JobMagics(Magics, Configurable):
 def _say(text: str) -> None:
     """Show a line in the cell's output (stdout, like IPython's own magics)."""
     sys.stdout.write(text + "\n")
+
+
+# `%job?` shows this docstring as it is: say it in plain text, not reST.
+JobMagics.job.__doc__ = plain_text(JobMagics.job.__doc__ or "")
 
 
 def _in_a_terminal(shell: Any) -> bool:

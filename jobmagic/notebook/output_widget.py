@@ -17,12 +17,17 @@ from typing import Any
 
 import ipywidgets
 
-from jobmagic.text.ansi_html import render_tail_html
+from jobmagic.text.ansi_html import ansi_to_html, render_tail_html
 from jobmagic.text.terminal import TailBuffer
 
 __all__ = ["OutputWidgetHandler"]
 
 _FLUSH_WAIT = 5.0  # seconds flush() waits for the flush thread at most
+# The text as ``render_tail_html`` sets it, without its scroll box (for scroll_box=False).
+_PRE_STYLE = (
+    "margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px;line-height:1.3;"
+    "font-family:var(--jp-code-font-family,var(--vscode-editor-font-family,monospace))"
+)
 
 
 class OutputWidgetHandler(logging.Handler):
@@ -52,6 +57,11 @@ class OutputWidgetHandler(logging.Handler):
         Seconds between two updates of the widget, at least; default 0.1 (10 per second).
     max_bytes_per_second : int
         Soft cap on the bytes of HTML one handler sends per second; default 100,000.
+    scroll_box : bool
+        True (default): the HTML carries its own scroll box, which follows the newest
+        line. False: only the text, for a widget whose Layout makes it the scroll box
+        (as the ``JobPanel`` rows do): a box that outlives the updates keeps the user's
+        scroll position when they scroll up, where one replaced at each update cannot.
     level : int
         The handler's logging level.
     """
@@ -65,6 +75,7 @@ class OutputWidgetHandler(logging.Handler):
         max_chars: int = 65536,
         min_interval: float = 0.1,
         max_bytes_per_second: int = 100_000,
+        scroll_box: bool = True,
         level: int = logging.NOTSET,
     ) -> None:
         if tail_lines < 1:
@@ -77,6 +88,7 @@ class OutputWidgetHandler(logging.Handler):
         self.max_chars = max_chars
         self.min_interval = min_interval
         self.max_bytes_per_second = max_bytes_per_second
+        self.scroll_box = scroll_box
         self.flush_count = 0  # widget updates made so far (read by tests and benchmarks)
         # Guards every field below and flush_count. The flush thread waits on it for new
         # text and for the end of the throttle interval; flush() waits on it for the
@@ -199,7 +211,10 @@ class OutputWidgetHandler(logging.Handler):
             cut = text[-self.max_chars :]
             newline = cut.find("\n")
             text = cut[newline + 1 :] if 0 <= newline < len(cut) - 1 else cut
-        value = render_tail_html(text)
+        if self.scroll_box:
+            value = render_tail_html(text)
+        else:
+            value = f'<pre style="{_PRE_STYLE}">{ansi_to_html(text)}</pre>'
         self.widget.value = value
         return len(value)
 
