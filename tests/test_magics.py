@@ -757,3 +757,27 @@ def test_a_state_displays_as_its_word(ipython_shell: Any) -> None:
     formatted, _ = ipython_shell.display_formatter.format(("server", JobState.RUNNING))
     assert formatted["text/plain"] == "('server', running)"
     assert repr(JobState.PAUSED) == "<JobState.PAUSED: 'paused'>"  # Python's own repr stays
+
+
+@pytest.mark.timeout(30)
+def test_a_job_whose_python_is_not_the_kernels_gets_one_hint(
+    ipython_shell: Any, capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "python").symlink_to("/bin/true")  # another "python", first on PATH
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}{os.environ['PATH']}")
+    capsys.readouterr()
+    first = job(ipython_shell, "start python train.py")
+    assert capsys.readouterr().out == (
+        f"note: 'python' in this job is {other / 'python'}, not this kernel's Python "
+        f"({sys.executable}); write {{sys.executable}} in the command to run the kernel's\n"
+    )
+    second = job(ipython_shell, "start python train.py --lr 2")
+    assert capsys.readouterr().out == ""  # said once
+    kernels = Path(sys.executable).parent
+    job(ipython_shell, f"start --env PATH={kernels} python -c pass").wait()
+    job(ipython_shell, "start echo python").wait()
+    assert capsys.readouterr().out == ""  # the kernel's own, or not the first word
+    first.wait()
+    second.wait()

@@ -30,7 +30,7 @@ from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
-from . import kernel_restart, queue_commands
+from . import hints, kernel_restart, queue_commands
 from .arguments import SUBCOMMANDS, _help, _parser, plain_text, split_start_line
 from .follow import follow, log_snapshot
 from .reprs import JobStatus, JobTable, pretty_state, pretty_worker, worker_summary_html
@@ -92,6 +92,12 @@ class JobMagics(Magics, Configurable):
 
     #: The service this object configured last (None until a magic first needs one).
     _service: WorkerService | None = None
+    #: The hints already given in this kernel (each is said once).
+    _hinted: set[str]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hinted = set()
 
     # -- the service ------------------------------------------------------------------
     def service(self) -> WorkerService:
@@ -214,6 +220,11 @@ class JobMagics(Magics, Configurable):
             return None
         if not command:
             raise UsageError("empty command; write it after the options: %job start sleep 10")
+        env = dict(args.env or [])
+        hint = hints.interpreter_hint(command, env.get("PATH"))
+        if hint is not None and hint not in self._hinted:
+            self._hinted.add(hint)  # once per kernel: a sweep of 20 says it once
+            _say(hint)
         return self._launch(command, args, shell=self.command_shell)
 
     def _start_cell(self, line: str, cell: str) -> Worker | None:
