@@ -314,7 +314,10 @@ def test_list_text_and_html(ipython_shell: Any, sleeper: Worker) -> None:
     assert lines[2].endswith("sh -c 'exit 3'")
     html = data["text/html"]
     assert html.startswith('<table class="jobmagic-jobs">')
-    assert f'<td class="jobmagic-id">{done.id}</td><td>done</td>' in html
+    assert (
+        f'<td class="jobmagic-id" style="text-align:left">{done.id}</td>'
+        "<td style='text-align:left'>done</td>"
+    ) in html
     assert "<code>sh -c &#x27;exit 3&#x27;</code>" in html
 
 

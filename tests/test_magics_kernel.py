@@ -87,7 +87,7 @@ def test_list_shows_html_and_text(kernel: Any) -> None:
     ok(kernel, "j = %job start --name hello echo hi\nj.wait()")
     data = result_data(ok(kernel, "%job list"))
     assert data["text/html"].startswith('<table class="jobmagic-jobs">')
-    assert "<td>hello</td>" in data["text/html"]
+    assert "<td style='text-align:left'>hello</td>" in data["text/html"]
     lines = data["text/plain"].splitlines()
     assert lines[0].split() == ["ID", "NAME", "STATE", "EXIT", "RUNTIME", "COMMAND"]
     assert lines[1].split()[1:4] == ["hello", "succeeded", "0"]

@@ -474,7 +474,7 @@ def test_job_lists_show_groups_and_why_queued_jobs_wait(
     )
     assert [row[2] for row in table.rows()] == ["one", "one"]
     assert [row[6] for row in table.rows()] == ["", "1st in group one (1/1 running)"]
-    assert "<td>1st in group one (1/1 running)</td>" in table._repr_html_()
+    assert "<td style='text-align:left'>1st in group one (1/1 running)</td>" in table._repr_html_()
     listed = jobmagic("list").stdout.splitlines()
     assert listed[0].split() == [
         "ID",

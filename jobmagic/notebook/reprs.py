@@ -176,10 +176,11 @@ class JobTable:
         body = []
         for worker, row in zip(self.workers, self.rows(), strict=True):
             cells = dict(zip(self.columns, (html.escape(c) for c in row), strict=True))
-            shown = [f'<td class="jobmagic-id">{cells["ID"]}</td>']
+            # JupyterLab right-aligns table cells; these hold text, under left-aligned heads.
+            shown = [f'<td class="jobmagic-id" style="text-align:left">{cells["ID"]}</td>']
             for column in self.columns[1:-1]:
                 text = _state_html(worker) if column == "STATE" else cells[column]
-                shown.append(f"<td>{text}</td>")
+                shown.append(f"<td style='text-align:left'>{text}</td>")
             shown.append(f"<td style='text-align:left'><code>{cells['COMMAND']}</code></td>")
             body.append(f"<tr>{''.join(shown)}</tr>")
         return (
@@ -226,7 +227,10 @@ class JobStatus:
                 cell = _state_html(self.worker)
             elif label in ("command", "log"):
                 cell = f"<code style='white-space:pre-wrap'>{cell}</code>"
-            rows.append(f"<tr><th style='text-align:left'>{label}</th><td>{cell}</td></tr>")
+            rows.append(
+                f"<tr><th style='text-align:left'>{label}</th>"
+                f"<td style='text-align:left'>{cell}</td></tr>"
+            )
         title = html.escape(job_label(self.worker))
         return (
             f'<table class="jobmagic-status"><caption style="text-align:left">{title}</caption>'
