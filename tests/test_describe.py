@@ -72,3 +72,9 @@ def test_labels_states_and_outcomes() -> None:
 def test_exit_codes(code: int | None, text: str | None, column: str) -> None:
     assert exit_text(code) == text
     assert exit_column(code) == column
+
+
+def test_the_exit_field_of_details_says_the_code_or_the_signal() -> None:
+    from jobmagic.text.describe import exit_field
+
+    assert [exit_field(c) for c in (None, 0, 127, -9)] == ["-", "0", "127", "killed by SIGKILL"]

@@ -340,7 +340,7 @@ def test_status_shows_state_exit_error_runtime_pid_log(ipython_shell: Any) -> No
     assert isinstance(status, JobStatus)
     fields = dict(status.fields())
     assert fields["state"] == "failed"
-    assert fields["exit"] == "exit code 127"
+    assert fields["exit"] == "127"
     assert fields["error"] == "command not found: definitely-not-a-command-xyz"
     assert fields["pid"] == str(worker.pid)
     assert fields["log"] == str(worker.log_path)

@@ -14,7 +14,7 @@ from jobmagic.store.records import JobRecord
 from jobmagic.text.describe import (
     error_text,
     exit_column,
-    exit_text,
+    exit_field,
     format_runtime,
     short_command,
     state_text,
@@ -119,7 +119,7 @@ def job_details(record: JobRecord, colour: bool, now: float | None = None) -> st
         ("job", str(record.id)),
         ("name", record.name or "-"),
         ("state", coloured(state_text(record), record.state, colour)),
-        ("exit", exit_text(record.exit_code) or "-"),
+        ("exit", exit_field(record.exit_code)),
         ("error", error_text(record) or "-"),
         ("command", record.command),
         ("cwd", record.cwd or "-"),

@@ -18,7 +18,7 @@ from jobmagic.text.describe import (
     STATE_COLORS,
     error_text,
     exit_column,
-    exit_text,
+    exit_field,
     format_runtime,
     job_label,
     outcome_details,
@@ -201,7 +201,7 @@ class JobStatus:
         return (
             ("command", w.command.strip()),
             ("state", state_text(w)),
-            ("exit", exit_text(w.exit_code) or "-"),
+            ("exit", exit_field(w.exit_code)),
             ("error", error_text(w) or "-"),
             ("runtime", format_runtime(w.runtime)),
             ("pid", str(w.pid) if w.pid is not None else "-"),

@@ -177,3 +177,13 @@ def group_table(groups: Iterable[tuple[str, int, int, int, bool]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def exit_field(exit_code: int | None) -> str:
+    """The exit field of a job's details: ``127``, ``killed by SIGKILL``, ``-`` while running.
+
+    (Under the label "exit", so not "exit code 127".)
+    """
+    if exit_code is None:
+        return "-"
+    return describe_exit(exit_code) if exit_code < 0 else str(exit_code)
