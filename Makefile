@@ -1,8 +1,8 @@
 # Developer entry points. Needs only python3 (3.11+), node 20 + npm, make and git.
-#   make lab     JupyterLab with jobmagic, opened on notebooks/quickstart.ipynb
+#   make lab     JupyterLab with jobmagic, opened on the quickstart (PORT=8888 by default)
 #   make test    every check CI runs: lint, types, unit/kernel/browser tests, notebooks
 #   make bench   benchmarks (CHECK=1 fails when a budget is exceeded)
-#   make clean   remove everything the targets above create
+#   make clean   remove everything the targets above create (not lab-notebooks/: yours)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,7 +12,13 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 # The installed package is rebuilt only when something that goes into the build changed.
+# STAMP: with the test extras (make test); LAB_STAMP: only what running JupyterLab needs.
 STAMP := $(VENV)/.jobmagic-installed
+LAB_STAMP := $(VENV)/.jobmagic-lab-installed
+# make lab serves a copy of the example notebooks from here (git-ignored): notebooks a user
+# creates or edits there are theirs, never linted or run by make test.
+LAB_DIR := lab-notebooks
+PORT ?= 8888
 BUILD_INPUTS := pyproject.toml jupyter-config/server-config/jobmagic.json \
 	labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
 	$(shell find labextension/src labextension/style -type f 2>/dev/null)
@@ -38,8 +44,23 @@ $(STAMP): $(VPY) $(NODE_MODULES) $(BUILD_INPUTS)
 	$(VPY) -m pip install --disable-pip-version-check -e '.[test,dev]'
 	touch $@
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(ALLOW_ROOT) notebooks/quickstart.ipynb
+# Reuses the test install when it is up to date (it has everything lab needs).
+$(LAB_STAMP): $(VPY) $(NODE_MODULES) $(BUILD_INPUTS)
+	if [ -e $(STAMP) ] && [ -z "$$(find $(BUILD_INPUTS) -newer $(STAMP) | head -n 1)" ]; then \
+		echo "jobmagic is installed (with the test extras)"; \
+	else \
+		$(VPY) -m pip install --disable-pip-version-check -e '.[lab]'; \
+	fi
+	touch $@
+
+lab: $(LAB_STAMP)
+	mkdir -p $(LAB_DIR)
+	cp -n notebooks/*.ipynb $(LAB_DIR)/  # never over the user's edits
+	token=$$($(VPY) -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo "== jobmagic: open http://127.0.0.1:$(PORT)/lab/tree/quickstart.ipynb?token=$$token"; \
+	exec $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --ServerApp.port_retries=0 \
+		--IdentityProvider.token=$$token --ServerApp.root_dir=$(LAB_DIR) $(ALLOW_ROOT) \
+		$(LAB_DIR)/quickstart.ipynb
 
 # Browser tests drive Debian's Chromium; Playwright may not download its own.
 chromium:

@@ -154,3 +154,88 @@ def test_the_public_names_load_lazily_and_the_engine_never_needs_ipython() -> No
         "['JobState', 'Worker', 'WorkerService', '__version__', 'get_service']\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.timeout(240)
+def test_make_lab_serves_copies_of_the_notebooks_and_prints_the_quickstarts_url(
+    tmp_path: Path,
+) -> None:
+    import os
+    import select
+    import signal
+    import urllib.request
+
+    from helpers import free_port, wait_until
+
+    port = free_port()
+    lab_dir = tmp_path / "lab"
+    env = {
+        **os.environ,
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "BROWSER": "true",  # "opens when possible": here, a browser that does nothing
+    }
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "lab", f"PORT={port}", f"LAB_DIR={lab_dir}"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        deadline = 200.0
+        while not url:
+            ready, _, _ = select.select([process.stdout], [], [], deadline)
+            assert ready, "make lab printed no URL"
+            line = process.stdout.readline().decode(errors="replace")
+            assert line, "make lab ended before printing its URL"
+            if line.startswith("== jobmagic: open "):
+                url = line.removeprefix("== jobmagic: open ").strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token=")
+        # The copies, not the shipped notebooks, are what the server serves.
+        assert sorted(p.name for p in lab_dir.glob("*.ipynb")) == sorted(
+            p.name for p in (REPO / "notebooks").glob("*.ipynb")
+        )
+        running = False
+        seen: list[str] = []
+        while not running:  # the server says when it listens
+            ready, _, _ = select.select([process.stdout], [], [], deadline)
+            assert ready, "the lab server did not start"
+            line = process.stdout.readline().decode(errors="replace")
+            assert line, "make lab ended before its server started"
+            seen.append(line)
+            running = "is running at" in line
+        token = url.rpartition("token=")[2]
+        contents = f"http://127.0.0.1:{port}/api/contents/quickstart.ipynb?token={token}"
+        # It listens a moment after saying so (once its loop runs): nothing to wait on.
+        reply = wait_until(lambda: _answer(contents), 60, message=f"the server: {''.join(seen)}")
+        assert reply == 200
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+            assert b"JupyterLab" in page.read()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
+
+def _answer(url: str) -> int | None:
+    """The HTTP status of a GET of ``url``; None while nothing listens there."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return int(reply.status)
+    except ConnectionRefusedError:
+        return None
+    except OSError as exc:
+        if isinstance(getattr(exc, "reason", None), ConnectionRefusedError):
+            return None
+        raise

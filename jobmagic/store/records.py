@@ -88,20 +88,23 @@ MIGRATIONS: list[str] = [
     # it keeps its slot and devices); ``paused_at`` is when the pause under way began,
     # ``paused_for`` the seconds of the pauses that are over (runtime leaves both out).
     # A paused group admits nothing; ``pause_epoch`` moves at every pause and resume, so
-    # that a kernel whose job another process paused hears of it. ``jobs_ownerless``
-    # finds the detached queued jobs that any kernel may admit once their owner is gone.
-    # ``session`` names the notebook whose kernel started the job (JPY_SESSION_NAME): the
-    # next kernel of that notebook re-attaches the jobs a restart left running.
+    # that a kernel whose job another process paused hears of it.
     """
     ALTER TABLE jobs ADD COLUMN paused_at REAL;
-    ALTER TABLE jobs ADD COLUMN session TEXT;
     ALTER TABLE jobs ADD COLUMN paused_for REAL NOT NULL DEFAULT 0;
     ALTER TABLE groups ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     INSERT INTO store_info (key, value) VALUES ('pause_epoch', '0');
-    CREATE INDEX jobs_ownerless ON jobs(id) WHERE state = 'queued' AND detached = 1;
     DROP INDEX jobs_live_name;
     CREATE UNIQUE INDEX jobs_live_name ON jobs(name)
         WHERE name IS NOT NULL AND state IN ('queued', 'running', 'paused');
+    """,
+    # 6: ``jobs_ownerless`` finds the detached queued jobs that any kernel may admit once
+    # their owner is gone; ``session`` names the notebook whose kernel started the job
+    # (JPY_SESSION_NAME): the next kernel of that notebook re-attaches the jobs a restart
+    # left running. (IF NOT EXISTS: development stores of 5 may have the index already.)
+    """
+    ALTER TABLE jobs ADD COLUMN session TEXT;
+    CREATE INDEX IF NOT EXISTS jobs_ownerless ON jobs(id) WHERE state = 'queued' AND detached = 1;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
