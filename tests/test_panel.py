@@ -26,7 +26,8 @@ from ipywidgets.widgets.widget import _instances as widget_instances
 from jobmagic import JobState, WorkerService
 from jobmagic.notebook.output_widget import OutputWidgetHandler
 from jobmagic.notebook.panel import JobPanel, JobRow
-from jobmagic.notebook.panel_row import PAUSE_AFTER, SharedParts
+from jobmagic.notebook.panel_row import SharedParts
+from jobmagic.notebook.row_summary import PAUSE_AFTER, latest_percent, started_ago
 from jobmagic.text.ansi_html import ansi_to_html
 from jobmagic.text.describe import format_runtime
 
@@ -208,7 +209,10 @@ def test_new_job_appears_and_stop_button_stops_it(service: WorkerService, panel:
     assert_gone(worker.pid)
     assert row.stop_button.disabled
     assert "killed by SIGTERM" in row.summary.value
+    assert "pid " not in row.summary.value  # stale once it has ended: the exit instead
+    assert row.stop_button not in row.widget.children  # not a disabled red button
     wait_widget(panel.counts, lambda: "stopped 1" in panel.counts.value)
+    assert "running" not in panel.counts.value
     assert panel.stop_all_button.disabled
 
 
@@ -227,7 +231,7 @@ def test_stop_all_button_stops_every_running_job(service: WorkerService, panel: 
         assert worker.state is JobState.STOPPED
         assert worker.pid is not None
         assert_gone(worker.pid)
-        assert row.stop_button.disabled
+        assert row.stop_button not in row.widget.children
     done_row = wait_row(panel, done.id or 0)
     wait_state(done_row, JobState.SUCCEEDED)
     assert "exit code 0" in done_row.summary.value
@@ -257,7 +261,7 @@ def test_state_change_reaches_the_widget_within_250_ms(
         unsubscribe()
     assert ended_at, "the service sent no event for the job's end"
     assert shown_at - ended_at[0] < 0.25
-    assert row.stop_button.disabled
+    assert row.stop_button not in row.widget.children
 
 
 def test_failed_job_shows_its_error(service: WorkerService, panel: JobPanel) -> None:
@@ -268,7 +272,7 @@ def test_failed_job_shows_its_error(service: WorkerService, panel: JobPanel) -> 
     assert worker.error
     assert "command not found" in worker.error
     assert "command not found" in row.summary.value
-    assert row.stop_button.disabled
+    assert row.stop_button not in row.widget.children
 
 
 def test_long_command_is_shortened_with_full_text_on_hover(
@@ -330,7 +334,7 @@ def test_output_toggle_follows_the_job_with_colours_and_collapsed_progress(
 
     row.output_toggle.value = False
     assert worker.logger.handlers == []
-    assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+    assert row.widget.children == finished_children(row)
     assert row.handler is None
 
     output = row.output
@@ -364,6 +368,11 @@ def test_show_output_before_the_row_exists(service: WorkerService, panel: JobPan
     )
     worker.wait(10)
     later.wait(10)
+
+
+def finished_children(row: JobRow) -> tuple[Any, ...]:
+    """What the row of an ended job holds: no Stop or Pause; Re-run, Remove, Output."""
+    return (row.summary, row.rerun_button, row.remove_button, row.output_toggle)
 
 
 def wait_pause_button(row: JobRow) -> Any:
@@ -412,7 +421,9 @@ def test_rows_share_their_layout_and_style_widgets(service: WorkerService, panel
 
 def test_panel_displays_as_a_widget(service: WorkerService, panel: JobPanel) -> None:
     bundle = panel._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
+    assert isinstance(panel, ipywidgets.VBox)
+    assert panel.widget is panel  # for code written before the panel was the widget
     other = JobPanel(service, tail_lines=5)
     try:
         assert isinstance(other, JobPanel)
@@ -521,7 +532,7 @@ def test_pause_button_holds_the_whole_job_still_and_resume_lets_it_go_on(
     assert f">{format_runtime(worker.runtime)}<" in row.summary.value  # frozen there
     assert not row.stop_button.disabled
     wait_widget(panel.counts, lambda: "paused 1" in panel.counts.value)
-    assert "running 0" in panel.counts.value
+    assert "running" not in panel.counts.value  # only the states that have jobs
     assert not panel.stop_all_button.disabled  # a paused job has not ended
 
     button.click()
@@ -596,7 +607,7 @@ def test_stop_button_stops_a_paused_job(service: WorkerService, panel: JobPanel)
     assert worker.exit_code == -15  # let go on to hear SIGTERM, not killed at the deadline
     assert_gone(worker.pid)
     assert "killed by SIGTERM" in row.summary.value
-    assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+    assert row.widget.children == finished_children(row)
     wait_widget(panel.counts, lambda: "stopped 1" in panel.counts.value)
     assert "paused" not in panel.counts.value
     assert panel.stop_all_button.disabled
@@ -624,10 +635,237 @@ def test_pause_of_a_job_that_ended_meanwhile_is_logged_and_shown(
             f"pausing job {worker.id} failed: job {worker.id} has already ended (stopped)"
         ]
         assert row_state(row) == "stopped"
-        assert row.widget.children == (row.summary, row.stop_button, row.output_toggle)
+        # A row made without ``remove`` offers no Remove.
+        assert row.remove_button is None
+        assert row.widget.children == (row.summary, row.rerun_button, row.output_toggle)
     finally:
         row.close()
         shared.close()
+
+
+# -- the panel as a widget, finished rows, header, filter, progress ------------------------
+
+
+def test_panel_is_a_vbox_that_goes_into_another_box_and_closes_all_it_made(
+    service: WorkerService,
+) -> None:
+    listeners = service.listener_count
+    box = ipywidgets.VBox([ipywidgets.HTML("my dashboard")])
+    before = set(widget_instances)
+    panel = JobPanel(service)
+    box.children = (*box.children, panel)
+    try:
+        assert isinstance(panel, ipywidgets.VBox)
+        assert box.children[1] is panel
+        assert panel.children == (panel._header, panel.rows_box)
+        worker = service.start(py("print('hi')"))
+        worker.wait(10)
+        row = wait_row(panel, worker.id or 0)
+        wait_state(row, JobState.SUCCEEDED)
+        assert service.listener_count == listeners + 1
+        made = set(widget_instances) - before
+        assert panel.model_id in made
+        assert row.widget.model_id in made
+
+        panel.close()
+        assert service.listener_count == listeners
+        assert panel.comm is None
+        # Every widget it made is closed: rows, buttons, boxes, shared layouts and styles.
+        assert made & set(widget_instances) == set()
+        assert "jobmagic-panel" not in [t.name for t in threading.enumerate()]
+    finally:
+        panel.close()
+        for child in box.children:
+            child.close()
+        box.close()
+
+
+def test_finished_row_offers_rerun_and_remove_instead_of_stop(
+    service: WorkerService, panel: JobPanel
+) -> None:
+    worker = service.start(py("import sys; sys.exit(3)"), name="three")
+    worker.wait(10)
+    row = wait_row(panel, worker.id or 0)
+    wait_state(row, JobState.FAILED)
+    assert row.widget.children == finished_children(row)
+    assert (row.rerun_button.description, row.remove_button.description) == ("Re-run", "Remove")
+    assert "pid " not in row.summary.value
+    assert "exit code 3" in row.summary.value
+    assert ">just now<" in row.summary.value  # when it started
+    # Named: the name, and the command shortened beside it (in full on hover).
+    assert ">three<" in row.summary.value
+    assert 'class="jobmagic-command"' in row.summary.value
+
+    row.rerun_button.click()
+    new_id = wait_until(
+        lambda: next((i for i in panel.rows if i != worker.id), None), 10, message="a new row"
+    )
+    record = service.store.get(new_id)
+    assert record is not None
+    assert record.restarted_from == worker.id
+    assert record.command == worker.command
+    new_row = wait_row(panel, new_id)
+    wait_state(new_row, JobState.FAILED)
+    assert new_row.rerun_button is not None
+
+    row.remove_button.click()
+    assert service.store.get(worker.id or 0) is None
+    assert not worker.log_path.exists()
+    wait_widget(panel.rows_box, lambda: worker.id not in panel.rows, names=["children"])
+    assert panel.rows_box.children == (new_row.widget,)
+
+
+def test_remove_that_fails_is_logged_in_one_line(
+    service: WorkerService, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = service.start("true")
+    worker.wait(10)
+    shared = SharedParts()
+    row = JobRow(worker, 10, shared, remove=service.remove)
+    try:
+        service.remove(worker.id or 0)  # gone meanwhile (another panel, the command line)
+        with caplog.at_level(logging.WARNING, logger="jobmagic.notebook.panel_row"):
+            row.remove_button.click()  # does not raise
+        messages = [r.getMessage() for r in caplog.records]
+        assert len(messages) == 1
+        assert messages[0].startswith(f"removing job {worker.id} failed: ")
+        assert "\n" not in messages[0]
+    finally:
+        row.close()
+        shared.close()
+
+
+def test_header_counts_only_the_states_that_have_jobs(
+    service: WorkerService, panel: JobPanel
+) -> None:
+    assert "none" in panel.counts.value
+    assert "running" not in panel.counts.value
+    worker = service.start("true")
+    worker.wait(10)
+    wait_widget(panel.counts, lambda: "succeeded 1" in panel.counts.value)
+    for state in JobState:
+        if state is not JobState.SUCCEEDED:
+            assert f"{state.value} " not in panel.counts.value
+
+
+def test_filter_shows_only_unfinished_rows_and_all_again(
+    service: WorkerService, panel: JobPanel
+) -> None:
+    done = service.start("true")
+    done.wait(10)
+    running = service.start(py(SLEEPER))
+    done_row, running_row = wait_row(panel, done.id or 0), wait_row(panel, running.id or 0)
+    wait_state(done_row, JobState.SUCCEEDED)
+    assert panel.rows_box.children == (done_row.widget, running_row.widget)
+
+    panel.filter.value = "running"
+    wait_widget(panel.rows_box, lambda: panel.rows_box.children == (running_row.widget,))
+    assert set(panel.rows) == {done.id, running.id}  # out of view, not gone
+    running.stop()  # it ends: the filter takes it out of view too
+    wait_widget(panel.rows_box, lambda: panel.rows_box.children == ())
+
+    panel.filter.value = "all"
+    wait_widget(
+        panel.rows_box,
+        lambda: panel.rows_box.children == (done_row.widget, running_row.widget),
+    )
+
+
+def test_clear_finished_takes_ended_rows_out_but_keeps_their_records(
+    service: WorkerService, panel: JobPanel, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    done = service.start("true")
+    done.wait(10)
+    later = service.start(py(WAIT_FOR_FIFO) + " " + shlex.quote(str(fifo)))
+    done_row, later_row = wait_row(panel, done.id or 0), wait_row(panel, later.id or 0)
+    wait_state(done_row, JobState.SUCCEEDED)
+    wait_ready(later)
+
+    panel.clear_button.click()
+    wait_widget(panel.rows_box, lambda: panel.rows_box.children == (later_row.widget,))
+    assert set(panel.rows) == {later.id}
+    assert service.store.get(done.id or 0) is not None  # only out of this panel
+    assert done.log_path.exists()
+    assert "succeeded" not in panel.counts.value
+
+    with open(fifo, "w") as f:  # the other job ends after the clear: it stays shown
+        f.write("go")
+    wait_state(later_row, JobState.SUCCEEDED)
+    assert panel.rows_box.children == (later_row.widget,)
+    wait_widget(panel.counts, lambda: "succeeded 1" in panel.counts.value)
+    panel.clear_button.click()
+    wait_widget(panel.rows_box, lambda: panel.rows_box.children == ())
+    assert service.store.get(later.id or 0) is not None
+
+
+# Writes a progress line ending in \r, as progress bars do, then blocks until a signal.
+PROGRESS = (
+    "import signal, sys\n"
+    "sys.stdout.write('step 1\\nprogress 12%\\r progress 45%\\r'); sys.stdout.flush()\n"
+    "signal.pause()\n"
+)
+# A real tqdm bar at 50 of 100 (on stderr, merged in the log), then blocks until a signal.
+TQDM = (
+    "import signal; from tqdm import tqdm\n"
+    "bar = tqdm(total=100, mininterval=0); bar.update(50); bar.refresh()\n"
+    "signal.pause()\n"
+)
+
+
+def shown_percent(row: JobRow) -> int | None:
+    match = re.search(r'class="jobmagic-progress" data-percent="(\d+)"', row.summary.value)
+    return int(match.group(1)) if match else None
+
+
+@pytest.mark.parametrize("program", [PROGRESS, TQDM], ids=["percent-line", "tqdm"])
+def test_progress_bar_shows_the_latest_percentage_while_the_job_runs(
+    service: WorkerService, panel: JobPanel, program: str
+) -> None:
+    if program is TQDM:
+        pytest.importorskip("tqdm")
+    worker = service.start(py(program))
+    row = wait_row(panel, worker.id or 0)
+    assert not row.output_toggle.value  # read from the log, with the output hidden
+    wait_widget(row.summary, lambda: shown_percent(row) is not None, names=["value"])
+    percent = shown_percent(row)
+    assert percent is not None
+    assert 40 <= percent <= 60
+    assert f"width:{percent}%" in row.summary.value
+    assert row.progress is not None
+
+    worker.stop()
+    wait_state(row, JobState.STOPPED)
+    assert shown_percent(row) is None  # only while it runs
+    assert row.progress is None
+
+
+@pytest.mark.parametrize(
+    ("text", "percent"),
+    [
+        (" 45%|████▌     | 45/100 [00:01<00:01, 44.9it/s]", 45.0),  # tqdm
+        ("\r 10%|#         |\r 46%|####6     | 46/100", 46.0),  # tqdm, ASCII, \r updates
+        ("file.iso   45%[=====>      ]  45.2M  10.2MB/s    eta 5s    ", 45.0),  # wget
+        ("######################                       45.3%", 45.3),  # curl -#
+        ("\x1b[32mprogress 50 %\x1b[0m\r", 50.0),  # coloured, ending in \r
+        ("downloading 99%\ndone\n", None),  # the last line says no percentage
+        ("ratio 250% then 30%", 30.0),  # more than 100 is no progress
+        ("", None),
+    ],
+)
+def test_latest_percent_reads_the_last_line(text: str, percent: float | None) -> None:
+    assert latest_percent(text) == percent
+
+
+def test_started_ago_wording_moves_once_a_minute_at_most() -> None:
+    now = 1_000_000.0
+    assert started_ago(None, now) == ""
+    assert started_ago(now - 59, now) == "just now"
+    assert started_ago(now + 5, now) == "just now"  # a clock a little ahead
+    assert started_ago(now - 180, now) == "3 min ago"
+    assert started_ago(now - 2 * 3600 - 5, now) == "2 h ago"
+    assert started_ago(now - 5 * 86400, now) == "5 d ago"
 
 
 # -- OutputWidgetHandler, fed directly ----------------------------------------------------
@@ -766,3 +1004,13 @@ def test_open_close_cycles_leave_nothing_behind(service: WorkerService) -> None:
     assert len(widget_instances) == widgets_before
     running.stop()
     assert running.state is JobState.STOPPED
+
+
+def test_the_panels_plain_text_says_what_to_do_when_it_cannot_be_drawn(panel: JobPanel) -> None:
+    bundle = panel._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert data["text/plain"] == (
+        "jobmagic panel: its kernel has restarted (or this view cannot show "
+        "widgets): run %job panel"
+    )
+    assert "application/vnd.jupyter.widget-view+json" in data

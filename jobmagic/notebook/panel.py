@@ -1,19 +1,20 @@
 """``JobPanel``: an ipywidgets control panel for the jobs of a ``WorkerService``.
 
-The panel follows the service's events (``svc.subscribe``) instead of polling: the event
+The panel is a ``VBox``: it displays by itself and goes into any box, tab or dashboard.
+It follows the service's events (``svc.subscribe``) instead of polling: the event
 callback only queues the job and wakes the panel's one thread, which updates the widgets.
-That thread also ticks the runtimes once a second, and only while some job runs (not a
-paused one: its clock stands still). A job's output is shown by an ``OutputWidgetHandler``
-attached to the job's logger only while its output toggle is on, so the engine reads no
-log that nobody watches.
+That thread also ticks the running rows once a second (runtime, and the progress their
+log's last line shows; not a paused one: its clock stands still), and the other rows'
+"3 min ago" as it moves. A job's output is shown by an ``OutputWidgetHandler`` attached to
+the job's logger only while its output toggle is on, so the engine reads no log that
+nobody watches.
 
-Standard widgets only (VBox, HBox, HTML, Button, ToggleButton): it works in JupyterLab,
-Notebook 7 and VS Code. Every widget costs the kernel a ``comm_open`` message, and
-ipywidgets 8 gives each one its own Layout and Style widget (two more) unless it is given
-one. So the widgets of a panel share their Layout and Style widgets (``SharedParts``), a
-row is one box (no nested boxes), its Pause button is created when its job first runs and
-its output widget when first shown: a new row costs 4 ``comm_open`` messages, not 16 (one
-more once its job runs).
+Standard widgets only (VBox, HBox, HTML, Button, ToggleButton, ToggleButtons): it works
+in JupyterLab, Notebook 7 and VS Code. Every widget costs the kernel a ``comm_open``
+message, and ipywidgets 8 gives each one its own Layout and Style widget (two more)
+unless it is given one. So the widgets of a panel share their Layout and Style widgets
+(``SharedParts``), a row is one box (no nested boxes), and a row's widgets are made when
+its job first needs them (see ``JobRow``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import ipywidgets
 from jobmagic.core.state import JobState
 from jobmagic.errors import StoreError
 
-from .panel_row import JobRow, SharedParts, badge
+from .panel_row import JobRow, SharedParts
+from .row_summary import badge
 
 if TYPE_CHECKING:
     from jobmagic.core.events import JobEvent
@@ -41,20 +43,26 @@ __all__ = ["JobPanel", "JobRow"]
 logger = logging.getLogger(__name__)
 
 _TICK_SECONDS = 1.0  # the runtime clock's period while some job runs
-_TICKS_PER_SECOND = 10  # at most this many rows' runtimes are re-sent per second
+_TICKS_PER_SECOND = 10  # at most this many rows are re-sent per tick second
+# With nothing running, how often the finished rows' "3 min ago" is looked at: it moves
+# once a minute at most, so it lags by this much at most.
+_CLOCK_SECONDS = 15.0
+ALL, RUNNING = "all", "running"  # the filter's values
 
 
-class JobPanel:
-    """A live control panel for the jobs of a ``WorkerService``.
+class JobPanel(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets has no type information
+    """A live control panel for the jobs of a ``WorkerService``, as an ``ipywidgets.VBox``.
 
-    A header with the number of jobs per state and a "Stop all" button, then one row per
-    job (id, group unless "default", name or command, state, then pid, runtime, exit code
-    or error, or for a queued job why it waits; Pause or Resume while it runs, Stop,
-    Output). New jobs appear and finished ones update by themselves, from the service's
-    events.
+    A header with the number of jobs per state (the states that have some), a filter
+    (all jobs, or only those queued, running or paused), "Clear finished" (takes the
+    ended jobs' rows out of this panel; their records stay) and "Stop all", then one row
+    per job (see ``JobRow``: id, name and command, state, progress, start, runtime, exit;
+    the buttons that fit its state). New jobs appear and finished ones update by
+    themselves, from the service's events.
 
-    Display it as the last expression of a cell or with ``display(panel)``; several panels
-    may be open at once. ``close()`` detaches everything it attached.
+    Display it as the last expression of a cell or with ``display(panel)``, or put it in
+    another box; several panels may be open at once. ``close()`` detaches everything it
+    attached and closes every widget it made.
 
     Parameters
     ----------
@@ -65,19 +73,22 @@ class JobPanel:
 
     Attributes
     ----------
-    widget : ipywidgets.VBox
-        The panel's root widget (what is displayed).
     counts : ipywidgets.HTML
         The header's count of jobs per state.
+    filter : ipywidgets.ToggleButtons
+        ``"all"`` shows every row, ``"running"`` only those of jobs that have not ended.
+    clear_button : ipywidgets.Button
+        Takes the rows of the jobs that have ended out of this panel (not the jobs).
     stop_all_button : ipywidgets.Button
         Stops every job of the service that has not ended.
     rows_box : ipywidgets.VBox
-        Holds one ``JobRow.widget`` per job, in id order.
+        Holds the ``JobRow.widget`` of each row the filter shows, in id order.
 
     Examples
     --------
     >>> panel = JobPanel()  # doctest: +SKIP
     >>> panel  # doctest: +SKIP
+    >>> ipywidgets.Tab([panel, other])  # doctest: +SKIP
     >>> panel.close()  # doctest: +SKIP
     """
 
@@ -88,11 +99,25 @@ class JobPanel:
             from jobmagic.engine.default import get_service
 
             service = get_service()
-        self.service = service
-        self.tail_lines = tail_lines
-        shared = self._shared = SharedParts()
-        self.counts: Any = ipywidgets.HTML(layout=shared.grow, style=shared.html_style)
-        self.stop_all_button: Any = ipywidgets.Button(
+        shared = SharedParts()
+        counts = ipywidgets.HTML(layout=shared.grow, style=shared.html_style)
+        row_filter = ipywidgets.ToggleButtons(
+            options=[("All", ALL), ("Running", RUNNING)],
+            value=ALL,
+            tooltips=["Every job", "Only the jobs that are queued, running or paused"],
+            layout=shared.button,
+            style=shared.toggles_style,
+            _dom_classes=("jobmagic-filter",),
+        )
+        clear_button = ipywidgets.Button(
+            description="Clear finished",
+            icon="eraser",
+            tooltip="Take the jobs that have ended out of this panel (their records stay)",
+            layout=shared.button,
+            style=shared.button_style,
+            _dom_classes=("jobmagic-clear-finished",),
+        )
+        stop_all_button = ipywidgets.Button(
             description="Stop all",
             icon="stop",
             button_style="danger",
@@ -101,38 +126,64 @@ class JobPanel:
             style=shared.button_style,
             _dom_classes=("jobmagic-stop-all",),
         )
-        self.stop_all_button.on_click(self._on_stop_all)
-        self._header: Any = ipywidgets.HBox(
-            [self.counts, self.stop_all_button], layout=shared.header
+        header = ipywidgets.HBox(
+            [counts, row_filter, clear_button, stop_all_button], layout=shared.header
         )
-        self.rows_box: Any = ipywidgets.VBox(layout=shared.column)
-        self.widget: Any = ipywidgets.VBox(
-            [self._header, self.rows_box], layout=shared.column, _dom_classes=("jobmagic-panel",)
-        )
-        # Guards _rows, _pending, _expand and _closed: the event callback (any engine
-        # thread), the panel thread, widget callbacks and close() all use them.
+        rows_box = ipywidgets.VBox(layout=shared.column)
+        super().__init__([header, rows_box], layout=shared.column, _dom_classes=("jobmagic-panel",))
+        self.service = service
+        self.tail_lines = tail_lines
+        self._shared = shared
+        self.counts: Any = counts
+        self.filter: Any = row_filter
+        self.clear_button: Any = clear_button
+        self.stop_all_button: Any = stop_all_button
+        self._header: Any = header
+        self.rows_box: Any = rows_box
+        # Guards _rows, _pending, _expand, _cleared, the *_wanted flags and _closed: the
+        # event callback (any engine thread), the panel thread, widget callbacks and
+        # close() all use them.
         self._lock = threading.Lock()
         self._rows: dict[int, JobRow] = {}
         self._pending: dict[int, tuple[str, Worker]] = {}  # job id -> latest event
         self._expand: set[int] = set()  # ids whose output opens when their row appears
+        self._cleared: set[int] = set()  # ids of ended jobs taken out: they stay out
+        self._clear_wanted = False  # "Clear finished" was clicked
+        self._layout_wanted = False  # the filter changed
         self._closed = False
         self._wake = threading.Event()
-        self._running = False  # some row is RUNNING: its clock runs (panel thread only)
-        self._next_tick = 0.0  # time.monotonic() of the next runtime tick (panel thread only)
+        self._ticking = False  # some row's clock moves (panel thread only)
+        self._next_tick = 0.0  # time.monotonic() of the next tick (panel thread only)
         # Subscribe before listing so no job falls between the two; a job in both is
         # refreshed twice, which is harmless.
         self._unsubscribe = service.subscribe(self._on_event)
         for worker in service.list():
             if worker.id is not None:
-                self._rows[worker.id] = JobRow(worker, tail_lines, shared)
+                self._rows[worker.id] = self._make_row(worker)
         self._layout_rows()
         self._render_header()
+        self.stop_all_button.on_click(self._on_stop_all)
+        self.clear_button.on_click(self._on_clear)
+        self.filter.observe(self._on_filter, names="value")
         self._thread = threading.Thread(target=self._run, name="jobmagic-panel", daemon=True)
         self._thread.start()
 
     @property
+    def widget(self) -> JobPanel:
+        """The panel itself (it is the widget; kept for code written before it was)."""
+        return self
+
+    def __repr__(self) -> str:
+        # The text/plain of the panel's output: what a frontend shows when it cannot draw
+        # the widget (its kernel has restarted, or a static view of the notebook).
+        return (
+            "jobmagic panel: its kernel has restarted (or this view cannot show "
+            "widgets): run %job panel"
+        )
+
+    @property
     def rows(self) -> dict[int, JobRow]:
-        """The rows shown, by job id (a copy)."""
+        """The panel's rows, by job id (a copy); the filter may keep some out of view."""
         with self._lock:
             return dict(self._rows)
 
@@ -157,9 +208,14 @@ class JobPanel:
     def close(self) -> None:
         """Unsubscribe, detach every output handler, end the panel's thread, close widgets.
 
-        Idempotent.
+        Every widget the panel made closes, the panel too; idempotent.
         """
-        with self._lock:
+        # ipywidgets' __del__ calls close(), also on a panel whose __init__ failed.
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            super().close()
+            return
+        with lock:
             if self._closed:
                 return
             self._closed = True
@@ -172,12 +228,22 @@ class JobPanel:
             self._thread.join()
         for row in rows:
             row.close()
-        for widget in (self.counts, self.stop_all_button, self._header, self.rows_box, self.widget):
+        for widget in (
+            self.counts,
+            self.filter,
+            self.clear_button,
+            self.stop_all_button,
+            self._header,
+            self.rows_box,
+        ):
             widget.close()
+        super().close()
         self._shared.close()
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _make_row(self, worker: Worker, show_output: bool = False) -> JobRow:
+        return JobRow(
+            worker, self.tail_lines, self._shared, show_output, remove=self.service.remove
+        )
 
     def _on_event(self, event: JobEvent[Worker]) -> None:
         # Called from whichever thread changed the job: queue it and wake, nothing more
@@ -201,13 +267,24 @@ class JobPanel:
                     logger.exception("stopping job %s failed", worker.id)
         self._wake.set()
 
+    def _on_clear(self, _button: Any) -> None:
+        # The panel thread takes the rows out: it is the only one that lays them out.
+        with self._lock:
+            self._clear_wanted = True
+        self._wake.set()
+
+    def _on_filter(self, _change: Any) -> None:
+        with self._lock:
+            self._layout_wanted = True
+        self._wake.set()
+
     def _run(self) -> None:
-        # The panel's one thread: applies queued events, and ticks the runtimes while some
-        # job runs (the only timed wait; with nothing running it waits untimed).
+        # The panel's one thread: applies queued events, clears and filters, and ticks
+        # the clocks while some move (the only timed wait; else it waits untimed).
         self._apply({})
         while True:
             timeout = None
-            if self._running:
+            if self._ticking:
                 timeout = max(0.0, self._next_tick - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
@@ -215,23 +292,29 @@ class JobPanel:
                 if self._closed:
                     return
                 pending, self._pending = self._pending, {}
+                clear, self._clear_wanted = self._clear_wanted, False
+                relayout, self._layout_wanted = self._layout_wanted, False
             try:
-                self._apply(pending)
+                self._apply(pending, clear=clear, relayout=relayout)
             except Exception:
                 logger.exception("updating the job panel failed")
 
-    def _apply(self, pending: dict[int, tuple[str, Worker]]) -> None:
+    def _apply(
+        self, pending: dict[int, tuple[str, Worker]], clear: bool = False, relayout: bool = False
+    ) -> None:
         refreshed: set[int] = set()
-        layout_changed = False
         for job_id, (kind, worker) in sorted(pending.items()):
             if kind == "removed":
-                layout_changed |= self._remove_row(job_id)
-            elif self._add_or_refresh_row(job_id, worker):
-                layout_changed = True
+                self._remove_row(job_id)
+            else:
+                self._add_or_refresh_row(job_id, worker)
             refreshed.add(job_id)
-        if layout_changed:
-            self._layout_rows()
         rows = self.rows
+        if clear:
+            for job_id, row in rows.items():
+                if row.state.is_finished:
+                    self._remove_row(job_id, cleared=True)
+            rows = self.rows
         # A queued job's place in its group ("2nd in group gpu (2/2 running)") moves when
         # another job of the group starts, pauses, ends or goes, with no event of its own:
         # it is rendered again with theirs (never on the tick, as it reads the store).
@@ -247,25 +330,57 @@ class JobPanel:
             reasons = self._queue_reasons(waiting)
             for job_id, row in waiting.items():
                 row.refresh(reasons.get(job_id))
-        # RUNNING only: a PAUSED job is active, but its runtime does not grow.
-        running = [i for i, row in rows.items() if row.state is JobState.RUNNING]
-        now = time.monotonic()
-        if running and now >= self._next_tick:
-            # The runtime clock. With many running jobs it slows down so that the ticks
-            # cost at most _TICKS_PER_SECOND messages a second.
-            for job_id in running:
-                if job_id not in refreshed:
-                    rows[job_id].refresh()
-            periods = -(-len(running) // _TICKS_PER_SECOND)
-            self._next_tick = now + _TICK_SECONDS * periods
-        self._running = bool(running)
-        if pending:
+        if pending or clear or relayout:
+            # Also when a row's state changed: the filter may show it no more. Setting
+            # the children the box already has sends nothing.
+            self._layout_rows()
+        self._tick(rows, refreshed)
+        if pending or clear:
             self._render_header()
 
-    def _remove_row(self, job_id: int) -> bool:
+    def _tick(self, rows: dict[int, JobRow], refreshed: set[int]) -> None:
+        """Tick the clocks that move, if it is time: at most _TICKS_PER_SECOND rows a second.
+
+        RUNNING rows tick every second (runtime, progress); a PAUSED job's runtime does
+        not grow. The others' "3 min ago" is rendered again when its wording moved.
+        """
+        running = [i for i, row in rows.items() if row.state is JobState.RUNNING]
+        now = time.monotonic()
+        # With nothing running, the next tick was set a _CLOCK_SECONDS period away: a job
+        # that starts meanwhile ticks at once (its row, just rendered, is skipped).
+        periods = -(-len(running) // _TICKS_PER_SECOND)
+        if now < self._next_tick and not (
+            running and self._next_tick - now > _TICK_SECONDS * periods
+        ):
+            self._ticking = bool(running) or bool(rows)
+            return
+        for job_id in running:
+            if job_id not in refreshed:
+                rows[job_id].tick()
+        # With many running jobs the clock slows down, to _TICKS_PER_SECOND messages a second.
+        budget = periods * _TICKS_PER_SECOND - len(running)
+        wall = time.time()
+        moved = [
+            row
+            for job_id, row in rows.items()
+            if job_id not in refreshed and row.state is not JobState.RUNNING
+            if row.clock_moved(wall)
+        ]
+        budget = max(budget, _TICKS_PER_SECOND if not running else 0)
+        for row in moved[:budget]:
+            row.refresh()
+        if running or len(moved) > budget:
+            self._next_tick = now + _TICK_SECONDS * max(periods, 1)
+        else:
+            self._next_tick = now + _CLOCK_SECONDS
+        self._ticking = bool(running) or bool(rows)
+
+    def _remove_row(self, job_id: int, cleared: bool = False) -> bool:
         with self._lock:
             row = self._rows.pop(job_id, None)
             self._expand.discard(job_id)
+            if cleared:
+                self._cleared.add(job_id)
         if row is None:
             return False
         row.close()
@@ -274,7 +389,7 @@ class JobPanel:
     def _add_or_refresh_row(self, job_id: int, worker: Worker) -> bool:
         """Refresh the job's row, creating it if needed; True when it was created."""
         with self._lock:
-            if self._closed:
+            if self._closed or job_id in self._cleared:
                 return False
             row = self._rows.get(job_id)
             expand = job_id in self._expand
@@ -284,7 +399,7 @@ class JobPanel:
         # Made without the lock (showing the output attaches a handler to the job), and
         # only by this thread, so no other row for job_id can appear meanwhile. A row
         # whose output is wanted is made with it shown: no later toggle and row updates.
-        row = JobRow(worker, self.tail_lines, self._shared, show_output=expand)
+        row = self._make_row(worker, show_output=expand)
         added = wanted = False
         with self._lock:
             if not self._closed:  # close() may have run meanwhile
@@ -309,7 +424,12 @@ class JobPanel:
 
     def _layout_rows(self) -> None:
         rows = self.rows
-        self.rows_box.children = tuple(rows[i].widget for i in sorted(rows))
+        only_unfinished = self.filter.value == RUNNING
+        self.rows_box.children = tuple(
+            rows[i].widget
+            for i in sorted(rows)
+            if not (only_unfinished and rows[i].state.is_finished)
+        )
 
     def _render_header(self) -> None:
         rows = self.rows.values()
@@ -317,13 +437,11 @@ class JobPanel:
         for row in rows:
             counts[row.state] += 1
         parts = [
-            badge(state, f"{state.value} {counts[state]}")
-            for state in JobState
-            if counts[state] or state is JobState.RUNNING
+            badge(state, f"{state.value} {counts[state]}") for state in JobState if counts[state]
         ]
         self.counts.value = (
             '<div class="jobmagic-counts" style="display:flex;gap:0.4em;align-items:center">'
-            f"<b>Jobs</b> {' '.join(parts)}</div>"
+            f"<b>Jobs</b> {' '.join(parts) or 'none'}</div>"
         )
         active = counts[JobState.RUNNING] + counts[JobState.PAUSED] + counts[JobState.QUEUED]
         self.stop_all_button.disabled = active == 0

@@ -1,62 +1,38 @@
 """One job's row in the ``JobPanel``: its summary line, its buttons and output toggle.
 
 The widgets of a panel share their Layout and Style widgets (``SharedParts``), a row is
-one box (no nested boxes), its Pause button is created when its job first runs and its
-output widget when first shown: a new row costs 4 ``comm_open`` messages, not 16 (one
-more once its job runs).
+one box (no nested boxes), its Pause button is created when its job first runs, its
+Re-run and Remove buttons when it has ended, and its output widget when first shown: a
+new row costs 4 ``comm_open`` messages, not 16 (one more once its job runs, two more
+once it has ended).
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 from ipywidgets.widgets.widget_bool import ToggleButtonStyle
+from ipywidgets.widgets.widget_selection import ToggleButtonsStyle
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError
-from jobmagic.text.describe import STATE_COLORS, exit_text, format_runtime, shorten
 
 from .output_widget import OutputWidgetHandler
+from .row_summary import PAUSE_AFTER, latest_percent, read_log_end, render_summary, started_ago
 
 if TYPE_CHECKING:
     from jobmagic.engine.worker import Worker
 
-__all__ = ["JobRow", "SharedParts", "badge"]
+__all__ = ["JobRow", "SharedParts"]
 
 logger = logging.getLogger(__name__)
 
-_NAME_CHARS = 40  # a longer name or command is shortened; the full text is the tooltip
-_ERROR_CHARS = 60
-#: Seconds a job runs before its row offers Pause (the panel's first runtime tick renders it).
-PAUSE_AFTER = 1.0
 _SEED_BYTES = 65536  # how much of the log end seeds the output view when it is opened
-
-
-def badge(state: JobState, text: str | None = None) -> str:
-    """A state badge: white text on the state's colour (``text`` defaults to the state)."""
-    color = STATE_COLORS[state]
-    label = html.escape(text if text is not None else state.value.upper())
-    return (
-        f'<span class="jobmagic-badge jobmagic-state-{state.value}" style="background:'
-        f"{color};color:#fff;border-radius:3px;padding:0 0.5em;font-size:11px;"
-        f'font-weight:bold;white-space:nowrap">{label}</span>'
-    )
-
-
-def _cell(text: str, width: str | None, title: str | None = None, css: str = "") -> str:
-    """One column of a summary line; ``width`` None takes the rest of the line."""
-    title_attr = f' title="{html.escape(title)}"' if title else ""
-    size = f"flex:none;width:{width}" if width else "flex:1 1 0;min-width:0"
-    return (
-        f'<span style="{size};overflow:hidden;text-overflow:ellipsis;{css}"'
-        f"{title_attr}>{text}</span>"
-    )
 
 
 class SharedParts:
@@ -76,14 +52,28 @@ class SharedParts:
         # A job's row: summary and buttons on one line; the output, a full-width item,
         # wraps onto the next one.
         self.row = ipywidgets.Layout(flex_flow="row wrap", align_items="center")
-        # A full line (without margin, which would not fit beside 100% and make the row
-        # scroll sideways; the padding keeps the row's 2 px inset).
-        self.output = ipywidgets.Layout(flex="0 0 100%", margin="0", padding="0 2px")
+        # A full line (without side margins, which would not fit beside 100% and make the
+        # row scroll sideways). The widget's own element is the scroll box: its content is
+        # replaced at each update but the box stays, and column-reverse puts its scroll
+        # origin at the bottom, so it follows the newest line until the user scrolls up,
+        # and then keeps its distance from the bottom.
+        self.output = ipywidgets.Layout(
+            flex="0 0 100%",
+            display="flex",
+            flex_flow="column-reverse",
+            align_items="stretch",
+            overflow="auto",
+            max_height="24em",
+            margin="0.2em 0 0.4em 0",
+            padding="0 2px 0 0.5em",
+            border_left="3px solid #9e9e9e",
+        )
         self.header = ipywidgets.Layout(align_items="center", justify_content="space-between")
         self.column = ipywidgets.Layout()  # the VBoxes' (default) layout
         self.html_style = HTMLStyle()
         self.button_style = ipywidgets.ButtonStyle()
         self.toggle_style = ToggleButtonStyle()
+        self.toggles_style = ToggleButtonsStyle(button_width="auto")
 
     def close(self) -> None:
         """Close every part (once no open widget uses them)."""
@@ -91,77 +81,31 @@ class SharedParts:
             part.close()
 
 
-def _group_tag(group: str) -> str:
-    """The group a job runs in, as a small outlined tag before its name."""
-    name = html.escape(group)
-    return (
-        f'<span class="jobmagic-group" title="group {name}" style="border:1px solid;'
-        f'border-radius:3px;padding:0 0.3em;opacity:0.75">{name}</span> '
-    )
-
-
-def _render_summary(w: Worker, queue_reason: str | None = None) -> tuple[JobState, str]:
-    """The job's state and the HTML of its summary line.
-
-    A queued job's line reads its ``queue_reason`` (unless given), which may read the
-    store: the panel renders queued rows on events only, never on its runtime tick.
-    """
-    state = w.state
-    label = html.escape(shorten(w.name or w.command, _NAME_CHARS))
-    if w.group != DEFAULT_GROUP:
-        label = _group_tag(w.group) + label
-    head = (
-        f'<div class="jobmagic-summary" data-state="{state.value}" style="display:flex;'
-        "align-items:center;gap:0.6em;white-space:nowrap;font-size:12px;"
-        'font-family:var(--jp-code-font-family,monospace)">'
-        + _cell(f"#{w.id}", "3em")
-        + _cell(label, "20em", w.command)
-        + _cell(badge(state), "7em")
-    )
-    if state is JobState.QUEUED:
-        # No pid or runtime yet: why it waits takes their place and the rest of the line.
-        reason = queue_reason or w.queue_reason
-        return state, head + _cell(html.escape(reason or ""), None, reason) + "</div>"
-    if w.error:
-        ending = _cell(
-            html.escape(shorten(w.error, _ERROR_CHARS)),
-            None,
-            w.error,
-            f"color:{STATE_COLORS[JobState.FAILED]}",
-        )
-    elif w.exit_code is not None:
-        ending = _cell(html.escape(exit_text(w.exit_code) or ""), None)
-    else:
-        ending = _cell("", None)
-    runtime = w.runtime  # a paused job's does not grow
-    summary = (
-        head
-        + _cell(f"pid {w.pid}" if w.pid else "", "6.5em")
-        + _cell(format_runtime(runtime) if runtime is not None else "", "6.5em")
-        + ending
-        + "</div>"
-    )
-    return state, summary
-
-
 class JobRow:
-    """The widgets of one job in a ``JobPanel``: summary, Pause, Stop, output toggle.
+    """The widgets of one job in a ``JobPanel``: summary, buttons, output toggle.
 
-    ``summary`` is one ``HTML`` (id, group and name or command, state badge, then pid,
-    runtime and exit code or error; for a queued job, why it waits) so that a change
-    costs one message. ``pause_button`` reads "Pause" while the job runs and "Resume"
-    while it is paused; it is made when the job has run ``PAUSE_AFTER`` seconds (the
-    panel's first runtime tick) or is paused, and is in the row only while the job runs
-    or is paused: a job that ends within a second costs no message for it (a sweep of
-    short jobs stays within the panel's message budget). ``output`` shows the job's
-    output tail while ``output_toggle`` is on. ``widget`` is the row: one box that holds
-    the summary and the buttons on one line and, while the toggle is on, the output below
-    them.
+    ``summary`` is one ``HTML`` (id, group and name with the shortened command, or the
+    command alone; state badge; when it started, "3 min ago"; runtime; while the job is
+    active, a progress bar when its latest output line shows a percentage, and its pid;
+    once it has ended, its exit or error; for a queued job, why it waits) so that a
+    change costs one message.
+
+    The buttons fit the state. While the job is queued, running or paused: Stop, and
+    ``pause_button``, which reads "Pause" while it runs and "Resume" while it is paused;
+    it is made when the job has run ``PAUSE_AFTER`` seconds (the panel's first runtime
+    tick) or is paused: a job that ends within a second costs no message for it (a
+    sweep of short jobs stays within the panel's message budget). Once it has ended:
+    ``rerun_button`` (starts its command again as a new job) and ``remove_button``
+    (deletes its record and log), made then. ``output`` shows the job's output tail
+    while ``output_toggle`` is on. ``widget`` is the row: one box that holds the summary
+    and the buttons on one line and, while the toggle is on, the output below them.
 
     Its widgets carry CSS classes for styling and tests: ``jobmagic-row`` and
     ``jobmagic-job-<id>`` on the row, ``jobmagic-summary`` (with ``data-state``),
-    ``jobmagic-badge``, ``jobmagic-group``, ``jobmagic-pause``, ``jobmagic-stop``,
-    ``jobmagic-output-toggle``, ``jobmagic-output``.
+    ``jobmagic-badge``, ``jobmagic-group``, ``jobmagic-command``, ``jobmagic-progress``
+    (with ``data-percent``), ``jobmagic-progress-bar``, ``jobmagic-started``,
+    ``jobmagic-runtime``, ``jobmagic-pause``, ``jobmagic-stop``, ``jobmagic-rerun``,
+    ``jobmagic-remove``, ``jobmagic-output-toggle``, ``jobmagic-output``.
 
     Parameters
     ----------
@@ -173,35 +117,51 @@ class JobRow:
         The panel's Layout and Style widgets; the row uses them and never closes them.
     show_output : bool
         Whether the output is shown from the start (the toggle on); default False.
+    remove : callable, optional
+        Deletes a finished job by id (``WorkerService.remove``); None: no Remove button.
     """
 
     def __init__(
-        self, worker: Worker, tail_lines: int, shared: SharedParts, show_output: bool = False
+        self,
+        worker: Worker,
+        tail_lines: int,
+        shared: SharedParts,
+        show_output: bool = False,
+        remove: Callable[[int], None] | None = None,
     ) -> None:
         self.worker = worker
         self.tail_lines = tail_lines
         self._shared = shared
-        # Guards state, _pause_button, _handler, _output, _pause_requested,
-        # _stop_requested, _closed and what the widgets show: the buttons' callbacks
-        # (subshell or main thread), the panel thread and close() may act on this row at
-        # once. A render holds it from reading the job to setting the widgets, so the
-        # last render shows the newest state; re-entrant because setting a widget runs its
-        # observers on the spot, and they may read the row.
+        self._remove = remove
+        # Guards state, _progress, started, the buttons made later, _handler, _output,
+        # the *_requested flags, _closed and what the widgets show: the buttons'
+        # callbacks (subshell or main thread), the panel thread and close() may act on
+        # this row at once. A render holds it from reading the job to setting the
+        # widgets, so the last render shows the newest state; re-entrant because setting
+        # a widget runs its observers on the spot, and they may read the row.
         self._lock = threading.RLock()
         self._pause_button: Any = None  # made when the job is first running or paused
+        self._rerun_button: Any = None  # these two when it has ended
+        self._remove_button: Any = None
         self._handler: OutputWidgetHandler | None = None
         self._output: Any = None  # made when the output is first shown
+        self._progress: float | None = None  # the percentage shown, read on the tick
         self._pause_requested = False
         self._stop_requested = False
+        self._rerun_requested = False
+        self._remove_requested = False
         self._closed = False
         # Built with their first values: each later change is one message.
         self.state: JobState  # the state last rendered
-        self.state, summary = _render_summary(worker)
+        self.started: str  # when the job started, as last rendered ("3 min ago")
+        self.state, summary, self.started = render_summary(worker)
         self.summary: Any = ipywidgets.HTML(
             value=summary, tooltip=worker.command, layout=shared.grow, style=shared.html_style
         )
         if self._offers_pause(self.state):
             self._pause_button = self._make_pause_button()
+        if self.state.is_finished:
+            self._make_finished_buttons()
         self.stop_button: Any = ipywidgets.Button(
             description="Stop",
             icon="stop",
@@ -244,6 +204,24 @@ class JobRow:
             return self._pause_button
 
     @property
+    def rerun_button(self) -> Any:
+        """The Re-run ``ipywidgets.Button``; None until the job has ended."""
+        with self._lock:
+            return self._rerun_button
+
+    @property
+    def remove_button(self) -> Any:
+        """The Remove ``ipywidgets.Button``; None until the job has ended, or without ``remove``."""
+        with self._lock:
+            return self._remove_button
+
+    @property
+    def progress(self) -> float | None:
+        """The percentage the row shows as a bar (0 to 100), or None while it shows none."""
+        with self._lock:
+            return self._progress if self.state.is_active else None
+
+    @property
     def handler(self) -> OutputWidgetHandler | None:
         """The output handler attached to the job while the output is shown, else None."""
         with self._lock:
@@ -274,15 +252,39 @@ class JobRow:
         with self._lock:
             if self._closed:
                 return
-            state, summary = _render_summary(self.worker, queue_reason)
+            state, summary, self.started = render_summary(self.worker, queue_reason, self._progress)
             self.state = state
             if self._pause_button is None and self._offers_pause(state):
                 self._pause_button = self._make_pause_button()
+            if state.is_finished:
+                self._progress = None
+                if self._rerun_button is None:
+                    self._make_finished_buttons()
             self._render_pause_button()
-            self.stop_button.disabled = state.is_finished or self._stop_requested
+            if not state.is_finished:
+                # Once it has ended, Stop is out of the row: a change would be a message
+                # for nothing.
+                self.stop_button.disabled = self._stop_requested
             self.widget.children = self._children()  # no message when they are the same
             # The summary last: who waits for the state it shows finds the buttons set.
             self.summary.value = summary
+
+    def tick(self) -> None:
+        """Re-read the progress from the end of the job's log, then render (1 Hz at most).
+
+        For the panel's runtime tick, on running rows only: one read of a few KB of the
+        log, whether or not the output is shown.
+        """
+        percent = latest_percent(read_log_end(self.worker.log_path))
+        with self._lock:
+            if self.state is JobState.RUNNING:
+                self._progress = percent
+        self.refresh()
+
+    def clock_moved(self, now: float) -> bool:
+        """Whether when the job started now reads otherwise than the row shows."""
+        with self._lock:
+            return started_ago(self.worker.started_at, now) != self.started
 
     def show_output(self, show: bool = True) -> None:
         """Show or hide the job's output (same as clicking the toggle)."""
@@ -294,9 +296,16 @@ class JobRow:
             self._closed = True
         self._close_output()
         with self._lock:
-            widgets = (self.summary, self._pause_button, self.stop_button, self.output_toggle)
-            output = self._output
-        for widget in (*widgets, output, self.widget):
+            widgets = (
+                self.summary,
+                self._pause_button,
+                self.stop_button,
+                self._rerun_button,
+                self._remove_button,
+                self.output_toggle,
+                self._output,
+            )
+        for widget in (*widgets, self.widget):
             if widget is not None:
                 widget.close()
 
@@ -310,6 +319,29 @@ class JobRow:
         )
         button.on_click(self._on_pause)
         return button
+
+    def _make_finished_buttons(self) -> None:
+        """Make Re-run and (given ``remove``) Remove (lock held, or in __init__)."""
+        job = self.worker.id
+        self._rerun_button = ipywidgets.Button(
+            description="Re-run",
+            icon="redo",
+            tooltip=f"Start job {job}'s command again, as a new job",
+            layout=self._shared.button,
+            style=self._shared.button_style,
+            _dom_classes=("jobmagic-rerun",),
+        )
+        self._rerun_button.on_click(self._on_rerun)
+        if self._remove is not None:
+            self._remove_button = ipywidgets.Button(
+                description="Remove",
+                icon="trash",
+                tooltip=f"Delete job {job}'s record and log",
+                layout=self._shared.button,
+                style=self._shared.button_style,
+                _dom_classes=("jobmagic-remove",),
+            )
+            self._remove_button.on_click(self._on_remove)
 
     def _pause_look(self) -> dict[str, Any]:
         """What the Pause / Resume button shows for ``state`` (lock held, or in __init__)."""
@@ -380,6 +412,41 @@ class JobRow:
         # Also when the event's render came first: it showed the button still disabled.
         self.refresh()
 
+    def _on_rerun(self, _button: Any) -> None:
+        with self._lock:
+            # One request at a time (a double click starts one job, not two).
+            if self._closed or self._rerun_requested:
+                return
+            self._rerun_requested = True
+        try:
+            # A store write and a start: quick. The new job's "added" event brings its row.
+            self.worker.restart()
+        except JobmagicError as exc:
+            logger.warning("re-running job %s failed: %s", self.worker.id, exc)
+        except Exception:
+            logger.exception("re-running job %s failed", self.worker.id)
+        finally:
+            with self._lock:
+                self._rerun_requested = False
+
+    def _on_remove(self, _button: Any) -> None:
+        with self._lock:
+            if self._closed or self._remove_requested or self._remove is None:
+                return
+            self._remove_requested = True
+            remove = self._remove
+        job = self.worker.id
+        try:
+            # Its "removed" event drops the row from every panel.
+            remove(job or 0)
+        except JobmagicError as exc:
+            logger.warning("removing job %s failed: %s", job, exc)
+        except Exception:
+            logger.exception("removing job %s failed", job)
+        finally:
+            with self._lock:
+                self._remove_requested = False
+
     def _on_toggle(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self._open_output()
@@ -397,7 +464,9 @@ class JobRow:
                     style=self._shared.html_style,
                     _dom_classes=("jobmagic-output",),
                 )
-            handler = OutputWidgetHandler(widget=self._output, tail_lines=self.tail_lines)
+            handler = OutputWidgetHandler(
+                widget=self._output, tail_lines=self.tail_lines, scroll_box=False
+            )
             # The engine hands the handler the end of the log, then live output, with
             # nothing lost or shown twice in between. Under the row's lock so that close()
             # cannot run between attach and record: add_handler never calls into this row.
@@ -408,11 +477,19 @@ class JobRow:
         handler.flush()  # the seed is in the widget before the widget is in the row
 
     def _children(self) -> tuple[Any, ...]:
-        """The row's widgets (lock held): Pause while the job is active, output while fed."""
+        """The row's widgets (lock held): the buttons for its state, output while fed.
+
+        Pause and Stop while the job has not ended (Pause once it has run), Re-run and
+        Remove once it has.
+        """
         line: tuple[Any, ...] = (self.summary,)
-        if self._pause_button is not None and self.state.is_active:
-            line += (self._pause_button,)
-        line += (self.stop_button, self.output_toggle)
+        if self.state.is_finished:
+            line += tuple(b for b in (self._rerun_button, self._remove_button) if b is not None)
+        else:
+            if self._pause_button is not None and self.state.is_active:
+                line += (self._pause_button,)
+            line += (self.stop_button,)
+        line += (self.output_toggle,)
         return line if self._handler is None else (*line, self._output)
 
     def _place_output(self) -> None:
