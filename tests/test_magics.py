@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -784,3 +785,25 @@ def test_a_job_whose_python_is_not_the_kernels_gets_one_hint(
     assert capsys.readouterr().out == ""  # the kernel's own, or not the first word
     first.wait()
     second.wait()
+
+
+@pytest.mark.timeout(30)
+def test_a_job_that_fails_at_once_shows_failed_in_its_output(ipython_shell: Any) -> None:
+    worker = job(ipython_shell, "start pyhton train.py")
+    formatted, _ = ipython_shell.display_formatter.format(worker)
+    assert formatted["text/plain"] == (
+        f"job {worker.id} failed (exit code 127): command not found: pyhton - pyhton train.py"
+    )
+    assert "failed" in formatted["text/html"]
+
+
+@pytest.mark.timeout(30)
+def test_a_running_job_shows_running_after_its_first_moment(ipython_shell: Any) -> None:
+    from jobmagic.notebook.reprs import FIRST_MOMENT
+
+    worker = job(ipython_shell, "start sleep 30")
+    started = time.monotonic()
+    formatted, _ = ipython_shell.display_formatter.format(worker)
+    assert time.monotonic() - started < FIRST_MOMENT + 1.0
+    assert formatted["text/plain"] == f"job {worker.id} running - sleep 30"
+    worker.stop()

@@ -8,12 +8,14 @@ nbval's sanitize patterns (``notebooks/sanitize.cfg``).
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
+from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import (
     STATE_COLORS,
     error_text,
@@ -35,11 +37,29 @@ if TYPE_CHECKING:
 RUNTIME_WIDTH = 7
 
 
+#: A job displayed this soon after it started gets this long (seconds) to fail at once,
+#: so that the Out[] of ``%job start pyhton x.py`` says "failed", not "running" for ever.
+#: (A typo in the command ends within milliseconds.) Only a displayed job waits: a
+#: sweep of ``j = %job start ...`` shows nothing and so costs nothing.
+FIRST_MOMENT = 0.25
+
+
+def _settled(worker: Worker) -> Worker:
+    """``worker``, once a job that has just started had its first moment to fail."""
+    runtime = worker.runtime
+    fresh = runtime is not None and runtime < FIRST_MOMENT
+    if fresh and worker.owned and worker.state is JobState.RUNNING:
+        with contextlib.suppress(JobmagicError):  # not from the watcher thread
+            worker.wait(FIRST_MOMENT - (runtime or 0.0))
+    return worker
+
+
 def worker_summary(worker: Worker) -> str:
     """Describe a job in one line: id, name, state and command.
 
     ``job 3 "train" running - python train.py``
     """
+    worker = _settled(worker)
     return f"{job_label(worker)} {outcome_text(worker)} - {short_command(worker.command)}"
 
 
@@ -50,6 +70,7 @@ def _state_html(worker: Worker) -> str:
 
 def worker_summary_html(worker: Worker) -> str:
     """Describe a job in one line of HTML (see `worker_summary`)."""
+    worker = _settled(worker)
     name = f' "{html.escape(worker.name)}"' if worker.name else ""
     details = html.escape(outcome_details(worker))
     return (
