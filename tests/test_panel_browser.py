@@ -276,3 +276,55 @@ def test_a_job_halfway_shows_a_half_full_progress_bar(
 
         stop_all(page, 1)
         assert row.locator(".jobmagic-progress-bar").count() == 0  # only while it runs
+
+
+# Starts "train" unless this kernel already has it (after a restart it re-attached it).
+START_ONCE = (
+    "from jobmagic import get_service\n"
+    "if not any(w.name == 'train' for w in get_service().list()):\n"
+    f"    job = %job start --name train {JOB}\n"
+    "print('train is here')"
+)
+RESTART = """async () => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  await panel.sessionContext.session.kernel.restart();
+  await panel.sessionContext.ready;
+}"""
+
+
+@pytest.mark.timeout(240)
+def test_a_kernel_restart_keeps_the_job_and_the_new_kernels_panel_shows_it(
+    lab_server: Any, browser_page: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    with screenshot_on_failure(page, tmp_path / "panel-restart-failure.png"):
+        open_and_run(page, lab_server, "restart.ipynb", "%load_ext jobmagic", START_ONCE)
+        page.locator(".jp-OutputArea-output", has_text="train is here").wait_for()
+        (before,) = JobStore().list()
+        assert before.state is JobState.RUNNING
+        assert before.session == str(lab_server.root_dir / "restart.ipynb")  # Jupyter named it
+
+        page.evaluate(RESTART)  # what Kernel > Restart Kernel does once confirmed
+        assert before.pid is not None
+        assert live_group_members(before.pid), "the restart stopped the job"
+        (lab_server.root_dir / "restart.ipynb").write_text(
+            notebook("%load_ext jobmagic", START_ONCE, "%job panel")
+        )
+        page.reload()
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget")
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        page.evaluate(RUN_ALL)
+
+        said = "re-attached 1 job from before the restart: train"
+        page.locator(".jp-OutputArea-output", has_text=said).wait_for()
+        row = page.locator(f".jobmagic-job-{before.id}")
+        row.locator('.jobmagic-summary[data-state="running"]').wait_for()
+        after = JobStore().get(before.id)
+        assert after is not None
+        assert (after.pid, after.state) == (before.pid, JobState.RUNNING)
+        assert after.owner_pid != before.owner_pid  # the new kernel owns it now
+        assert len(JobStore().list()) == 1  # and nothing was started twice
+
+        row.locator("button.jobmagic-stop").click()
+        row.locator('.jobmagic-summary[data-state="stopped"]').wait_for()
+        assert live_group_members(before.pid) == []
