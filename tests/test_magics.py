@@ -807,3 +807,16 @@ def test_a_running_job_shows_running_after_its_first_moment(ipython_shell: Any) 
     assert time.monotonic() - started < FIRST_MOMENT + 1.0
     assert formatted["text/plain"] == f"job {worker.id} running - sleep 30"
     worker.stop()
+
+
+@pytest.mark.timeout(30)
+def test_a_long_script_takes_one_line_of_the_html_table(ipython_shell: Any) -> None:
+    from jobmagic.notebook.reprs import JobTable
+
+    script = "\n".join(f"echo step {i}" for i in range(25))
+    worker = ipython_shell.run_cell_magic("job", "--name steps", script)
+    worker.wait()
+    table = JobTable([worker])._repr_html_()
+    assert "<code>echo step 0 …</code>" in table
+    assert "echo step 24" in table  # in the cell's title, shown on hover
+    assert table.count("<code>") == 1

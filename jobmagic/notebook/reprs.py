@@ -202,7 +202,12 @@ class JobTable:
             for column in self.columns[1:-1]:
                 text = _state_html(worker) if column == "STATE" else cells[column]
                 shown.append(f"<td style='text-align:left'>{text}</td>")
-            shown.append(f"<td style='text-align:left'><code>{cells['COMMAND']}</code></td>")
+            # A %%job cell's whole script would fill the row: its first line, all on hover.
+            command = html.escape(short_command(worker.command))
+            shown.append(
+                f"<td style='text-align:left' title='{cells['COMMAND']}'>"
+                f"<code>{command}</code></td>"
+            )
             body.append(f"<tr>{''.join(shown)}</tr>")
         return (
             f'<table class="jobmagic-jobs"><thead><tr>{head}</tr></thead>'
