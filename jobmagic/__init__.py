@@ -56,16 +56,16 @@ def __dir__() -> list[str]:
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the ``%job`` magics; called by ``%load_ext jobmagic``."""
     # Imported here so that `import jobmagic` (the engine alone) never imports IPython.
-    from .notebook import magics
+    from .notebook import extension_hooks
 
-    magics.load_ipython_extension(ipython)
+    extension_hooks.load_ipython_extension(ipython)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Remove what ``load_ipython_extension`` registered; called by ``%unload_ext``."""
-    from .notebook import magics
+    from .notebook import extension_hooks
 
-    magics.unload_ipython_extension(ipython)
+    extension_hooks.unload_ipython_extension(ipython)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import os
 import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -25,18 +23,18 @@ from traitlets.config import Configurable
 
 from jobmagic.core.state import JobState
 from jobmagic.engine.default import get_service
-from jobmagic.engine.service import SESSION_ENV, WorkerService
+from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
-from . import hints, kernel_restart, queue_commands
-from .arguments import SUBCOMMANDS, _help, _parser, plain_text, split_start_line
+from . import queue_commands, start_commands
+from .arguments import SUBCOMMANDS, _help, _parser, plain_text
 from .follow import follow, log_snapshot
-from .reprs import JobStatus, JobTable, pretty_state, pretty_worker, worker_summary_html
+from .reprs import JobStatus, JobTable
 
 if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
+    pass
 
 
 # -- the magics ------------------------------------------------------------------------------
@@ -213,69 +211,13 @@ class JobMagics(Magics, Configurable):
 
     # -- start ------------------------------------------------------------------------
     def _start(self, rest: str) -> Worker | None:
-        words, command = split_start_line(rest, _parser("start"))
-        args = _parser("start").parse_args(words)
-        if args.help:
-            _say(_help("start"))
-            return None
-        if not command:
-            raise UsageError("empty command; write it after the options: %job start sleep 10")
-        env = dict(args.env or [])
-        hint = hints.interpreter_hint(command, env.get("PATH"))
-        if hint is not None and hint not in self._hinted:
-            self._hinted.add(hint)  # once per kernel: a sweep of 20 says it once
-            _say(hint)
-        return self._launch(command, args, shell=self.command_shell)
+        return start_commands.start_line(self.service, rest, self.command_shell, self._hinted)
 
     def _start_cell(self, line: str, cell: str) -> Worker | None:
         try:
-            return self._start_cell_options(line, cell)
+            return start_commands.start_cell(self.service, line, cell)
         except UsageError as exc:
             raise UsageError(f"%%job: {exc}") from None
-
-    def _start_cell_options(self, line: str, cell: str) -> Worker | None:
-        words, command = split_start_line(line, _parser("start"))
-        if command.startswith("start ") or command == "start":
-            # `%%job start --name x` reads naturally; allow it.
-            words2, command = split_start_line(command[len("start") :], _parser("start"))
-            words += words2
-        args = _parser("start").parse_args(words)
-        if args.help:
-            _say(_help("start"))
-            return None
-        if command:
-            raise UsageError(
-                f"only options go on the %%job line, found {command!r}; the cell body is the script"
-            )
-        if not cell.strip():
-            raise UsageError("empty cell; write the bash script in the cell body")
-        return self._launch(cell, args, shell="/bin/bash")
-
-    def _launch(self, command: str, args: argparse.Namespace, shell: str) -> Worker:
-        cwd = None
-        if args.cwd is not None:
-            directory = Path(args.cwd).expanduser().absolute()
-            if not directory.is_dir():
-                raise UsageError(f"--cwd: no such directory: {args.cwd}")
-            cwd = str(directory)
-        try:
-            return self.service().start(
-                command,
-                name=args.name,
-                cwd=cwd,
-                env=dict(args.env),
-                timeout=args.timeout,
-                pty=args.pty,
-                detach=args.detach,
-                shell=shell,
-                group=args.group,
-                priority=args.priority,
-                after=args.after,
-                gpus=args.gpus,
-                resources=dict(args.resource),
-            )
-        except (JobmagicError, ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
 
     # -- looking at jobs --------------------------------------------------------------
     def _list(self, rest: str) -> JobTable | None:
@@ -469,43 +411,3 @@ def _in_a_terminal(shell: Any) -> bool:
     except ImportError:  # pragma: no cover - IPython always has it
         return False
     return isinstance(shell, TerminalInteractiveShell)
-
-
-# -- the extension hooks ----------------------------------------------------------------------
-
-_FORMATS = ("text/plain", "text/html")
-
-
-def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """Register the magics and how a `Worker` displays; ``%load_ext jobmagic`` calls this."""
-    magics = JobMagics(shell=ipython)
-    ipython.register_magics(magics)
-    kernel_restart.keep_jobs_on_restart(ipython, magics.service)
-    if os.environ.get(SESSION_ENV):  # a notebook's kernel: take back what a restart left
-        said = kernel_restart.reattached_message(magics.service().reattach())
-        if said:
-            _say(said)
-    if ipython.display_formatter is not None:
-        formatters = ipython.display_formatter.formatters
-        formatters["text/plain"].for_type(Worker, pretty_worker)
-        formatters["text/html"].for_type(Worker, worker_summary_html)
-        # A state reads as the word people know ("running"), also inside a tuple or list.
-        formatters["text/plain"].for_type(JobState, pretty_state)
-
-
-def unload_ipython_extension(ipython: InteractiveShell) -> None:
-    """Stop the kernel's non-detached jobs and remove the magics (``%unload_ext jobmagic``)."""
-    manager = ipython.magics_manager
-    magics = manager.registry.pop(JobMagics.__name__, None)
-    for kind in ("line", "cell"):
-        manager.magics[kind].pop("job", None)
-    if ipython.display_formatter is not None:
-        for mime in _FORMATS:
-            ipython.display_formatter.formatters[mime].pop(Worker, None)
-        ipython.display_formatter.formatters["text/plain"].pop(JobState, None)
-    kernel_restart.forget_restarts(ipython)
-    if isinstance(magics, JobMagics):
-        with contextlib.suppress(ValueError):
-            # IPython annotates `configurables` as a list of shells; it holds Configurables.
-            ipython.configurables.remove(magics)  # type: ignore[arg-type]
-        magics.stop_owned_jobs()

@@ -1,0 +1,91 @@
+"""``%job start`` and ``%%job``: from a magic's line (and cell) to a started job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from IPython.core.error import UsageError
+
+from jobmagic.engine.service import WorkerService
+from jobmagic.engine.worker import Worker
+from jobmagic.errors import JobmagicError
+
+from . import hints
+from .arguments import _help, _parser, split_start_line
+
+
+def start_line(
+    service: Callable[[], WorkerService], rest: str, shell: str, hinted: set[str]
+) -> Worker | None:
+    """``%job start [OPTIONS] COMMAND``; None when it printed the help.
+
+    ``hinted``: the hints already said in this kernel (each is said once).
+    """
+    words, command = split_start_line(rest, _parser("start"))
+    args = _parser("start").parse_args(words)
+    if args.help:
+        _say(_help("start"))
+        return None
+    if not command:
+        raise UsageError("empty command; write it after the options: %job start sleep 10")
+    env = dict(args.env or [])
+    hint = hints.interpreter_hint(command, env.get("PATH"))
+    if hint is not None and hint not in hinted:
+        hinted.add(hint)  # once per kernel: a sweep of 20 says it once
+        _say(hint)
+    return launch(service(), command, args, shell=shell)
+
+
+def start_cell(service: Callable[[], WorkerService], line: str, cell: str) -> Worker | None:
+    """``%%job [OPTIONS]`` with the cell body as a bash script; None after the help."""
+    words, command = split_start_line(line, _parser("start"))
+    if command.startswith("start ") or command == "start":
+        # `%%job start --name x` reads naturally; allow it.
+        words2, command = split_start_line(command[len("start") :], _parser("start"))
+        words += words2
+    args = _parser("start").parse_args(words)
+    if args.help:
+        _say(_help("start"))
+        return None
+    if command:
+        raise UsageError(
+            f"only options go on the %%job line, found {command!r}; the cell body is the script"
+        )
+    if not cell.strip():
+        raise UsageError("empty cell; write the bash script in the cell body")
+    return launch(service(), cell, args, shell="/bin/bash")
+
+
+def launch(service: WorkerService, command: str, args: argparse.Namespace, shell: str) -> Worker:
+    """Start ``command`` with the parsed start options; a mistake is a ``UsageError``."""
+    cwd = None
+    if args.cwd is not None:
+        directory = Path(args.cwd).expanduser().absolute()
+        if not directory.is_dir():
+            raise UsageError(f"--cwd: no such directory: {args.cwd}")
+        cwd = str(directory)
+    try:
+        return service.start(
+            command,
+            name=args.name,
+            cwd=cwd,
+            env=dict(args.env),
+            timeout=args.timeout,
+            pty=args.pty,
+            detach=args.detach,
+            shell=shell,
+            group=args.group,
+            priority=args.priority,
+            after=args.after,
+            gpus=args.gpus,
+            resources=dict(args.resource),
+        )
+    except (JobmagicError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
