@@ -207,7 +207,7 @@ class Scheduler:
             if execution is None:
                 # Gone since its record was read (its last processes were still dying
                 # when its end was looked for): nobody else will record that.
-                ended_unseen = executor is not None
+                ended_unseen = ended_unseen or executor is not None
                 continue
             with self._lock:
                 duplicate = job_id in self._orphans_watched  # another thread got there first
