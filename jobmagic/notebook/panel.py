@@ -30,8 +30,9 @@ import ipywidgets
 from jobmagic.core.state import JobState
 from jobmagic.errors import StoreError
 
-from .panel_row import JobRow, SharedParts
+from .panel_row import JobRow
 from .row_summary import badge
+from .shared_parts import SharedParts
 
 if TYPE_CHECKING:
     from jobmagic.core.events import JobEvent
@@ -109,22 +110,18 @@ class JobPanel(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets has no type
             style=shared.toggles_style,
             _dom_classes=("jobmagic-filter",),
         )
-        clear_button = ipywidgets.Button(
-            description="Clear finished",
-            icon="eraser",
-            tooltip="Take the jobs that have ended out of this panel (their records stay)",
-            layout=shared.button,
-            style=shared.button_style,
-            _dom_classes=("jobmagic-clear-finished",),
+        clear_button = shared.make_button(
+            "Clear finished",
+            "eraser",
+            "Take the jobs that have ended out of this panel (their records stay)",
+            "jobmagic-clear-finished",
         )
-        stop_all_button = ipywidgets.Button(
-            description="Stop all",
-            icon="stop",
+        stop_all_button = shared.make_button(
+            "Stop all",
+            "stop",
+            "Stop every running job of this kernel",
+            "jobmagic-stop-all",
             button_style="danger",
-            tooltip="Stop every running job of this kernel",
-            layout=shared.button,
-            style=shared.button_style,
-            _dom_classes=("jobmagic-stop-all",),
         )
         header = ipywidgets.HBox(
             [counts, row_filter, clear_button, stop_all_button], layout=shared.header

@@ -15,15 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets
-from ipywidgets.widgets.widget_bool import ToggleButtonStyle
-from ipywidgets.widgets.widget_selection import ToggleButtonsStyle
-from ipywidgets.widgets.widget_string import HTMLStyle
 
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError
 
 from .output_widget import OutputWidgetHandler
 from .row_summary import PAUSE_AFTER, latest_percent, read_log_end, render_summary, started_ago
+from .shared_parts import SharedParts
 
 if TYPE_CHECKING:
     from jobmagic.engine.worker import Worker
@@ -33,52 +31,6 @@ __all__ = ["JobRow", "SharedParts"]
 logger = logging.getLogger(__name__)
 
 _SEED_BYTES = 65536  # how much of the log end seeds the output view when it is opened
-
-
-class SharedParts:
-    """The Layout and Style widgets of one panel, each shared by all widgets of one kind.
-
-    A Layout or Style widget may be referenced by any number of widgets, and the panel
-    never changes one after it is made, so one of each is enough whatever the number of
-    rows. Whoever makes the parts closes them, after the widgets that use them.
-    """
-
-    def __init__(self) -> None:
-        # Takes the free width of its line and clips what does not fit. Basis 0, not
-        # auto: in a row that wraps, a long summary must shrink, not push the buttons
-        # onto a line of their own.
-        self.grow = ipywidgets.Layout(flex="1 1 0%", width="auto", min_width="0", overflow="hidden")
-        self.button = ipywidgets.Layout(flex="0 0 auto", width="auto")  # as wide as its label
-        # A job's row: summary and buttons on one line; the output, a full-width item,
-        # wraps onto the next one.
-        self.row = ipywidgets.Layout(flex_flow="row wrap", align_items="center")
-        # A full line (without side margins, which would not fit beside 100% and make the
-        # row scroll sideways). The widget's own element is the scroll box: its content is
-        # replaced at each update but the box stays, and column-reverse puts its scroll
-        # origin at the bottom, so it follows the newest line until the user scrolls up,
-        # and then keeps its distance from the bottom.
-        self.output = ipywidgets.Layout(
-            flex="0 0 100%",
-            display="flex",
-            flex_flow="column-reverse",
-            align_items="stretch",
-            overflow="auto",
-            max_height="24em",
-            margin="0.2em 0 0.4em 0",
-            padding="0 2px 0 0.5em",
-            border_left="3px solid #9e9e9e",
-        )
-        self.header = ipywidgets.Layout(align_items="center", justify_content="space-between")
-        self.column = ipywidgets.Layout()  # the VBoxes' (default) layout
-        self.html_style = HTMLStyle()
-        self.button_style = ipywidgets.ButtonStyle()
-        self.toggle_style = ToggleButtonStyle()
-        self.toggles_style = ToggleButtonsStyle(button_width="auto")
-
-    def close(self) -> None:
-        """Close every part (once no open widget uses them)."""
-        for part in vars(self).values():
-            part.close()
 
 
 class JobRow:
@@ -148,8 +100,7 @@ class JobRow:
         self._progress: float | None = None  # the percentage shown, read on the tick
         self._pause_requested = False
         self._stop_requested = False
-        self._rerun_requested = False
-        self._remove_requested = False
+        self._acting: set[str] = set()  # the Re-run / Remove actions under way
         self._closed = False
         # Built with their first values: each later change is one message.
         self.state: JobState  # the state last rendered
@@ -162,15 +113,13 @@ class JobRow:
             self._pause_button = self._make_pause_button()
         if self.state.is_finished:
             self._make_finished_buttons()
-        self.stop_button: Any = ipywidgets.Button(
-            description="Stop",
-            icon="stop",
+        self.stop_button: Any = shared.make_button(
+            "Stop",
+            "stop",
+            f"Stop job {worker.id} (SIGTERM to the whole job, then SIGKILL)",
+            "jobmagic-stop",
             button_style="danger",
             disabled=self.state.is_finished,
-            tooltip=f"Stop job {worker.id} (SIGTERM to the whole job, then SIGKILL)",
-            layout=shared.button,
-            style=shared.button_style,
-            _dom_classes=("jobmagic-stop",),
         )
         self.output_toggle: Any = ipywidgets.ToggleButton(
             value=show_output,
@@ -311,11 +260,9 @@ class JobRow:
 
     def _make_pause_button(self) -> Any:
         """The Pause / Resume button, showing ``state`` (lock held, or in __init__)."""
-        button = ipywidgets.Button(
-            layout=self._shared.button,
-            style=self._shared.button_style,
-            _dom_classes=("jobmagic-pause",),
-            **self._pause_look(),
+        look = self._pause_look()
+        button = self._shared.make_button(
+            look.pop("description"), look.pop("icon"), look.pop("tooltip"), "jobmagic-pause", **look
         )
         button.on_click(self._on_pause)
         return button
@@ -323,23 +270,13 @@ class JobRow:
     def _make_finished_buttons(self) -> None:
         """Make Re-run and (given ``remove``) Remove (lock held, or in __init__)."""
         job = self.worker.id
-        self._rerun_button = ipywidgets.Button(
-            description="Re-run",
-            icon="redo",
-            tooltip=f"Start job {job}'s command again, as a new job",
-            layout=self._shared.button,
-            style=self._shared.button_style,
-            _dom_classes=("jobmagic-rerun",),
+        self._rerun_button = self._shared.make_button(
+            "Re-run", "redo", f"Start job {job}'s command again, as a new job", "jobmagic-rerun"
         )
         self._rerun_button.on_click(self._on_rerun)
         if self._remove is not None:
-            self._remove_button = ipywidgets.Button(
-                description="Remove",
-                icon="trash",
-                tooltip=f"Delete job {job}'s record and log",
-                layout=self._shared.button,
-                style=self._shared.button_style,
-                _dom_classes=("jobmagic-remove",),
+            self._remove_button = self._shared.make_button(
+                "Remove", "trash", f"Delete job {job}'s record and log", "jobmagic-remove"
             )
             self._remove_button.on_click(self._on_remove)
 
@@ -413,39 +350,33 @@ class JobRow:
         self.refresh()
 
     def _on_rerun(self, _button: Any) -> None:
-        with self._lock:
-            # One request at a time (a double click starts one job, not two).
-            if self._closed or self._rerun_requested:
-                return
-            self._rerun_requested = True
-        try:
-            # A store write and a start: quick. The new job's "added" event brings its row.
-            self.worker.restart()
-        except JobmagicError as exc:
-            logger.warning("re-running job %s failed: %s", self.worker.id, exc)
-        except Exception:
-            logger.exception("re-running job %s failed", self.worker.id)
-        finally:
-            with self._lock:
-                self._rerun_requested = False
+        # A store write and a start: quick. The new job's "added" event brings its row.
+        self._act_once("re-running", self.worker.restart)
 
     def _on_remove(self, _button: Any) -> None:
-        with self._lock:
-            if self._closed or self._remove_requested or self._remove is None:
-                return
-            self._remove_requested = True
-            remove = self._remove
-        job = self.worker.id
-        try:
+        remove = self._remove
+        if remove is not None:
             # Its "removed" event drops the row from every panel.
-            remove(job or 0)
+            self._act_once("removing", lambda: remove(self.worker.id or 0))
+
+    def _act_once(self, verb: str, action: Callable[[], object]) -> None:
+        """Run a button's ``action``, one at a time (a double click does it once).
+
+        A failure is logged, never raised: it is a widget callback.
+        """
+        with self._lock:
+            if self._closed or verb in self._acting:
+                return
+            self._acting.add(verb)
+        try:
+            action()
         except JobmagicError as exc:
-            logger.warning("removing job %s failed: %s", job, exc)
+            logger.warning("%s job %s failed: %s", verb, self.worker.id, exc)
         except Exception:
-            logger.exception("removing job %s failed", job)
+            logger.exception("%s job %s failed", verb, self.worker.id)
         finally:
             with self._lock:
-                self._remove_requested = False
+                self._acting.discard(verb)
 
     def _on_toggle(self, change: dict[str, Any]) -> None:
         if change["new"]:
