@@ -225,12 +225,14 @@ class JobMagics(Magics, Configurable):
         if args is None:
             return None
         service = self.service()
-        orphans = 0
-        if not args.all:
-            active = [JobState.QUEUED, JobState.RUNNING, JobState.PAUSED]
-            with contextlib.suppress(JobmagicError):
-                orphans = sum(1 for r in service.store.list(states=active) if r.orphaned)
-        return JobTable(service.list(all=args.all), everything=args.all, orphans=orphans)
+        orphans, reasons = 0, None
+        with contextlib.suppress(JobmagicError):
+            active = service.store.list(states=[JobState.QUEUED, JobState.RUNNING, JobState.PAUSED])
+            if not args.all:
+                orphans = sum(1 for r in active if r.orphaned)
+            reasons = service.queue.reasons(active)  # one read of the queue for every row
+        workers = service.list(all=args.all)
+        return JobTable(workers, everything=args.all, orphans=orphans, reasons=reasons)
 
     def _required_job(self, args: argparse.Namespace, subcommand: str) -> Worker:
         if not args.job:

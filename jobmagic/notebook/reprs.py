@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobmagic.core.spec import DEFAULT_GROUP
@@ -100,18 +100,32 @@ class JobTable:
     everything : bool
         Whether the table lists the whole store (``%job list --all``); only changes the
         message shown when there are no jobs.
+    orphans : int
+        How many queued or running jobs of kernels that are gone the table does not list.
+    reasons : mapping of job id to str, optional
+        Why each queued job waits, worked out for all of them at once
+        (``JobQueue.reasons``); None asks each job (one read of the queue per job).
 
     A GROUP column appears when a job is in a queue group other than ``default``, and a
     WAITING column (why each queued job has not started) when a job is queued.
     """
 
     def __init__(
-        self, workers: Iterable[Worker], everything: bool = False, orphans: int = 0
+        self,
+        workers: Iterable[Worker],
+        everything: bool = False,
+        orphans: int = 0,
+        reasons: Mapping[int, str] | None = None,
     ) -> None:
         self.workers: list[Worker] = sorted(workers, key=lambda w: w.id or 0)
         self.everything = everything
-        #: How many queued or running jobs of kernels that are gone the table does not list.
         self.orphans = orphans
+        # Worked out once: the text and the HTML of the table both show them.
+        self._reasons = {
+            w.id: (reasons.get(w.id or 0) if reasons is not None else w.queue_reason) or "-"
+            for w in self.workers
+            if w.state is JobState.QUEUED
+        }
         self._grouped = any(w.group != DEFAULT_GROUP for w in self.workers)
         self._queued = any(w.state is JobState.QUEUED for w in self.workers)
         self.columns: tuple[str, ...] = (
@@ -154,11 +168,7 @@ class JobTable:
                 state_text(w),
                 exit_column(w.exit_code),
                 format_runtime(w.runtime),
-                *(
-                    ((w.queue_reason or "-") if w.state is JobState.QUEUED else "",)
-                    if self._queued
-                    else ()
-                ),
+                *((self._reasons.get(w.id, ""),) if self._queued else ()),
                 w.command,
             )
             for w in self.workers
