@@ -24,7 +24,6 @@ from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.pauses import pause_epoch
 from jobmagic.store.reconcile import reconcile
-from jobmagic.store.records import this_process_owner
 
 from .adoption import Adoption
 from .binding import JobBinding
@@ -32,7 +31,7 @@ from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed, SharedHandlers
 from .pools import check_request
 from .queue_operations import QueueOperations
-from .retention import delete_job, prune
+from .removal import Removal
 from .scheduler import Scheduler
 from .views import ForeignJobs, not_found_message
 from .watcher import Timer, Watcher
@@ -57,7 +56,7 @@ logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 Listener = Callable[[JobEvent[Worker]], None]
 
 
-class WorkerService(Adoption, QueueOperations):
+class WorkerService(Adoption, QueueOperations, Removal):
     """The jobs of this kernel: starts them, finds them, stops them, tells listeners.
 
     Parameters
@@ -301,46 +300,6 @@ class WorkerService(Adoption, QueueOperations):
         for worker in running:
             worker.wait()
 
-    def remove(self, id_or_name: int | str) -> None:
-        """Delete a finished job's record and log.
-
-        Raises
-        ------
-        JobmagicError
-            When the job is still queued or running.
-        """
-        worker = self.get(id_or_name)
-        if not worker.state.is_finished:
-            raise JobmagicError(f"job {worker.id} is {worker.state.value}; stop it first")
-        self._forget(worker)
-
-    def remove_finished(self, *, own: bool = False) -> int:
-        """Delete finished jobs' records and logs; return how many.
-
-        ``own``: only this process's (the jobs it started or adopted); else every kernel's.
-        """
-        me = this_process_owner()[0]
-        finished = [
-            w
-            for w in self.list(all=True)
-            if w.state.is_finished and (not own or self._owner_of(w) == me)
-        ]
-        for worker in finished:
-            self._forget(worker)
-        return len(finished)
-
-    def _owner_of(self, worker: Worker) -> str | None:
-        record = self.store.get(worker.id or 0)
-        return record.owner if record is not None else None
-
-    def _forget(self, worker: Worker) -> None:
-        """Delete a finished job's record and files and tell listeners."""
-        assert worker.id is not None
-        delete_job(self.store, self.executors, worker.id)
-        with self._lock:
-            self._workers.pop(worker.id, None)
-        self._emit("removed", worker)
-
     def _after_end(self) -> None:
         """A job of this service has ended: run the queue, retry what was not recorded, prune."""
         if self.scheduler.queued:
@@ -375,13 +334,6 @@ class WorkerService(Adoption, QueueOperations):
         with self._lock:
             self._retry_delay = 1.0
         _log.info("jobmagic recorded the job ends it could not write before")
-
-    def _prune(self) -> None:
-        removed = prune(self.store, self.executors, self.keep_finished, self.max_log_bytes)
-        with self._lock:
-            gone = [self._workers.pop(i) for i in removed if i in self._workers]
-        for old in gone:
-            self._emit("removed", old)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop this kernel's jobs (detached ones keep running) and end the watcher.
