@@ -201,8 +201,12 @@ class QueueOperations:
                     and w.binding.lifecycle is not None
                     and w.binding.lifecycle.state.is_active
                 ]
+            if not active:
+                return
+            # One read for all of them, not one per job.
+            records = {r.id: r for r in self.store.list(states=[JobState.RUNNING, JobState.PAUSED])}
             for lifecycle in active:
-                record = self.store.get(lifecycle.job_id)
+                record = records.get(lifecycle.job_id)
                 if record is not None:
                     lifecycle.note_paused(record.state, record.paused_at, record.paused_for)
         except StoreError as exc:
