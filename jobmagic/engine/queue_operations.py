@@ -15,10 +15,9 @@ from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
-from jobmagic.store.pauses import pause_epoch, set_group_paused
+from jobmagic.store.pauses import pause_attached, pause_epoch, set_group_paused
 from jobmagic.store.records import JobRecord
 
-from .pausing import pause_record
 from .pools import GPUS_ENV, discover_gpus
 from .scheduler import Scheduler
 from .views import not_found_message
@@ -183,7 +182,10 @@ class QueueOperations:
         record = self.store.get(job_id)
         if record is None:
             raise JobNotFound(not_found_message(self.store, job_id))
-        pause_record(self.store, self.executors, record, paused)
+        executors = self.executors
+        pause_attached(
+            self.store, record, lambda r: executors.require(r.backend).attach(r.backend_ref), paused
+        )
 
     def _on_store_change(self) -> None:
         """The store changed (watcher thread): the queue may move, a job may be paused."""

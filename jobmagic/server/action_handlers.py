@@ -21,7 +21,7 @@ from tornado import web
 
 from jobmagic.errors import JobmagicError, StoreError
 from jobmagic.store.job_queue import JobQueue
-from jobmagic.store.pauses import check_pausable, pause_and_record
+from jobmagic.store.pauses import pause_attached
 from jobmagic.store.wire import job_json
 
 from .handlers import JobmagicHandler
@@ -47,14 +47,13 @@ class PauseHandler(JobmagicHandler):
         record = self.job(self.job_id(job_id))
         store = self.jobmagic.store
         try:
-            check_pausable(record)
-            execution = self.jobmagic.executors.require(record.backend).attach(record.backend_ref)
-            if execution is None:
-                raise JobmagicError(f"job {record.id} is no longer running")
-            try:
-                pause_and_record(store, record.id, execution, action == "pause")
-            finally:
-                execution.close()
+            executors = self.jobmagic.executors
+            pause_attached(
+                store,
+                record,
+                lambda r: executors.require(r.backend).attach(r.backend_ref),
+                action == "pause",
+            )
             # The feed does not see this connection's own writes (data_version ignores
             # them): the page that asked, and every other, hear of it now.
             self.jobmagic.feed.bump()

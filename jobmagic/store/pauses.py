@@ -1,14 +1,16 @@
 """Pauses as the store records them: a job's (RUNNING <-> PAUSED) and a group's.
 
 Whoever pauses a job (its kernel, another kernel, the server, the command line) signals
-it and records it here; every move bumps the store's ``pause_epoch``, which tells the
-job's kernel that its state changed under it (see ``WorkerService``).
+it and records it here (``pause_and_record``; ``pause_attached`` for another process's
+job); every move bumps the store's ``pause_epoch``, which tells the job's kernel that its
+state changed under it (see ``WorkerService``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from jobmagic.errors import JobmagicError, StoreError
@@ -27,6 +29,39 @@ class Pausable(Protocol):
     def resume(self) -> None:
         """Let it go on."""
         ...
+
+
+class Attached(Pausable, Protocol):
+    """A handle on another process's running job (a backend's attached ``Execution``)."""
+
+    def close(self) -> None:
+        """Let go of the handle; the job runs on."""
+        ...
+
+
+def pause_attached(
+    store: JobStore,
+    record: JobRecord,
+    attach: Callable[[JobRecord], Attached | None],
+    paused: bool,
+) -> bool:
+    """Pause or resume another process's job ``record``; see :func:`pause_and_record`.
+
+    ``attach`` finds the job's execution (the backends are not the store's to know).
+
+    Raises
+    ------
+    JobmagicError
+        When the job is queued or has ended, or its execution is gone.
+    """
+    check_pausable(record)
+    execution = attach(record)
+    if execution is None:
+        raise JobmagicError(f"job {record.id} is no longer running")
+    try:
+        return pause_and_record(store, record.id, execution, paused)
+    finally:
+        execution.close()
 
 
 def pause_and_record(store: JobStore, job_id: int, target: Pausable, paused: bool) -> bool:
