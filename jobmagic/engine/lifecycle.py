@@ -24,7 +24,7 @@ from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, check_transition, final_state
 from jobmagic.errors import JobmagicError, LaunchError, StoreError
 from jobmagic.store.job_store import JobStore
-from jobmagic.store.pauses import pause_and_record
+from jobmagic.store.pauses import check_pausable, pause_and_record
 
 from .output_feed import OutputFeed
 from .watcher import Watcher
@@ -219,14 +219,9 @@ class JobLifecycle:
             When the move cannot be recorded (the job is left as it was).
         """
         with self._lock:
-            if self._state.is_finished:
-                raise JobmagicError(f"job {self.job_id} has already ended ({self._state.value})")
+            check_pausable(self.job_id, self._state, self.spec.group)
             execution = self._execution
-            if execution is None:
-                raise JobmagicError(
-                    f"job {self.job_id} has not started; to hold it back, pause its group: "
-                    f"%job pause --group {self.spec.group}"
-                )
+        assert execution is not None  # RUNNING or PAUSED: it was launched
         pause_and_record(self._store, self.job_id, execution, paused)
         record = self._store.get(self.job_id)
         if record is not None:

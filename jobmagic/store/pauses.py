@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, StoreError
 
 from .job_store import JobStore, bump_queue_epoch
@@ -54,7 +55,7 @@ def pause_attached(
     JobmagicError
         When the job is queued or has ended, or its execution is gone.
     """
-    check_pausable(record)
+    check_pausable(record.id, record.state, record.group_name)
     execution = attach(record)
     if execution is None:
         raise JobmagicError(f"job {record.id} is no longer running")
@@ -90,7 +91,7 @@ def pause_and_record(store: JobStore, job_id: int, target: Pausable, paused: boo
         raise
 
 
-def check_pausable(record: JobRecord) -> None:
+def check_pausable(job_id: int, state: JobState, group: str) -> None:
     """Refuse to pause or resume a queued or ended job, saying what to do instead.
 
     Raises
@@ -98,12 +99,12 @@ def check_pausable(record: JobRecord) -> None:
     JobmagicError
         For a job that is neither RUNNING nor PAUSED.
     """
-    if record.state.is_finished:
-        raise JobmagicError(f"job {record.id} has already ended ({record.state.value})")
-    if not record.state.is_active:
+    if state.is_finished:
+        raise JobmagicError(f"job {job_id} has already ended ({state.value})")
+    if not state.is_active:
         raise JobmagicError(
-            f"job {record.id} has not started; to hold it back, pause its group: "
-            f"%job pause --group {record.group_name}"
+            f"job {job_id} has not started; to hold it back, pause its group: "
+            f"%job pause --group {group}"
         )
 
 
