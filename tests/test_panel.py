@@ -26,8 +26,8 @@ from ipywidgets.widgets.widget import _instances as widget_instances
 from jobmagic import JobState, WorkerService
 from jobmagic.notebook.output_widget import OutputWidgetHandler
 from jobmagic.notebook.panel import JobPanel, JobRow
-from jobmagic.notebook.shared_parts import SharedParts
 from jobmagic.notebook.row_summary import PAUSE_AFTER, latest_percent, started_ago
+from jobmagic.notebook.shared_parts import SharedParts
 from jobmagic.text.ansi_html import ansi_to_html
 from jobmagic.text.describe import format_runtime
 
