@@ -30,6 +30,7 @@ CASES = [
     "traffic",
     "alternatives",
     "queue",
+    "limits",
 ]
 
 

@@ -157,6 +157,26 @@ def _process_leak_guard(request: pytest.FixtureRequest) -> Iterator[str]:
 def pytest_configure(config: pytest.Config) -> None:
     """Mark processes started outside any test (session and module fixtures) too."""
     os.environ[MARK_VAR] = f"{SESSION_TAG}-session"
+    _CGROUPS_BEFORE.update(_job_cgroups())
+
+
+#: The job cgroups that were there before this session (another run's are not ours).
+_CGROUPS_BEFORE: set[str] = set()
+
+
+def _job_cgroups() -> set[str]:
+    """Every job cgroup (``jobmagic-*``) under this process's own cgroups."""
+    from jobmagic.backends.local.cgroup_layout import detect
+
+    found: set[str] = set()
+    for mode in ("v1", "v2"):
+        layout, _ = detect(mode)
+        for base in layout.hierarchies if layout is not None else ():
+            with contextlib.suppress(OSError):
+                found.update(
+                    entry.path for entry in os.scandir(base) if entry.name.startswith("jobmagic-")
+                )
+    return found
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -170,6 +190,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"\njobmagic tests left {len(leaked)} process(es) running "
             f"at the end of the session (killed now):\n{_describe(leaked)}\n"
         )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    cgroups = sorted(_job_cgroups() - _CGROUPS_BEFORE)
+    if cgroups:
+        sys.stderr.write(
+            f"\njobmagic tests left {len(cgroups)} job cgroup(s) under /sys/fs/cgroup "
+            f"(removed now where empty):\n" + "\n".join(cgroups) + "\n"
+        )
+        for path in cgroups:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from jobmagic.core.limits import Usage
 from jobmagic.core.outcome import Outcome
 from jobmagic.core.spec import JobSpec
 
@@ -63,6 +64,19 @@ class Execution(Protocol):
     @property
     def pid(self) -> int | None:
         """The process id people know the job by, where the backend has one."""
+        ...
+
+    @property
+    def containment(self) -> str | None:
+        """What holds the job and enforces its limits, for its record.
+
+        ``cgroup v1``, ``none``; with best effort, which limits were dropped. None:
+        nothing to say.
+        """
+        ...
+
+    def usage(self) -> Usage | None:
+        """What the job uses now (memory, CPU time; no rate), None when not known."""
         ...
 
     def terminate(self) -> None:
@@ -135,6 +149,10 @@ class Executor(Protocol):
 
     def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
         """How the execution ``ref`` ended, or None while it runs (it is not disturbed)."""
+        ...
+
+    def usage(self, ref: Mapping[str, Any] | None) -> Usage | None:
+        """What the running execution ``ref`` uses now (no rate), None once it ended."""
         ...
 
     def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:

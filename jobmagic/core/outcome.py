@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .limits import Usage
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -18,9 +20,12 @@ class Outcome:
         When it ended, in epoch seconds; None when only "by now" is known.
     reason:
         The backend's one-line explanation of a failure a person can act on ("command not
-        found: pyhton"), or None.
+        found: pyhton", "out of memory (limit 512 MiB)"), or None.
+    usage:
+        What the job used in all (peak memory, CPU time), where the backend knows.
     """
 
     exit_code: int | None
     ended_at: float | None = None
     reason: str | None = None
+    usage: Usage | None = None

@@ -9,6 +9,8 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from .limits import Limits
+
 #: The group a job waits in unless it names one.
 DEFAULT_GROUP = "default"
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -33,6 +35,10 @@ class JobOptions(TypedDict, total=False):
     after: tuple[int, ...] | list[int] | None
     gpus: int
     resources: Mapping[str, int] | None
+    memory: int | str | None
+    cpus: float | None
+    pids: int | None
+    best_effort: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,13 +84,25 @@ class JobSpec:
         ``CUDA_VISIBLE_DEVICES`` (and ``JOBMAGIC_GPUS``).
     resources:
         Units it takes from named pools while it runs (``{"license": 1}``).
+    memory:
+        Memory its processes may use together: bytes, or text such as ``"512M"``,
+        ``"4G"`` (powers of 1024). Over it, the job is killed and ends FAILED "out of
+        memory". None: no limit. (See :class:`~jobmagic.core.limits.Limits`.)
+    cpus:
+        CPUs' worth of time it may use (``1.5``); None: no limit.
+    pids:
+        Processes (and threads) it may have at once; None: no limit.
+    best_effort:
+        Where the machine cannot enforce a limit, run the job with the limits that can
+        be had, and say which were dropped, instead of refusing to start it.
 
     Raises
     ------
     ValueError
         An empty command or backend name, a timeout that is not a number >= 0, a NUL
         byte in any string, an empty ``env`` key or one with ``=`` in it, or a name that
-        reads as a job id ("7", "#7": ids and names share one lookup).
+        reads as a job id ("7", "#7": ids and names share one lookup), or a limit
+        that is not one (see :class:`~jobmagic.core.limits.Limits`).
     TypeError
         An ``env`` key or value that is not a str, or a name that is not a str.
     """
@@ -103,6 +121,10 @@ class JobSpec:
     after: tuple[int, ...] = ()
     gpus: int = 0
     resources: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    best_effort: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.command, str) or not self.command.strip():  # type: ignore[redundant-expr]
@@ -136,6 +158,15 @@ class JobSpec:
             object.__setattr__(self, "cwd", os.fspath(self.cwd))
         if timeout is not None:
             object.__setattr__(self, "timeout", float(timeout))
+        limits = Limits(self.memory, self.cpus, self.pids)
+        object.__setattr__(self, "memory", limits.memory)
+        object.__setattr__(self, "cpus", limits.cpus)
+        object.__setattr__(self, "best_effort", bool(self.best_effort))
+
+    @property
+    def limits(self) -> Limits:
+        """The resource limits it runs under (empty: none)."""
+        return Limits(self.memory, self.cpus, self.pids)
 
     @classmethod
     def from_options(cls, command: str, options: JobOptions) -> JobSpec:
@@ -158,6 +189,10 @@ class JobSpec:
             "after": self.after,
             "gpus": self.gpus,
             "resources": dict(self.resources),
+            "memory": self.memory,
+            "cpus": self.cpus,
+            "pids": self.pids,
+            "best_effort": self.best_effort,
         }
 
 

@@ -18,6 +18,7 @@ from jobmagic.errors import JobmagicError
 from .foreign import ForeignJob
 from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed
+from .usage import UsageMeter
 
 
 class JobFacts(Protocol):
@@ -64,6 +65,11 @@ class JobFacts(Protocol):
         ...
 
     @property
+    def containment(self) -> str | None:
+        """What holds it ("cgroup v1"), once it runs; None before."""
+        ...
+
+    @property
     def paused_for(self) -> float:
         """Seconds of the pauses that are over."""
         ...
@@ -92,6 +98,8 @@ class JobBinding:
         Starts the job again as a new job of the service (``WorkerService.restart``).
     pause:
         ``pause(job_id, paused)``: pauses or resumes it (``WorkerService.pause``).
+    usage:
+        Reads what it uses while it runs (``Worker.usage``).
     """
 
     job_id: int
@@ -103,6 +111,7 @@ class JobBinding:
     submit: Callable[[], None] | None = None
     restart: Callable[[int], Any] | None = None
     pause: Callable[[int, bool], None] | None = None
+    usage: UsageMeter | None = None
 
     @property
     def facts(self) -> JobFacts:

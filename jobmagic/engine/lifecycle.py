@@ -20,6 +20,7 @@ from pathlib import Path
 
 from jobmagic.backends.base import Cancellable, Execution, Executor
 from jobmagic.backends.stop_policy import StopPolicy
+from jobmagic.core.limits import Usage
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, check_transition, final_state
 from jobmagic.errors import JobmagicError, LaunchError, StoreError
@@ -89,6 +90,8 @@ class JobLifecycle:
         self.ended_at: float | None = None
         self.paused_at: float | None = None  # when the pause under way began
         self.paused_for = 0.0  # seconds of the pauses that are over
+        self.containment: str | None = None  # what holds it ("cgroup v1"), once it runs
+        self.final_usage: Usage | None = None  # what it used in all, once it ended
         self._launched = False
         self._ending = False  # _finish has claimed the end
         self._stopped_while_queued: str | None = None  # who stopped it before it ran
@@ -151,6 +154,7 @@ class JobLifecycle:
                 pid=self.pid,
                 started_at=self.started_at,
                 backend_ref=execution.ref,
+                containment=self.containment,
             )
         except StoreError as exc:
             with self._lock:
@@ -192,6 +196,7 @@ class JobLifecycle:
     def _running(self, execution: Execution, started_at: float | None) -> None:
         """QUEUED -> RUNNING on ``execution`` (lock held)."""
         self._execution = execution
+        self.containment = execution.containment
         self._state = check_transition(self._state, JobState.RUNNING)
         self.pid = execution.pid
         self.started_at = started_at
@@ -206,6 +211,12 @@ class JobLifecycle:
         if self.spec.timeout is not None:
             self._arm_timeout(self.spec.timeout)
         self._on_change()
+
+    def live_usage(self) -> Usage | None:
+        """What the running (or paused) job uses now, from its backend; None otherwise."""
+        with self._lock:
+            execution = self._execution if self._state.is_active else None
+        return execution.usage() if execution is not None else None
 
     # -- pausing -------------------------------------------------------------------------
     def set_paused(self, paused: bool) -> None:
@@ -310,16 +321,22 @@ class JobLifecycle:
         state, error = final_state(outcome.exit_code, stopped_by, self.spec.timeout)
         if state is JobState.FAILED and outcome.reason is not None:
             error = outcome.reason
-        self._finish(state, outcome.exit_code, error)
+        self._finish(state, outcome.exit_code, error, outcome.usage)
 
-    def _finish(self, state: JobState, exit_code: int | None, error: str | None) -> None:
+    def _finish(
+        self,
+        state: JobState,
+        exit_code: int | None,
+        error: str | None,
+        usage: Usage | None = None,
+    ) -> None:
         with self._lock:
             if self._ending:
                 return  # it ended another way first (e.g. stopped while its launch failed)
             self._ending = True
         ended_at = time.time()
         try:
-            self._store.finish(self.job_id, state, exit_code, error, ended_at=ended_at)
+            self._store.finish(self.job_id, state, exit_code, error, ended_at=ended_at, usage=usage)
         except StoreError as exc:
             error = f"{error}; " if error else ""
             error += f"the job's end could not be recorded: {exc}"
@@ -331,6 +348,7 @@ class JobLifecycle:
             if error is not None or self.error is None:
                 self.error = error
             self.ended_at = ended_at
+            self.final_usage = usage
             if self.paused_at is not None:  # as the store folds it in (see finish)
                 self.paused_for += max(0.0, ended_at - self.paused_at)
                 self.paused_at = None

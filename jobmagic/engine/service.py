@@ -33,6 +33,7 @@ from .pools import check_request
 from .queue_operations import QueueOperations
 from .removal import Removal
 from .scheduler import Scheduler
+from .usage import UsageMeter
 from .views import ForeignJobs, not_found_message
 from .watcher import Timer, Watcher
 from .worker import Worker
@@ -233,6 +234,7 @@ class WorkerService(Adoption, QueueOperations, Removal):
                 submit=functools.partial(self.scheduler.submit, lifecycle),
                 restart=self.restart,
                 pause=self._set_paused,
+                usage=UsageMeter(lifecycle.live_usage, lambda: lifecycle.started_at),
             )
         )
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from jobmagic.backends.registry import Executors
 from jobmagic.backends.stop_policy import Stops
+from jobmagic.core.limits import Usage
 from jobmagic.errors import StoreError, UnknownBackend
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.records import JobRecord
@@ -21,6 +23,7 @@ from jobmagic.store.records import JobRecord
 from .binding import JobBinding
 from .foreign import ForeignJob
 from .output_feed import OutputFeed
+from .usage import UsageMeter
 from .watcher import Watcher
 from .worker import Worker
 
@@ -74,17 +77,29 @@ class ForeignJobs:
         worker = Worker.from_spec(record.spec())
         feed = OutputFeed(self._store.log_path(record.id), record.id, worker, self._watcher)
         feed.end_without_output()  # nothing here follows it; readers read to the end
+        foreign = ForeignJob(record, self._reread, self._stop)
         binding = JobBinding(
             record.id,
             self._store.log_path(record.id),
             feed,
             self._logger,
-            foreign=ForeignJob(record, self._reread, self._stop),
+            foreign=foreign,
             restart=self._restart,
             pause=self._pause,
+            usage=UsageMeter(
+                functools.partial(self._usage, foreign), lambda: foreign.record.started_at
+            ),
         )
         worker.bind(binding)
         return worker
+
+    def _usage(self, foreign: ForeignJob) -> Usage | None:
+        record = foreign.record
+        try:
+            executor = self._executors.require(record.backend)
+        except UnknownBackend:
+            return None
+        return executor.usage(record.backend_ref)
 
     def _reread(self, job_id: int) -> JobRecord | None:
         with contextlib.suppress(StoreError):

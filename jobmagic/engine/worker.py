@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Generic, TypeVar, Unpack, cast, overload
 
+from jobmagic.core.limits import Limits, Usage
 from jobmagic.core.spec import JobOptions, JobSpec
 from jobmagic.core.state import JobState, run_seconds
 from jobmagic.errors import JobmagicError
@@ -92,6 +93,7 @@ class Worker:
     group = _Delegated[str](_spec, "default", "The queue group it waits and runs in.")
     priority = _Delegated[int](_spec, 0, "Its priority in its group (higher starts first).")
     after = _Delegated[tuple[int, ...]](_spec, (), "Ids of jobs that must succeed before it.")
+    limits = _Delegated[Limits](_spec, Limits(), "The resource limits it runs under.")
 
     state = _Delegated(_facts, JobState.QUEUED, "The job's :class:`JobState`.")
     exit_code = _Delegated[int | None](_facts, None, "The exit code; -N: killed by signal N.")
@@ -99,6 +101,12 @@ class Worker:
     pid = _Delegated[int | None](_facts, None, "The pid of the job's group leader (its wrapper).")
     started_at = _Delegated[float | None](_facts, None, "When it started, in epoch seconds.")
     ended_at = _Delegated[float | None](_facts, None, "When it ended, in epoch seconds, or None.")
+    containment = _Delegated[str | None](
+        _facts,
+        None,
+        'What holds it and enforces its limits: "cgroup v1", "cgroup v2", "none" (with'
+        " best effort: which limits were dropped); None until it runs.",
+    )
     queue_reason = _Delegated[str | None](
         _facts,
         None,
@@ -191,6 +199,26 @@ class Worker:
         code = self.exit_code
         ending = f" exit_code={code}" if code is not None else ""
         return f"<Worker {self.id}{label} {self.state.value}{ending}: {self.command!r}>"
+
+    def usage(self) -> Usage | None:
+        """What the job uses, or used; None before it runs or when it cannot be told.
+
+        While it runs: memory now, peak memory (where its cgroup keeps it), CPU time and
+        CPU percent since the previous reading (readings are at most a second apart; a
+        reading within a second of the last gives the same figures). Once it has ended:
+        its peak memory and CPU time in all. See :class:`jobmagic.core.limits.Usage`.
+        """
+        binding = self._binding
+        if binding is None:
+            return None
+        facts = binding.facts
+        if facts.state.is_finished:
+            if binding.lifecycle is not None:
+                return binding.lifecycle.final_usage
+            return binding.foreign.refresh().usage if binding.foreign is not None else None
+        if facts.state is JobState.QUEUED or binding.usage is None:
+            return None
+        return binding.usage.read()
 
     def _bound(self) -> JobBinding:
         binding = self._binding

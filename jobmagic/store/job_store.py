@@ -25,6 +25,7 @@ from jobmagic.core.files import (
     file_size,
     private_dir,
 )
+from jobmagic.core.limits import Usage
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobNameInUse, StoreError
@@ -40,6 +41,8 @@ from .records import (
 
 #: The largest id SQLite can hold; a larger number names no job.
 MAX_ID = (1 << 63) - 1
+#: The arguments of one ``finish`` (state, exit code, error, end, usage).
+_End = tuple[JobState, int | None, str | None, float, Usage | None]
 
 
 class JobStore:
@@ -80,7 +83,7 @@ class JobStore:
         self._lock = threading.Lock()
         # Finished jobs whose end could not be written yet (disk full): job id -> the
         # arguments of finish(), written by the next write that works (retry_unsaved()).
-        self._unsaved: dict[int, tuple[JobState, int | None, str | None, float]] = {}
+        self._unsaved: dict[int, _End] = {}
         self.generation = ""
         self._identity: tuple[int, int] = (0, 0)
         self._db = self._connect()
@@ -182,8 +185,10 @@ class JobStore:
                 cursor = db.execute(
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
                     " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
-                    " group_name, priority, after_ids, restarted_from, gpus, resources, session)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " group_name, priority, after_ids, restarted_from, gpus, resources, session,"
+                    " memory_limit, cpu_limit, pids_limit, best_effort)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -206,6 +211,10 @@ class JobStore:
                         spec.gpus,
                         json.dumps(dict(spec.resources), sort_keys=True),
                         session,
+                        spec.memory,
+                        spec.cpus,
+                        spec.pids,
+                        int(spec.best_effort),
                     ),
                 )
                 job_id = cursor.lastrowid
@@ -243,15 +252,18 @@ class JobStore:
         with self._write() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
 
-    def finish(
+    def finish(  # noqa: PLR0917 - a job's end is these five facts
         self,
         job_id: int,
         state: JobState,
         exit_code: int | None,
         error: str | None,
         ended_at: float | None = None,
+        usage: Usage | None = None,
     ) -> None:
         """Record a job's end, unless an earlier writer already did.
+
+        ``usage``: what it used in all (its peak memory and CPU time are kept), if known.
 
         Raises
         ------
@@ -259,7 +271,7 @@ class JobStore:
             When it cannot be written now; it is kept and written by the next write of
             this store that works, or by :meth:`retry_unsaved`.
         """
-        end = (state, exit_code, error, ended_at or time.time())
+        end = (state, exit_code, error, ended_at or time.time(), usage)
         try:
             self._write_end(job_id, *end)
         except StoreError:
@@ -269,23 +281,27 @@ class JobStore:
         with self._lock:
             self._unsaved.pop(job_id, None)
 
-    def _write_end(
+    def _write_end(  # noqa: PLR0917 - finish()'s arguments
         self,
         job_id: int,
         state: JobState,
         exit_code: int | None,
         error: str | None,
         ended_at: float,
+        usage: Usage | None,
     ) -> None:
         log_size = file_size(self.log_path(job_id))
+        peak = usage.peak_memory if usage is not None else None
+        cpu = usage.cpu_seconds if usage is not None else None
         with self._write() as db:
             cursor = db.execute(
                 # A pause under way ends with the job: its time joins paused_for.
                 "UPDATE jobs SET state = ?, exit_code = ?, error = ?, ended_at = ?,"
                 " log_size = ?, paused_for = paused_for + CASE WHEN paused_at IS NULL"
-                " THEN 0 ELSE max(0, ? - paused_at) END, paused_at = NULL"
+                " THEN 0 ELSE max(0, ? - paused_at) END, paused_at = NULL,"
+                " peak_memory = ?, cpu_seconds = ?"
                 " WHERE id = ? AND state IN ('queued', 'running', 'paused')",
-                (state.value, exit_code, error, ended_at, log_size, ended_at, job_id),
+                (state.value, exit_code, error, ended_at, log_size, ended_at, peak, cpu, job_id),
             )
             if cursor.rowcount:
                 bump_queue_epoch(db)
@@ -301,7 +317,7 @@ class JobStore:
         with self._lock:
             pending = dict(self._unsaved)
             self._unsaved.clear()
-        left: dict[int, tuple[JobState, int | None, str | None, float]] = {}
+        left: dict[int, _End] = {}
         for job_id, end in pending.items():
             try:
                 self._write_end(job_id, *end)

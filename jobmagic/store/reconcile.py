@@ -65,4 +65,4 @@ def finish_from_outcome(store: JobStore, record: JobRecord, outcome: Outcome) ->
     if ended_at is not None and record.started_at is not None:
         # A file's mtime is a little coarser than time.time(): never before the start.
         ended_at = max(ended_at, record.started_at)
-    store.finish(record.id, state, outcome.exit_code, error, ended_at=ended_at)
+    store.finish(record.id, state, outcome.exit_code, error, ended_at=ended_at, usage=outcome.usage)

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from typing import Any
 
+from jobmagic.core.limits import Limits, Usage
 from jobmagic.core.process_identity import process_start_time, same_process
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, run_seconds
@@ -106,6 +107,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN session TEXT;
     CREATE INDEX IF NOT EXISTS jobs_ownerless ON jobs(id) WHERE state = 'queued' AND detached = 1;
     """,
+    # 7: resource limits (bytes, CPUs, processes; NULL: none), whether they may be had
+    # on a best-effort basis, what holds the job ('cgroup v1', 'cgroup v2', 'none', with
+    # best-effort notes), and what it used in all (bytes at most, CPU seconds).
+    """
+    ALTER TABLE jobs ADD COLUMN memory_limit INTEGER;
+    ALTER TABLE jobs ADD COLUMN cpu_limit REAL;
+    ALTER TABLE jobs ADD COLUMN pids_limit INTEGER;
+    ALTER TABLE jobs ADD COLUMN best_effort INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN containment TEXT;
+    ALTER TABLE jobs ADD COLUMN peak_memory INTEGER;
+    ALTER TABLE jobs ADD COLUMN cpu_seconds REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -116,6 +129,8 @@ COLUMNS = [
     *("backend", "backend_ref", "shell"),
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
     *("gpus", "resources", "gpus_held", "paused_at", "paused_for", "session"),
+    *("memory_limit", "cpu_limit", "pids_limit", "best_effort", "containment"),
+    *("peak_memory", "cpu_seconds"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -164,6 +179,13 @@ class JobRecord:
     paused_at: float | None
     paused_for: float
     session: str | None
+    memory_limit: int | None
+    cpu_limit: float | None
+    pids_limit: int | None
+    best_effort: bool
+    containment: str | None
+    peak_memory: int | None
+    cpu_seconds: float | None
 
     @property
     def owner_alive(self) -> bool:
@@ -198,7 +220,23 @@ class JobRecord:
             after=tuple(self.after_ids),
             gpus=self.gpus,
             resources=self.resources,
+            memory=self.memory_limit,
+            cpus=self.cpu_limit,
+            pids=self.pids_limit,
+            best_effort=self.best_effort,
         )
+
+    @property
+    def limits(self) -> Limits:
+        """The resource limits it was started with (empty: none)."""
+        return Limits(self.memory_limit, self.cpu_limit, self.pids_limit)
+
+    @property
+    def usage(self) -> Usage | None:
+        """What it used in all, once it has ended (None before, or when unknown)."""
+        if self.peak_memory is None and self.cpu_seconds is None:
+            return None
+        return Usage(peak_memory=self.peak_memory, cpu_seconds=self.cpu_seconds)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
@@ -211,6 +249,7 @@ class JobRecord:
         values["state"] = JobState(values["state"])
         values["detached"] = bool(values["detached"])
         values["pty"] = bool(values["pty"])
+        values["best_effort"] = bool(values["best_effort"])
         ref = values["backend_ref"]
         values["backend_ref"] = json.loads(ref) if ref is not None else None
         return cls(**values)

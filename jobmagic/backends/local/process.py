@@ -13,6 +13,12 @@ when the command ends by itself, whatever it left in its group is killed: a job 
 when it is done. Our own child is not reaped before that, so its pid (the group id)
 cannot be reused by then; a job that is not our child is signalled only after its start
 time was checked.
+
+Where the machine allows, each job also has a cgroup of its own (``cgroups.py``, placed by
+``cgroup_layout.py``) that holds its limits: then "the job" is every process in the
+cgroup, and each signal above reaches also those that left the process group (``setsid``,
+a double fork). Without a cgroup such processes escape a stop; the job ends when its
+group does.
 """
 
 from __future__ import annotations
@@ -29,13 +35,23 @@ from pathlib import Path
 from typing import Any
 
 from jobmagic.core.files import UnsafePath, create_private_file, private_dir
+from jobmagic.core.limits import Limits, Usage, format_size
 from jobmagic.core.outcome import Outcome
 from jobmagic.core.process_identity import open_pidfd, process_start_time, same_process
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import LaunchError, StoreError
 
 from ..base import Callback, Cancellable, Reactor
-from .procinfo import ProcessGroups, group_remains, kill_leftovers, signal_job, signal_leftovers
+from .cgroup_layout import detect, refusal
+from .cgroups import NAME_PREFIX, JobCgroup
+from .procinfo import (
+    ProcessGroups,
+    group_remains,
+    group_usage,
+    kill_leftovers,
+    signal_job,
+    signal_leftovers,
+)
 from .wrapper import (
     diagnose,
     job_environment,
@@ -55,11 +71,14 @@ class LocalExecutor:
     ----------
     home:
         The job home; the wrappers' status files go to ``<home>/status/`` (0700).
+    cgroups:
+        Where jobs get cgroups: ``auto``, ``v2``, ``v1`` or ``off`` (see
+        ``cgroup_layout.detect``); None reads ``JOBMAGIC_CGROUPS``.
     """
 
     name = "local"
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, cgroups: str | None = None) -> None:
         try:
             self.status_dir = private_dir(home / "status")
         except UnsafePath as exc:
@@ -67,15 +86,55 @@ class LocalExecutor:
         # Shared by this executor's executions: exits that arrive together (stop_all)
         # share one scan of /proc.
         self._groups = ProcessGroups()
+        self.cgroups, self._why_no_cgroups = detect(cgroups)
         _raise_open_file_limit()
 
     def check(self, spec: JobSpec) -> None:
-        """Refuse a command or environment larger than ``execve`` takes (``E2BIG``).
+        """Refuse what this machine cannot run: limits it cannot enforce, or E2BIG.
+
+        Limits it cannot enforce are refused unless best effort will do; a command or
+        environment larger than ``execve`` takes (``E2BIG``) always is.
 
         Checked before anything is recorded or spawned: the kernel would refuse it anyway,
         and only after copying the whole environment.
         """
+        refused = refusal(spec.limits, self.cgroups, self._why_no_cgroups)
+        if refused is not None and not spec.best_effort:
+            raise ValueError(refused)
         check_exec_size(spec)
+
+    def containment(self, spec: JobSpec) -> tuple[Limits, int | None, str]:
+        """How ``spec``'s job is held: enforced limits, ``ulimit -v`` KiB, description.
+
+        The limits its cgroup enforces, an address-space limit (KiB) for ``ulimit -v``,
+        and what its record says (``cgroup v1``; ``none``; and, with best effort, which
+        limits were dropped or replaced).
+        """
+        limits = spec.limits
+        layout = self.cgroups
+        if layout is None:
+            enforced = Limits()
+        else:
+            enforced = Limits(
+                limits.memory if layout.can_enforce("memory") else None,
+                limits.cpus if layout.can_enforce("cpus") else None,
+                limits.pids if layout.can_enforce("pids") else None,
+            )
+        notes = []
+        address_space = None
+        if limits.memory is not None and enforced.memory is None:
+            address_space = max(1, limits.memory // 1024)
+            notes.append("memory as a per-process address-space limit (ulimit -v)")
+        if limits.cpus is not None and enforced.cpus is None:
+            notes.append("cpus dropped (needs the cpu controller)")
+        if limits.pids is not None and enforced.pids is None:
+            notes.append("pids dropped (needs the pids controller)")
+        name = layout.name if layout is not None else "none"
+        return (
+            enforced,
+            address_space,
+            name + (f"; best effort: {', '.join(notes)}" if notes else ""),
+        )
 
     def status_path(self, log_path: Path) -> Path:
         """Where the wrapper of the job logging to ``log_path`` writes its exit status.
@@ -89,12 +148,28 @@ class LocalExecutor:
         """Spawn the wrapper for ``spec``; see :meth:`jobmagic.backends.base.Executor.launch`."""
         if spec.cwd is not None and not os.path.isdir(spec.cwd):
             raise LaunchError(f"working directory not found: {spec.cwd}")
+        try:
+            self.check(spec)  # again: a queued job may start in another process than its check
+        except ValueError as exc:
+            raise LaunchError(str(exc)) from None
+        enforced, address_space, containment = self.containment(spec)
         status_path = self.status_path(log_path)
+        cgroup = None
+        if self.cgroups is not None:
+            try:
+                cgroup = self.cgroups.create(NAME_PREFIX + log_path.stem, enforced)
+            except OSError as exc:
+                raise LaunchError(
+                    f"cannot set up the job's {self.cgroups.name}: {exc.strerror or exc}"
+                    + (f" ({exc.filename})" if exc.filename else "")
+                ) from None
         try:
             prepare_status_file(status_path)
             log_fd = create_private_file(log_path)
         except OSError as exc:
             remove_status_files(status_path)
+            if cgroup is not None:
+                cgroup.remove()
             raise LaunchError(
                 f"cannot create the job's files in {log_path.parent}: {exc.strerror or exc}"
             ) from None
@@ -107,9 +182,13 @@ class LocalExecutor:
                 cwd=spec.cwd,
                 env=spec.env,
                 pty=spec.pty,
+                cgroup_procs=cgroup.procs_files if cgroup is not None else None,
+                address_space_kib=address_space,
             )
         except OSError as exc:
             remove_status_files(status_path)
+            if cgroup is not None:
+                cgroup.remove()
             raise LaunchError(f"could not start: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
@@ -120,6 +199,8 @@ class LocalExecutor:
             log_path=log_path,
             groups=self._groups,
             popen=popen,
+            cgroup=cgroup,
+            containment=containment,
         )
 
     def attach(self, ref: Mapping[str, Any] | None) -> LocalExecution | None:
@@ -139,6 +220,7 @@ class LocalExecutor:
             groups=self._groups,
             pidfd=pidfd,
             leaderless=pidfd is None,
+            cgroup=JobCgroup.from_ref(ref.get("cgroup")),
         )
 
     def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
@@ -148,15 +230,43 @@ class LocalExecutor:
         if same_process(ref.get("pid"), ref.get("start")) or _wrapper_killed(ref):
             return None
         status_path = str(ref.get("status", ""))
+        cgroup = JobCgroup.from_ref(ref.get("cgroup"))
+        exit_code = read_status_file(status_path) if status_path else None
+        usage = reason = None
+        if cgroup is not None:
+            usage = _in_all(cgroup.usage())
+            reason = limit_failure(cgroup, exit_code)
+            cgroup.remove()
         if not status_path:
-            return Outcome(None)
-        return Outcome(read_status_file(status_path), ended_at=status_written_at(status_path))
+            return Outcome(None, reason=reason, usage=usage)
+        return Outcome(
+            exit_code, ended_at=status_written_at(status_path), reason=reason, usage=usage
+        )
+
+    def usage(self, ref: Mapping[str, Any] | None) -> Usage | None:
+        """What the running job of ``ref`` uses now (no CPU rate); None once it has ended.
+
+        From its cgroup where it has one, else from ``/proc`` for its process group's
+        live members (a process that left the group is not counted).
+        """
+        if ref is None:
+            return None
+        cgroup = JobCgroup.from_ref(ref.get("cgroup"))
+        if cgroup is not None:
+            return cgroup.usage() if cgroup.members() else None
+        if not same_process(ref.get("pid"), ref.get("start")):
+            return None
+        return group_usage(self._groups, ref.get("pid"))
 
     def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:  # noqa: ARG002 - the protocol's; the ref names the files
-        """Delete a removed job's status file and stop marker."""
+        """Delete a removed job's status file, stop marker and (empty) cgroup."""
         status = ref.get("status") if ref else None
         if status:
             remove_status_files(status)
+        cgroup = JobCgroup.from_ref(ref.get("cgroup")) if ref else None
+        if cgroup is not None and not cgroup.members():
+            with contextlib.suppress(OSError):
+                cgroup.remove()
 
 
 def _wrapper_killed(ref: Mapping[str, Any]) -> bool:
@@ -170,7 +280,30 @@ def _wrapper_killed(ref: Mapping[str, Any]) -> bool:
     status = ref.get("status")
     if status and read_status_file(status) is not None:
         return False
+    cgroup = JobCgroup.from_ref(ref.get("cgroup"))
+    if cgroup is not None:
+        return bool(cgroup.members())
     return group_remains(ref.get("pid"), ref.get("start"), ref.get("pgid"))
+
+
+def _in_all(usage: Usage) -> Usage:
+    """A finished job's usage: what it used in all (nothing is in use now)."""
+    return Usage(peak_memory=usage.peak_memory, cpu_seconds=usage.cpu_seconds)
+
+
+def limit_failure(cgroup: JobCgroup, exit_code: int | None) -> str | None:
+    """Say "out of memory (limit 512 MiB)" when a limit ended a failed job, else None."""
+    if exit_code == 0:
+        return None
+    if cgroup.oom_kills():
+        limit = cgroup.memory_limit()
+        return "out of memory" + (f" (limit {format_size(limit)})" if limit else "")
+    if cgroup.fork_refusals():
+        limit = cgroup.pids_limit()
+        return "could not start a process: the job reached its process limit" + (
+            f" ({limit})" if limit else ""
+        )
+    return None
 
 
 #: Why a job whose wrapper was killed has no exit status.
@@ -195,8 +328,12 @@ class LocalExecution:
         popen: subprocess.Popen[bytes] | None = None,
         pidfd: int | None = None,
         leaderless: bool = False,
+        cgroup: JobCgroup | None = None,
+        containment: str | None = None,
     ) -> None:
         self._pid = pid
+        self._cgroup = cgroup
+        self._containment = containment or (cgroup.name if cgroup is not None else "none")
         self._start = start
         self._status_path = status_path
         self._log_path = log_path
@@ -221,13 +358,24 @@ class LocalExecution:
 
     @property
     def ref(self) -> dict[str, Any]:
-        """``{"pid", "start", "pgid", "status"}``: the wrapper, its group, its status file."""
-        return {
+        """The wrapper, its group, its status file, its cgroup.
+
+        ``{"pid", "start", "pgid", "status"[, "cgroup"]}``.
+        """
+        ref: dict[str, Any] = {
             "pid": self._pid,
             "start": self._start,
             "pgid": self._pid,
             "status": self._status_path,
         }
+        if self._cgroup is not None:
+            ref["cgroup"] = self._cgroup.ref
+        return ref
+
+    @property
+    def containment(self) -> str:
+        """What holds the job: ``cgroup v1``, ``cgroup v2`` or ``none`` (and best-effort notes)."""
+        return self._containment
 
     @property
     def pid(self) -> int:
@@ -273,6 +421,12 @@ class LocalExecution:
         elif not signal_job(self._pid, self._start, self._pid, sig):
             # The leader is gone: what is left of its group, if the group is still its.
             signal_leftovers(self._pid, self._start, self._pid, sig)
+        if self._cgroup is not None:
+            # And those that left the group.
+            if sig == signal.SIGKILL:
+                self._cgroup.kill()
+            else:
+                self._cgroup.signal(sig)
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` from ``reactor`` once the whole job has ended."""
@@ -306,9 +460,12 @@ class LocalExecution:
         """Watch the group's live processes (reactor thread); True while any is left."""
         reactor = self._reactor
         assert reactor is not None
-        if self._popen is None and not self._group_is_ours():
+        if self._cgroup is not None:
+            members = self._cgroup.members()
+        elif self._popen is None and not self._group_is_ours():
             return False
-        members = self._groups.members(self._pid, reactor.iteration, exclude=self._pid)
+        else:
+            members = self._groups.members(self._pid, reactor.iteration, exclude=self._pid)
         for member in members:
             try:
                 pidfd = os.pidfd_open(member)
@@ -335,13 +492,21 @@ class LocalExecution:
             self._complete()
 
     def _complete(self) -> None:
-        """Kill what the command left in its group, then tell the holder it ended."""
+        """Kill what the command left in its group, then tell the holder it ended.
+
+        With a cgroup, the job has ended once the cgroup is empty: the killed processes
+        are waited for (their pidfds), so that no process of an ended job is alive.
+        """
         if self._popen is not None:
             # Before the leader is reaped: until then the group id cannot be reused.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, signal.SIGKILL)
         else:
             kill_leftovers(self._pid, self._start, self._pid)
+        if self._cgroup is not None:
+            self._cgroup.kill()
+            if self._watch_members():
+                return  # _member_exited comes back here once they are gone
         with self._lock:
             self._ended = True
             callback = self._callback
@@ -349,16 +514,54 @@ class LocalExecution:
             callback()
 
     def outcome(self) -> Outcome:
-        """Reap the wrapper, read the status it wrote, explain exits 126 and 127."""
-        returncode = self._popen.wait() if self._popen is not None else None
+        """Reap the wrapper, read its status and how the job failed, remove its cgroup.
+
+        A failure is explained where it can be (exits 126 and 127, a limit that was
+        reached); what the job used is read before its cgroup goes.
+        """
+        returncode, usage = self._reap()
         self.close()
         exit_code = read_status_file(self._status_path) if self._status_path else None
         if exit_code is None:
             exit_code = returncode
-        reason = diagnose(exit_code, self._log_path) if self._log_path is not None else None
+        reason = None
+        if self._cgroup is not None:
+            usage = _in_all(self._cgroup.usage())
+            reason = limit_failure(self._cgroup, exit_code)
+            self._cgroup.remove()
+        if reason is None and self._log_path is not None:
+            reason = diagnose(exit_code, self._log_path)
         if exit_code is None and self._leaderless:
             reason = WRAPPER_KILLED
-        return Outcome(exit_code, reason=reason)
+        return Outcome(exit_code, reason=reason, usage=usage)
+
+    def _reap(self) -> tuple[int | None, Usage | None]:
+        """Our wrapper's exit status and, from its rusage, what it and all it waited for used."""
+        popen = self._popen
+        if popen is None:
+            return None, None
+        if popen.returncode is not None:
+            return popen.returncode, None
+        try:
+            _, status, rusage = os.wait4(popen.pid, 0)
+        except ChildProcessError:
+            return popen.wait(), None
+        popen.returncode = os.waitstatus_to_exitcode(status)
+        # ru_maxrss: the largest resident set of one process (KiB on Linux), not a sum.
+        usage = Usage(
+            peak_memory=rusage.ru_maxrss * 1024,
+            cpu_seconds=rusage.ru_utime + rusage.ru_stime,
+        )
+        return popen.returncode, usage
+
+    def usage(self) -> Usage | None:
+        """What the job uses now (no CPU rate); None once it has ended."""
+        if self._cgroup is not None:
+            return self._cgroup.usage()
+        with self._lock:
+            if self._ended:
+                return None
+        return group_usage(self._groups, self._pid)
 
     def close(self) -> None:
         """Release the pidfds (the job, if it still runs, goes on)."""

@@ -12,7 +12,11 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
+import psutil
+
+from jobmagic.core.limits import Usage
 from jobmagic.core.process_identity import process_start_time, same_process, stat_fields
 
 
@@ -95,6 +99,33 @@ class ProcessGroups:
                 self._snapshot = snapshot
             members = self._groups.get(pgid, ())
         return [pid for pid in members if pid != exclude]
+
+
+def group_usage(groups: ProcessGroups, pgid: int | None) -> Usage | None:
+    """Memory (resident) and CPU time of a job without a cgroup, from ``/proc``.
+
+    Sums the live members of its process group, plus the CPU time of the children its
+    leader has reaped; a process that left the group is not seen. Readings within the
+    same half second share one scan of ``/proc``. None when the group is gone.
+    """
+    if pgid is None:
+        return None
+    members = groups.members(pgid, ("usage", int(time.monotonic() * 2)))
+    if not members:
+        return None
+    memory, cpu = 0, 0.0
+    for pid in members:
+        try:
+            process = psutil.Process(pid)
+            with process.oneshot():
+                memory += process.memory_info().rss
+                times = process.cpu_times()
+        except psutil.Error:
+            continue
+        cpu += times.user + times.system
+        if pid == pgid:
+            cpu += times.children_user + times.children_system
+    return Usage(memory=memory, cpu_seconds=cpu)
 
 
 def _scan_groups() -> dict[int, list[int]]:

@@ -37,7 +37,9 @@ from jobmagic.text.terminal import decode, read_tail
 PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.py")
 
 # $1 status file, $2 stop marker, $3 shell, $4 command, $5 how to run it (see run_mode),
-# $6 the Python that runs $7, the pty relay (pty_relay.py), in the "pty" modes.
+# $6 the Python that runs $7, the pty relay (pty_relay.py), in the "pty" modes, $8 the
+# job's cgroup.procs files (one per line; none: no cgroup), $9 an address-space limit in
+# KiB for `ulimit -v` (--best-effort memory without a cgroup; empty: none).
 # stdout and stderr arrive as one open log file. The wrapper keeps it on fd 3 for the
 # command and points its own stdout and stderr at /dev/null, so its own notices ("Killed")
 # never land in the job's byte-exact log. The command runs in a subshell of the wrapper (a
@@ -45,13 +47,28 @@ PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.
 # creates the marker before it signals the group, so a stop that lands while the wrapper
 # starts up is never swallowed by the wrapper's trap. In the "pty" modes the subshell
 # becomes the relay, which runs the command on a pty in the job's process group.
+# The subshell joins the job's cgroup before anything else (its own pid read from
+# /proc/self/stat by the `read` builtin: no fork); the wrapper stays outside, so a kill
+# of the whole cgroup leaves it alive to record the command's end.
 WRAPPER = """trap : TERM INT HUP
 exec 3>&1 >/dev/null 2>&1
 [ -n "${PYTHONUNBUFFERED+set}" ] || export PYTHONUNBUFFERED=1
 _jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5 _jm_python=$6 _jm_relay=$7
+_jm_cgroup=$8 _jm_vmem=$9
 (
   exec >&3 2>&3 3>&-
   [ -e "$_jm_stop" ] && exit 143
+  if [ -n "$_jm_cgroup" ]; then
+    read -r _jm_self _jm_rest < /proc/self/stat
+    _jm_ifs=$IFS IFS='
+'
+    for _jm_procs in $_jm_cgroup; do
+      printf '%s\\n' "$_jm_self" > "$_jm_procs" || {
+        printf 'jobmagic: %s\\n' "cannot join the job's cgroup ($_jm_procs)" >&2; exit 125; }
+    done
+    IFS=$_jm_ifs
+  fi
+  [ -z "$_jm_vmem" ] || ulimit -v "$_jm_vmem" || exit 125
   set --
   case $_jm_mode in
     exec) eval "exec $_jm_cmd" ;;
@@ -191,8 +208,13 @@ def spawn(
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     pty: bool = False,
+    cgroup_procs: list[str] | None = None,
+    address_space_kib: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` under the wrapper, in a new session, with output on ``log_fd``.
+
+    ``cgroup_procs``: the job's cgroup's ``cgroup.procs`` files, which the command's
+    process joins before it runs; ``address_space_kib``: a ``ulimit -v`` for it.
 
     Raises
     ------
@@ -212,6 +234,8 @@ def spawn(
             run_mode(command, shell, pty),
             sys.executable or "python3",
             PTY_RELAY,
+            "\n".join(cgroup_procs or ()),
+            str(address_space_kib) if address_space_kib else "",
         ],
         stdin=subprocess.DEVNULL,
         stdout=log_fd,
