@@ -110,7 +110,7 @@ def test_a_job_over_its_memory_limit_fails_out_of_memory_and_others_live(
 
 
 FORKER = """
-import os, subprocess, sys
+import signal, subprocess
 children, refused = [], 0
 for _ in range(200):
     try:
@@ -118,7 +118,7 @@ for _ in range(200):
     except OSError:
         refused += 1
 print(f"started {len(children)} refused {refused}", flush=True)
-sys.stdin.read()  # stays until stopped
+signal.pause()  # stays until stopped
 """
 
 
@@ -201,7 +201,7 @@ def test_live_usage_of_a_running_job(svc: WorkerService) -> None:
 # -- containment -------------------------------------------------------------------------
 ESCAPES = (
     "setsid sleep 1001 & "  # a new session
-    "sh -c 'sleep 1002 &' & "  # a double fork: its parent has exited
+    "sh -c 'sleep 1002 &' & "  # a double fork (it stays in the process group)
     'python3 -c \'import os; os.setpgid(0, 0); os.execvp("sleep", ["sleep", "1003"])\' & '
     "sleep 0.2; echo ready; exec sleep 1000"
 )
@@ -457,3 +457,44 @@ def test_a_stored_cgroup_reference_names_only_job_cgroups() -> None:
 def test_an_unknown_cgroups_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="JOBMAGIC_CGROUPS is one of auto, v2, v1, off"):
         detect("sometimes")
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """The pids of ``pids`` still alive after waiting (on pidfds) up to ``timeout`` s."""
+    import select
+
+    left = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        if alive(pid):
+            left.append(pid)
+    return left
+
+
+def test_without_cgroups_a_stop_finds_what_left_the_group_and_says_so(
+    no_cgroups: None, svc: WorkerService
+) -> None:
+    job = svc.start(ESCAPES)
+    read_until(job, re.compile(rb"ready\n"))
+    escaped = [pid for pid in live_pids_in_proc("sleep 100") if pid != job.pid]
+    assert len(escaped) >= 4
+    job.stop(timeout=5)
+    assert job.state is JobState.STOPPED
+    assert wait_gone(escaped) == []
+    assert job.error == (
+        "the stop also killed 2 process(es) that had left the job's process group "
+        "(setsid, a double fork): with no cgroup here, such processes can escape a job"
+    )
+
+
+def test_a_job_knows_its_own_name_in_jobmagic_job(svc: WorkerService) -> None:
+    job = svc.start("echo $JOBMAGIC_JOB")
+    assert job.wait(10) == 0
+    assert job.output() == f"{job.log_path.stem}\n".encode()

@@ -23,9 +23,13 @@ class Outcome:
         found: pyhton", "out of memory (limit 512 MiB)"), or None.
     usage:
         What the job used in all (peak memory, CPU time), where the backend knows.
+    note:
+        A fact about the end worth telling whatever the state, added to the job's
+        ``error`` ("killed 2 processes that had left its process group"), or None.
     """
 
     exit_code: int | None
     ended_at: float | None = None
     reason: str | None = None
     usage: Usage | None = None
+    note: str | None = None

@@ -321,6 +321,8 @@ class JobLifecycle:
         state, error = final_state(outcome.exit_code, stopped_by, self.spec.timeout)
         if state is JobState.FAILED and outcome.reason is not None:
             error = outcome.reason
+        if outcome.note is not None:
+            error = f"{error}; {outcome.note}" if error else outcome.note
         self._finish(state, outcome.exit_code, error, outcome.usage)
 
     def _finish(

@@ -127,9 +127,19 @@ class JobCgroup:
             return []
         return [int(word) for word in text.split()]
 
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to every process of the job."""
+    def signal(self, sig: int, outside_group: int | None = None) -> None:
+        """Send ``sig`` to every process of the job (those outside ``outside_group`` only).
+
+        ``outside_group``: a process group the caller signalled already; its members
+        must not get the signal twice (a second SIGTERM can cut a graceful exit short).
+        """
         for pid in self.members():
+            if outside_group is not None:
+                try:
+                    if os.getpgid(pid) == outside_group:
+                        continue
+                except ProcessLookupError:
+                    continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 

@@ -17,8 +17,11 @@ time was checked.
 Where the machine allows, each job also has a cgroup of its own (``cgroups.py``, placed by
 ``cgroup_layout.py``) that holds its limits: then "the job" is every process in the
 cgroup, and each signal above reaches also those that left the process group (``setsid``,
-a double fork). Without a cgroup such processes escape a stop; the job ends when its
-group does.
+a double fork). Without a cgroup, a stop finds such processes by the ``JOBMAGIC_JOB``
+variable the wrapper puts in the job's environment (those that kept it), signals them
+with the group and names them in the job's ``error``; the end of a job that was not
+stopped does not look for them (a scan of every process's environment per end would
+cost too much), and the job ends when its group does.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from .procinfo import (
     group_remains,
     group_usage,
     kill_leftovers,
+    marked_processes,
     signal_job,
     signal_leftovers,
 )
@@ -350,6 +354,7 @@ class LocalExecution:
             self._pidfd = os.pidfd_open(pid)
         self._watching = False  # on_exit() was called
         self._terminated = False
+        self._escaped: set[int] = set()  # no cgroup: processes a stop found outside the group
         self._ended = False  # the whole job ended (on_exit's callback ran or runs)
         self._reactor: Reactor | None = None
         self._callback: Callback | None = None
@@ -390,6 +395,10 @@ class LocalExecution:
                 return
         # The marker first: a wrapper still starting up checks it before the command.
         leave_stop_marker(self._status_path)
+        if self._cgroup is None:
+            escaped = self._find_escaped()
+            with self._lock:
+                self._escaped.update(escaped)
         self._signal(signal.SIGCONT)  # a paused job's processes must run to shut down
         self._signal(signal.SIGTERM)
 
@@ -426,7 +435,20 @@ class LocalExecution:
             if sig == signal.SIGKILL:
                 self._cgroup.kill()
             else:
-                self._cgroup.signal(sig)
+                self._cgroup.signal(sig, outside_group=self._pid)
+        else:
+            with self._lock:
+                escaped = list(self._escaped)
+            for pid in escaped:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+
+    def _find_escaped(self) -> list[int]:
+        """Without a cgroup: the job's processes outside its group (by ``JOBMAGIC_JOB``)."""
+        if not self._status_path or (self._popen is None and not self._group_is_ours()):
+            return []
+        job = os.path.basename(self._status_path).removesuffix(".status")
+        return marked_processes(job, self._pid)
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` from ``reactor`` once the whole job has ended."""
@@ -507,6 +529,15 @@ class LocalExecution:
             self._cgroup.kill()
             if self._watch_members():
                 return  # _member_exited comes back here once they are gone
+        elif self._terminated:
+            # A stop: what left the group since the stop began goes too.
+            escaped = self._find_escaped()
+            with self._lock:
+                self._escaped.update(escaped)
+                escaped = list(self._escaped)
+            for pid in escaped:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         with self._lock:
             self._ended = True
             callback = self._callback
@@ -533,7 +564,16 @@ class LocalExecution:
             reason = diagnose(exit_code, self._log_path)
         if exit_code is None and self._leaderless:
             reason = WRAPPER_KILLED
-        return Outcome(exit_code, reason=reason, usage=usage)
+        with self._lock:
+            escaped = len(self._escaped)
+        note = None
+        if escaped:
+            note = (
+                f"the stop also killed {escaped} process(es) that had left the job's "
+                "process group (setsid, a double fork): with no cgroup here, such "
+                "processes can escape a job"
+            )
+        return Outcome(exit_code, reason=reason, usage=usage, note=note)
 
     def _reap(self) -> tuple[int | None, Usage | None]:
         """Our wrapper's exit status and, from its rusage, what it and all it waited for used."""

@@ -101,6 +101,36 @@ class ProcessGroups:
         return [pid for pid in members if pid != exclude]
 
 
+#: What the wrapper puts in the environment of every process of a job (see wrapper.py).
+JOB_VARIABLE = b"JOBMAGIC_JOB="
+
+
+def marked_processes(job: str, exclude_group: int) -> list[int]:
+    """Live processes outside group ``exclude_group`` with ``JOBMAGIC_JOB=job`` set.
+
+    For a job without a cgroup: the processes it started that left its process group
+    (``setsid``, a double fork), as far as they kept the variable. Reads every process's
+    environment (the ones this user may read): a scan for stops, not for every end.
+    """
+    wanted = JOB_VARIABLE + os.fsencode(job)
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if wanted not in environ.split(b"\0"):
+            continue
+        fields = stat_fields(pid)
+        if fields is not None and fields[0] != b"Z" and int(fields[2]) != exclude_group:
+            found.append(pid)
+    return found
+
+
 def group_usage(groups: ProcessGroups, pgid: int | None) -> Usage | None:
     """Memory (resident) and CPU time of a job without a cgroup, from ``/proc``.
 

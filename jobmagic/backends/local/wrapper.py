@@ -40,6 +40,8 @@ PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.
 # $6 the Python that runs $7, the pty relay (pty_relay.py), in the "pty" modes, $8 the
 # job's cgroup.procs files (one per line; none: no cgroup), $9 an address-space limit in
 # KiB for `ulimit -v` (--best-effort memory without a cgroup; empty: none).
+# The job's processes inherit JOBMAGIC_JOB=<id>-<store generation> (its status file's
+# name): without a cgroup, it is how a stop finds those that left the process group.
 # stdout and stderr arrive as one open log file. The wrapper keeps it on fd 3 for the
 # command and points its own stdout and stderr at /dev/null, so its own notices ("Killed")
 # never land in the job's byte-exact log. The command runs in a subshell of the wrapper (a
@@ -54,7 +56,8 @@ WRAPPER = """trap : TERM INT HUP
 exec 3>&1 >/dev/null 2>&1
 [ -n "${PYTHONUNBUFFERED+set}" ] || export PYTHONUNBUFFERED=1
 _jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5 _jm_python=$6 _jm_relay=$7
-_jm_cgroup=$8 _jm_vmem=$9
+_jm_cgroup=$8 _jm_vmem=$9 _jm_job=${1##*/}
+export JOBMAGIC_JOB="${_jm_job%.status}"
 (
   exec >&3 2>&3 3>&-
   [ -e "$_jm_stop" ] && exit 143
