@@ -224,6 +224,9 @@ def test_log_panel_follows_the_log_live(
     expect(text).not_to_contain_text("\x1b")
     expect(text).not_to_contain_text("second line")
     expect(log.locator(".jp-JobLog-state")).to_have_text("running")
+    # Its CPU and memory, read from the usage API while it runs ("CPU 0% · 9.5 MiB").
+    usage = log.locator(".jp-JobLog-usage")
+    expect(usage).to_have_text(re.compile(r"^CPU \d+% · [\d.]+ [KMG]iB$"), timeout=UI_TIMEOUT)
 
     release(go)
     expect(text).to_contain_text("second line", timeout=UI_TIMEOUT)
@@ -244,6 +247,7 @@ def test_log_panel_follows_the_log_live(
     expect(text).to_contain_text("last line", timeout=UI_TIMEOUT)
     expect(log.locator(".jp-JobLog-state")).to_have_text("succeeded", timeout=UI_TIMEOUT)
     expect(log.locator(".jp-JobLog-details")).to_contain_text("exit code 0")
+    expect(usage).to_be_hidden()  # no live usage once it has ended
     expect(log).to_have_attribute("data-complete", "true", timeout=UI_TIMEOUT)
 
 

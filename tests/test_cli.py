@@ -110,7 +110,15 @@ def test_json_is_the_rest_apis_json(jobmagic_home: Path, lab_server: Any) -> Non
     assert [job["state"] for job in rest["jobs"]] == ["failed", "succeeded"]
     assert rest["jobs"][1]["command"] == "echo from the cli"
     status = json.loads(cli("status", "json-job", "--json").stdout)
+    usage = status.pop("usage")  # the answer of GET jobs/{id}/usage, folded in
     assert status == rest["jobs"][0]
+    assert usage == {
+        "memory": None,
+        "peak_memory": status["peak_memory"],
+        "cpu_seconds": status["cpu_seconds"],
+        "cpu_percent": None,
+        "running": False,
+    }
     assert status["state"] == "failed"
     assert status["exit_code"] == 4
 

@@ -23,8 +23,8 @@ from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobNotFound
 from jobmagic.store.records import JobRecord
-from jobmagic.store.wire import job_json, job_list_json
-from jobmagic.text.describe import group_table, job_label, outcome_text
+from jobmagic.store.wire import job_json, job_list_json, usage_json
+from jobmagic.text.describe import group_table, job_label, limit_notes, outcome_text
 
 from .output import job_details, job_table, say, use_colour
 from .watch import follow_log, wait_for_jobs
@@ -118,13 +118,19 @@ def list_jobs(service: WorkerService, args: argparse.Namespace) -> int:
 
 
 def status(service: WorkerService, args: argparse.Namespace) -> int:
-    """``jobmagic status ID``: everything about one job."""
+    """``jobmagic status ID``: everything about one job, what it uses included.
+
+    ``--json``: the REST API's JSON of the job, and its ``usage`` as ``GET
+    jobs/{id}/usage`` answers it.
+    """
     service.reconcile()
     record = find(service, args.job)
+    usage = service.get(record.id).usage()  # live while it runs, else what it used
     if args.json:
-        _json_out(job_json(record, service.queue.reasons([record]).get(record.id)))
+        data = job_json(record, service.queue.reasons([record]).get(record.id))
+        _json_out({**data, "usage": usage_json(usage, running=record.state.is_active)})
     else:
-        say(job_details(record, use_colour(sys.stdout)))
+        say(job_details(record, use_colour(sys.stdout), usage=usage))
     return 0
 
 
@@ -207,6 +213,10 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
             timeout=args.timeout,
             pty=args.pty,
             detach=True,  # nobody is left to stop it when this command exits
+            memory=args.memory,
+            cpus=args.cpus,
+            pids=args.pids,
+            best_effort=args.best_effort,
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -231,6 +241,8 @@ def _started(service: WorkerService, worker: Worker, as_json: bool, verb: str) -
     if worker.state is JobState.FAILED:
         print(f"jobmagic {verb}: {job_label(worker)} {outcome_text(worker)}", file=sys.stderr)
         return 1
+    for note in limit_notes(worker, worker.limits, worker.containment):
+        print(f"jobmagic {verb}: {note}", file=sys.stderr)  # stdout is the answer
     return 0
 
 

@@ -27,6 +27,7 @@ examples:
   jobmagic start --name sweep -- python sweep.py --lr 0.1
   jobmagic group gpu --parallel 2    at most 2 jobs of group "gpu" run at once
   jobmagic start --group gpu --after 7 -- python eval.py
+  jobmagic start --memory 4G --cpus 2 -- python train.py
   jobmagic pause --group gpu         start nothing more in "gpu"; SIGSTOP its jobs
   jobmagic restart 7                 job 7 again, as a new job
   jobmagic list --json | jq '.jobs[] | select(.state == "failed") | .id'
@@ -90,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="everything about one job")
     _jobs_argument(p, "one", "the job's id or name")
-    p.add_argument("--json", action="store_true", help="the REST API's JSON for the job")
+    p.add_argument(
+        "--json", action="store_true", help="the REST API's JSON for the job, with its usage"
+    )
 
     p = sub.add_parser("logs", help="a job's output, byte for byte")
     _jobs_argument(p, "one", "the job's id or name")
@@ -113,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="ID[,ID...]", help="start when these jobs have succeeded")
     p.add_argument("--gpus", type=int, default=0, metavar="N", help="take N GPUs from the pool")
     p.add_argument("--resource", action="append", metavar="NAME=N", help="take N units of a pool")
+    p.add_argument("--memory", metavar="SIZE", help="memory it may use (512M, 4G); over it: killed")
+    p.add_argument("--cpus", metavar="N", help="CPUs' worth of time it may use (1.5)")
+    p.add_argument("--pids", type=int, metavar="N", help="processes and threads it may have")
+    p.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="where a limit cannot be enforced here, run without it (and say so)",
+    )
     p.add_argument("--json", action="store_true", help="print its JSON, not its id")
     p.add_argument(
         "command",

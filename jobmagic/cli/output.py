@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+from jobmagic.core.limits import Usage
 from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
 from jobmagic.store.records import JobRecord
@@ -16,6 +17,7 @@ from jobmagic.text.describe import (
     exit_column,
     exit_field,
     format_runtime,
+    limit_fields,
     short_command,
     state_text,
 )
@@ -113,8 +115,14 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
-def job_details(record: JobRecord, colour: bool, now: float | None = None) -> str:
-    """``jobmagic status``: one ``key: value`` line per fact about the job."""
+def job_details(
+    record: JobRecord, colour: bool, now: float | None = None, usage: Usage | None = None
+) -> str:
+    """``jobmagic status``: one ``key: value`` line per fact about the job.
+
+    ``usage``: what it uses now (``Worker.usage()``) while it runs; None: the record's
+    (what it used, once it has ended).
+    """
     facts = [
         ("job", str(record.id)),
         ("name", record.name or "-"),
@@ -127,6 +135,9 @@ def job_details(record: JobRecord, colour: bool, now: float | None = None) -> st
         ("owner", record.owner or "-"),
         ("started", ago(record.started_at, now)),
         ("runtime", format_runtime(record.runtime) if record.runtime is not None else "-"),
+        *limit_fields(
+            record.limits, record.containment, usage or record.usage, record.state.is_finished
+        ),
         ("log", record.log_path),
     ]
     if record.stop_requested_by:

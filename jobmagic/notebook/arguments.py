@@ -17,6 +17,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from .limit_options import limit_arguments
 from .queue_arguments import QUEUE_PARSERS, argument, magic_arguments
 from .queue_arguments import count as _count
 
@@ -120,6 +121,7 @@ def _lines(text: str) -> int:
     default=[],
     help="Take N units of a named pool (c.JobMagics.resources); repeat for more.",
 )
+@limit_arguments
 @argument("command", nargs="*", help="The shell command (the rest of the line).")
 def _start_parser() -> None:
     """Start COMMAND in the background and return its Worker at once.
@@ -127,6 +129,10 @@ def _start_parser() -> None:
     The command runs through /bin/sh -c, like !cmd, after IPython expands {expr} and
     $name. Options end at the first word that is not an option; put -- before a
     command that itself starts with a dash. Its stdout and stderr go to the job's log.
+
+    --memory, --cpus and --pids hold the whole job (every process it starts) in a
+    cgroup; a machine that cannot enforce one refuses the start unless --best-effort.
+    %job status shows the limits and what the job uses.
 
     Examples
     --------
@@ -140,6 +146,8 @@ def _start_parser() -> None:
         %job start --group gpu --priority 5 python sweep.py --lr {lr}
         %job start --after 3,4 python report.py
         %job start --gpus 1 --resource license=1 python train.py
+        %job start --memory 4G --cpus 2 --pids 500 python train.py
+        %job start --memory 4G --best-effort python train.py
     """
 
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Dict, Enum, Float, Int, List, Unicode, observe
-from traitlets.config import Configurable
 
 from jobmagic.core.state import JobState
 from jobmagic.engine.default import get_service
@@ -31,6 +30,7 @@ from jobmagic.text.describe import job_label, outcome_text
 from . import queue_commands, start_commands
 from .arguments import SUBCOMMANDS, _help, _parser, plain_text
 from .follow import follow, log_snapshot
+from .limit_options import LimitDefaults
 from .reprs import JobStatus, JobTable
 
 if TYPE_CHECKING:
@@ -41,8 +41,11 @@ if TYPE_CHECKING:
 
 
 @magics_class
-class JobMagics(Magics, Configurable):
-    """The ``%job`` and ``%%job`` magics, configurable as ``c.JobMagics.<trait>``."""
+class JobMagics(Magics, LimitDefaults):
+    """The ``%job`` and ``%%job`` magics, configurable as ``c.JobMagics.<trait>``.
+
+    The default limits of a start are `LimitDefaults`' traits (``memory_limit``, ...).
+    """
 
     stop_timeout = Float(
         5.0,
@@ -140,7 +143,8 @@ class JobMagics(Magics, Configurable):
 
         ::
 
-          %job start [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach] COMMAND
+          %job start [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
+                     [--memory SIZE] [--cpus N] [--pids N] [--best-effort] COMMAND
           %job list [--all]
           %job status ID
           %job logs ID [--tail N] [--follow]
@@ -156,6 +160,7 @@ class JobMagics(Magics, Configurable):
           %job resume ID... | --group G
 
           %%job [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
+                [--memory SIZE] [--cpus N] [--pids N] [--best-effort]
           <bash script>
 
         ``%job start`` runs COMMAND through /bin/sh -c, like ``!cmd``, after IPython
@@ -163,8 +168,10 @@ class JobMagics(Magics, Configurable):
         option (``--`` is only needed when the command starts with a dash). It returns the
         job's Worker: ``j = %job start ...``, then ``j.wait()``, ``j.tail()``, ``await j``.
         ``%%job`` runs the cell body as a bash script (no {} or $ expansion in the body).
-        An ID is a job's number or its ``--name``. ``%job SUBCOMMAND --help`` shows
-        the options of one subcommand.
+        ``--memory``, ``--cpus`` and ``--pids`` limit the whole job (defaults:
+        ``c.JobMagics.memory_limit``, ``cpu_limit``, ``pids_limit``); ``%job status``
+        shows them and what the job uses. An ID is a job's number or its ``--name``.
+        ``%job SUBCOMMAND --help`` shows the options of one subcommand.
 
         Examples
         --------
@@ -175,6 +182,8 @@ class JobMagics(Magics, Configurable):
           %job list
           %job logs train --tail 20
           %job logs train --follow
+          %job start --memory 4G --cpus 2 python eval.py
+          %job status train
           %job wait train
           %job stop --all
 
@@ -211,11 +220,13 @@ class JobMagics(Magics, Configurable):
 
     # -- start ------------------------------------------------------------------------
     def _start(self, rest: str) -> Worker | None:
-        return start_commands.start_line(self.service, rest, self.command_shell, self._hinted)
+        return start_commands.start_line(
+            self.service, rest, self.command_shell, self._hinted, self.limit_defaults()
+        )
 
     def _start_cell(self, line: str, cell: str) -> Worker | None:
         try:
-            return start_commands.start_cell(self.service, line, cell)
+            return start_commands.start_cell(self.service, line, cell, self.limit_defaults())
         except UsageError as exc:
             raise UsageError(f"%%job: {exc}") from None
 

@@ -18,9 +18,17 @@ import ipywidgets
 
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError
+from jobmagic.text.describe import usage_text
 
 from .output_widget import OutputWidgetHandler
-from .row_summary import PAUSE_AFTER, latest_percent, read_log_end, render_summary, started_ago
+from .row_summary import (
+    PAUSE_AFTER,
+    latest_percent,
+    read_log_end,
+    render_summary,
+    row_tooltip,
+    started_ago,
+)
 from .shared_parts import SharedParts
 
 if TYPE_CHECKING:
@@ -38,9 +46,10 @@ class JobRow:
 
     ``summary`` is one ``HTML`` (id, group and name with the shortened command, or the
     command alone; state badge; when it started, "3 min ago"; runtime; while the job is
-    active, a progress bar when its latest output line shows a percentage, and its pid;
-    once it has ended, its exit or error; for a queued job, why it waits) so that a
-    change costs one message.
+    active, a progress bar when its latest output line shows a percentage, what it uses
+    while it runs ("CPU 85% · 1.2 GiB") and its pid; once it has ended, its exit or
+    error; for a queued job, why it waits) so that a change costs one message. Its
+    tooltip is the command, and the job's limits where it has any.
 
     The buttons fit the state. While the job is queued, running or paused: Stop, and
     ``pause_button``, which reads "Pause" while it runs and "Resume" while it is paused;
@@ -55,7 +64,7 @@ class JobRow:
     Its widgets carry CSS classes for styling and tests: ``jobmagic-row`` and
     ``jobmagic-job-<id>`` on the row, ``jobmagic-summary`` (with ``data-state``),
     ``jobmagic-badge``, ``jobmagic-group``, ``jobmagic-command``, ``jobmagic-progress``
-    (with ``data-percent``), ``jobmagic-progress-bar``, ``jobmagic-started``,
+    (with ``data-percent``), ``jobmagic-progress-bar``, ``jobmagic-usage``, ``jobmagic-started``,
     ``jobmagic-runtime``, ``jobmagic-pause``, ``jobmagic-stop``, ``jobmagic-rerun``,
     ``jobmagic-remove``, ``jobmagic-output-toggle``, ``jobmagic-output``.
 
@@ -85,7 +94,7 @@ class JobRow:
         self.tail_lines = tail_lines
         self._shared = shared
         self._remove = remove
-        # Guards state, _progress, started, the buttons made later, _handler, _output,
+        # Guards state, _progress, _usage, started, the buttons made later, _handler, _output,
         # the *_requested flags, _closed and what the widgets show: the buttons'
         # callbacks (subshell or main thread), the panel thread and close() may act on
         # this row at once. A render holds it from reading the job to setting the
@@ -98,6 +107,7 @@ class JobRow:
         self._handler: OutputWidgetHandler | None = None
         self._output: Any = None  # made when the output is first shown
         self._progress: float | None = None  # the percentage shown, read on the tick
+        self._usage = ""  # what it uses ("CPU 85% · 1.2 GiB"), read on the tick
         self._pause_requested = False
         self._stop_requested = False
         self._acting: set[str] = set()  # the Re-run / Remove actions under way
@@ -107,7 +117,7 @@ class JobRow:
         self.started: str  # when the job started, as last rendered ("3 min ago")
         self.state, summary, self.started = render_summary(worker)
         self.summary: Any = ipywidgets.HTML(
-            value=summary, tooltip=worker.command, layout=shared.grow, style=shared.html_style
+            value=summary, tooltip=row_tooltip(worker), layout=shared.grow, style=shared.html_style
         )
         if self._offers_pause(self.state):
             self._pause_button = self._make_pause_button()
@@ -201,8 +211,12 @@ class JobRow:
         with self._lock:
             if self._closed:
                 return
-            state, summary, self.started = render_summary(self.worker, queue_reason, self._progress)
+            state, summary, self.started = render_summary(
+                self.worker, queue_reason, self._progress, self._usage
+            )
             self.state = state
+            if state is not JobState.RUNNING:
+                self._usage = ""  # shown while it runs: a paused job's reading is stale
             if self._pause_button is None and self._offers_pause(state):
                 self._pause_button = self._make_pause_button()
             if state.is_finished:
@@ -219,15 +233,18 @@ class JobRow:
             self.summary.value = summary
 
     def tick(self) -> None:
-        """Re-read the progress from the end of the job's log, then render (1 Hz at most).
+        """Re-read the progress and the usage of the job, then render (1 Hz at most).
 
         For the panel's runtime tick, on running rows only: one read of a few KB of the
-        log, whether or not the output is shown.
+        log, whether or not the output is shown, and one usage reading (a few cgroup
+        files, at most one a second whoever asks).
         """
         percent = latest_percent(read_log_end(self.worker.log_path))
+        usage = usage_text(self.worker.usage())
         with self._lock:
             if self.state is JobState.RUNNING:
                 self._progress = percent
+                self._usage = usage
         self.refresh()
 
     def clock_moved(self, now: float) -> bool:

@@ -23,6 +23,7 @@ from jobmagic.text.describe import (
     exit_field,
     format_runtime,
     job_label,
+    limit_fields,
     outcome_details,
     outcome_text,
     short_command,
@@ -226,7 +227,12 @@ class JobTable:
 
 
 class JobStatus:
-    """The details of one job: the value of ``%job status ID``."""
+    """The details of one job: the value of ``%job status ID``.
+
+    Every job shows what it uses (``usage``, while it runs) or used (``used``: peak
+    memory and CPU time) where its backend can tell; a job with limits also shows them
+    and what holds it (``held by: cgroup v1``).
+    """
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -234,20 +240,23 @@ class JobStatus:
     def fields(self) -> Sequence[tuple[str, str]]:
         """Return the (label, value) pairs shown, in order."""
         w = self.worker
+        limits = w.limits
         return (
             ("command", w.command.strip()),
             ("state", state_text(w)),
             ("exit", exit_field(w.exit_code)),
             ("error", error_text(w) or "-"),
             ("runtime", format_runtime(w.runtime)),
+            *limit_fields(limits, w.containment, w.usage(), w.state.is_finished),
             ("pid", str(w.pid) if w.pid is not None else "-"),
             ("log", str(w.log_path)),
         )
 
     def __repr__(self) -> str:
-        width = max(len(label) for label, _ in self.fields()) + 2
+        fields = self.fields()  # once: a running job's usage is read for them
+        width = max(len(label) for label, _ in fields) + 2
         lines = [job_label(self.worker)]
-        for label, value in self.fields():
+        for label, value in fields:
             indented = value.replace("\n", "\n" + " " * (width + 2))
             lines.append(f"  {(label + ':').ljust(width)}{indented}")
         return "\n".join(lines)

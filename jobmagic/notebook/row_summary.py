@@ -1,8 +1,9 @@
 """How a job's row in the panel reads: its summary line, in one HTML value.
 
 Id, group, name and command, state badge, start ("3 min ago"), runtime, then why a
-queued job waits, a running job's progress (the latest output line's percentage) and
-pid, or an ended job's exit. One HTML value, so that a change costs one message.
+queued job waits, a running job's progress (the latest output line's percentage), usage
+("CPU 85% · 1.2 GiB") and pid, or an ended job's exit. One HTML value, so that a change
+costs one message.
 """
 
 from __future__ import annotations
@@ -121,6 +122,20 @@ def _progress_bar(percent: float) -> str:
     )
 
 
+def _usage_span(usage: str, limits: str | None) -> str:
+    """A running job's usage (``CPU 85% · 1.2 GiB``), its limits on hover; "" for none."""
+    if not usage:
+        return ""
+    title = f' title="limits: {html.escape(limits)}"' if limits else ""
+    return f'<span class="jobmagic-usage"{title}>{html.escape(usage)}</span> '
+
+
+def row_tooltip(w: Worker) -> str:
+    """The summary's tooltip: the job's command, and its limits where it has any."""
+    limits = w.limits
+    return w.command + (f"\nlimits: {limits.describe()}" if limits else "")
+
+
 def _group_tag(group: str) -> str:
     """The group a job runs in, as a small outlined tag before its name."""
     name = html.escape(group)
@@ -144,13 +159,14 @@ def _label_cells(w: Worker) -> str:
 
 
 def render_summary(
-    w: Worker, queue_reason: str | None = None, progress: float | None = None
+    w: Worker, queue_reason: str | None = None, progress: float | None = None, usage: str = ""
 ) -> tuple[JobState, str, str]:
     """The job's state, the HTML of its summary line, and when it started as shown.
 
     A queued job's line reads its ``queue_reason`` (unless given), which may read the
     store: the panel renders queued rows on events only, never on its runtime tick.
     ``progress``: the percentage shown as a bar while the job is active, or None.
+    ``usage``: what it uses now (``describe.usage_text``), shown while it runs.
     """
     state = w.state
     head = (
@@ -169,7 +185,9 @@ def render_summary(
         # The pid of a job that has ended would be stale (and may be reused): its exit
         # takes the place.
         bar = _progress_bar(progress) if progress is not None else ""
-        ending = _cell(bar + (f"pid {w.pid}" if w.pid else ""), None)
+        limits = w.limits.describe() if w.limits else None
+        use = _usage_span(usage, limits) if state is JobState.RUNNING else ""
+        ending = _cell(bar + use + (f"pid {w.pid}" if w.pid else ""), None)
     elif w.error:
         ending = _cell(
             html.escape(shorten(w.error, _ERROR_CHARS)),

@@ -9,20 +9,28 @@ from pathlib import Path
 
 from IPython.core.error import UsageError
 
+from jobmagic.core.limits import Limits
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
+from jobmagic.text.describe import limit_notes
 
 from . import hints
 from .arguments import _help, _parser, split_start_line
+from .limit_options import chosen_limits
 
 
 def start_line(
-    service: Callable[[], WorkerService], rest: str, shell: str, hinted: set[str]
+    service: Callable[[], WorkerService],
+    rest: str,
+    shell: str,
+    hinted: set[str],
+    limits: Limits | None = None,
 ) -> Worker | None:
     """``%job start [OPTIONS] COMMAND``; None when it printed the help.
 
-    ``hinted``: the hints already said in this kernel (each is said once).
+    ``hinted``: the hints already said in this kernel (each is said once). ``limits``:
+    the defaults of the options that set limits (None: no limit).
     """
     words, command = split_start_line(rest, _parser("start"))
     args = _parser("start").parse_args(words)
@@ -36,11 +44,16 @@ def start_line(
     if hint is not None and hint not in hinted:
         hinted.add(hint)  # once per kernel: a sweep of 20 says it once
         _say(hint)
-    return launch(service(), command, args, shell=shell)
+    return launch(service(), command, args, shell=shell, limits=limits)
 
 
-def start_cell(service: Callable[[], WorkerService], line: str, cell: str) -> Worker | None:
-    """``%%job [OPTIONS]`` with the cell body as a bash script; None after the help."""
+def start_cell(
+    service: Callable[[], WorkerService], line: str, cell: str, limits: Limits | None = None
+) -> Worker | None:
+    """``%%job [OPTIONS]`` with the cell body as a bash script; None after the help.
+
+    ``limits``: the defaults of the options that set limits (None: no limit).
+    """
     words, command = split_start_line(line, _parser("start"))
     if command.startswith("start ") or command == "start":
         # `%%job start --name x` reads naturally; allow it.
@@ -56,11 +69,21 @@ def start_cell(service: Callable[[], WorkerService], line: str, cell: str) -> Wo
         )
     if not cell.strip():
         raise UsageError("empty cell; write the bash script in the cell body")
-    return launch(service(), cell, args, shell="/bin/bash")
+    return launch(service(), cell, args, shell="/bin/bash", limits=limits)
 
 
-def launch(service: WorkerService, command: str, args: argparse.Namespace, shell: str) -> Worker:
-    """Start ``command`` with the parsed start options; a mistake is a ``UsageError``."""
+def launch(
+    service: WorkerService,
+    command: str,
+    args: argparse.Namespace,
+    shell: str,
+    limits: Limits | None = None,
+) -> Worker:
+    """Start ``command`` with the parsed start options; a mistake is a ``UsageError``.
+
+    ``limits``: the defaults of ``--memory``, ``--cpus`` and ``--pids``. What the job
+    should know of its limits (``describe.limit_notes``) is printed.
+    """
     cwd = None
     if args.cwd is not None:
         directory = Path(args.cwd).expanduser().absolute()
@@ -68,7 +91,7 @@ def launch(service: WorkerService, command: str, args: argparse.Namespace, shell
             raise UsageError(f"--cwd: no such directory: {args.cwd}")
         cwd = str(directory)
     try:
-        return service.start(
+        worker = service.start(
             command,
             name=args.name,
             cwd=cwd,
@@ -82,9 +105,13 @@ def launch(service: WorkerService, command: str, args: argparse.Namespace, shell
             after=args.after,
             gpus=args.gpus,
             resources=dict(args.resource),
+            **chosen_limits(args, limits or Limits()),
         )
     except (JobmagicError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    for note in limit_notes(worker, worker.limits, worker.containment):
+        _say(note)
+    return worker
 
 
 def _say(text: str) -> None:

@@ -1,15 +1,21 @@
-"""The REST API's URL patterns: every handler of ``handlers.py`` and ``action_handlers.py``."""
+"""The REST API's URL patterns: the handlers of the ``*handler*.py`` modules."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from jupyter_server.utils import url_path_join
 
 from .action_handlers import PauseHandler, RestartHandler
 from .handlers import JobHandler, JobListHandler, JobmagicHandler, LogHandler, StopHandler
+from .usage_handler import UsageHandler, UsageReadings
+
+#: A URL pattern, its handler, and (for some) the handler's ``initialize`` arguments.
+Route = tuple[str, type[JobmagicHandler]] | tuple[str, type[JobmagicHandler], dict[str, Any]]
 
 
-def api_handlers(base_url: str) -> list[tuple[str, type[JobmagicHandler]]]:
-    """Return the URL patterns of the API under ``base_url``."""
+def api_handlers(base_url: str) -> list[Route]:
+    """Return the URL patterns of the API under ``base_url`` (called once per server)."""
     api = url_path_join(base_url, "jobmagic", "api", "jobs")
     return [
         (api, JobListHandler),
@@ -18,4 +24,5 @@ def api_handlers(base_url: str) -> list[tuple[str, type[JobmagicHandler]]]:
         (api + r"/([^/]+)/(pause|resume)", PauseHandler),
         (api + r"/([^/]+)/restart", RestartHandler),
         (api + r"/([^/]+)/log", LogHandler),
+        (api + r"/([^/]+)/usage", UsageHandler, {"readings": UsageReadings()}),
     ]

@@ -2,8 +2,10 @@
 
 ``job_json(record)`` is how a job goes to the browser (and to scripts); nothing of the
 store's private bookkeeping (owner pids, backend references, file paths) leaves this way.
-The TypeScript types in ``labextension/src/wire.ts`` are generated from ``FIELDS``:
-``python -m jobmagic.store.wire > labextension/src/wire.ts``; a test checks they agree.
+``usage_json`` is the answer of ``GET jobs/{id}/usage``. The TypeScript types in
+``labextension/src/wire.ts`` are generated from ``FIELDS``, ``LIMIT_FIELDS`` and
+``USAGE_FIELDS``: ``python -m jobmagic.store.wire > labextension/src/wire.ts``; a test
+checks they agree.
 Add a field by appending it here (clients ignore fields they do not know); renaming or
 removing one is a new ``SCHEMA_VERSION``.
 """
@@ -15,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from jobmagic.core.limits import Usage
 from jobmagic.core.state import JobState
 from jobmagic.store.records import JobRecord
 from jobmagic.text.describe import exit_text
@@ -103,6 +106,58 @@ FIELDS = (
         'Units it takes from named pools while it runs ({"license": 1}).',
     ),
     Field("devices", "string[]", "The GPU devices it holds (CUDA_VISIBLE_DEVICES)."),
+    Field("limits", "ILimits", "The resource limits it was started with."),
+    Field(
+        "containment",
+        "string | null",
+        'What holds it to its limits: "cgroup v1", "cgroup v2" or "none", then any'
+        ' "; best effort: ..." notes; null before it started or when its backend says nothing.',
+    ),
+    Field(
+        "peak_memory",
+        "number | null",
+        "The most bytes of memory it used at once, once it has ended; null before, or when"
+        " unknown.",
+    ),
+    Field(
+        "cpu_seconds",
+        "number | null",
+        "CPU seconds it used in all (user plus system), once it has ended; null before, or"
+        " when unknown.",
+    ),
+)
+
+#: A job's ``limits``: the TypeScript ``ILimits``.
+LIMIT_FIELDS = (
+    Field("memory", "number | null", "Bytes of memory its processes may use together."),
+    Field("cpus", "number | null", "How many CPUs' worth of time its processes may use together."),
+    Field("pids", "number | null", "How many processes (and threads) it may have at once."),
+)
+
+#: What ``GET jobs/{id}/usage`` answers: a job's usage, live while it runs.
+USAGE_FIELDS = (
+    Field(
+        "memory",
+        "number | null",
+        "Bytes of memory it uses now; null once it has ended, or when unknown.",
+    ),
+    Field(
+        "peak_memory",
+        "number | null",
+        "The most bytes it has used at once; null when its backend cannot tell.",
+    ),
+    Field("cpu_seconds", "number | null", "CPU seconds it has used so far; null when unknown."),
+    Field(
+        "cpu_percent",
+        "number | null",
+        "Its CPU use since the previous reading (or its start), 100 per busy core; null once"
+        " it has ended, or when unknown.",
+    ),
+    Field(
+        "running",
+        "boolean",
+        "Whether the figures are live (it is running or paused), not what it used in all.",
+    ),
 )
 
 
@@ -120,10 +175,30 @@ def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, An
         "group": record.group_name,
         "after": record.after_ids,
         "devices": record.gpus_held,
+        # From the columns, not ``record.limits``: a listing never fails on one odd record.
+        "limits": {
+            "memory": record.memory_limit,
+            "cpus": record.cpu_limit,
+            "pids": record.pids_limit,
+        },
     }
     return {
         field.name: derived[field.name] if field.name in derived else getattr(record, field.name)
         for field in FIELDS
+    }
+
+
+def usage_json(usage: Usage | None, *, running: bool) -> dict[str, Any]:
+    """The answer of ``GET jobs/{id}/usage``: exactly the fields of ``USAGE_FIELDS``.
+
+    ``usage``: a live reading (``running``), or what an ended job used in all; None when
+    nothing is known (every figure is then null).
+    """
+    usage = usage or Usage()
+    figures = dataclasses.asdict(usage)
+    return {
+        field.name: running if field.name == "running" else figures[field.name]
+        for field in USAGE_FIELDS
     }
 
 
@@ -142,7 +217,9 @@ def job_list_json(
 def typescript() -> str:
     """``labextension/src/wire.ts``: the TypeScript types of this schema."""
     states = " | ".join(f"'{state.value}'" for state in JobState)
-    fields = "\n".join(f"  /** {f.doc} */\n  {f.name}: {f.typescript};" for f in FIELDS)
+    fields = _typescript_fields(FIELDS)
+    limit_fields = _typescript_fields(LIMIT_FIELDS)
+    usage_fields = _typescript_fields(USAGE_FIELDS)
     return f"""// The jobmagic REST API's JSON, as TypeScript types.
 // Generated from jobmagic/store/wire.py by `python -m jobmagic.store.wire`;
 // do not edit by hand (tests/test_wire.py checks that the two agree).
@@ -154,9 +231,19 @@ export const WIRE_SCHEMA_VERSION = {SCHEMA_VERSION};
 export type JobState =
   {states};
 
+/** A job's resource limits; null means no limit of that kind. */
+export interface ILimits {{
+{limit_fields}
+}}
+
 /** One job as the API sends it. Times are epoch seconds. */
 export interface IJob {{
 {fields}
+}}
+
+/** The answer of `GET jobs/{{id}}/usage`: live while it runs, else what it used in all. */
+export interface IJobUsage {{
+{usage_fields}
 }}
 
 /** The answer of `GET jobs`: every job asked for, and the store's change version. */
@@ -169,6 +256,10 @@ export interface IJobList {{
   jobs: IJob[];
 }}
 """
+
+
+def _typescript_fields(fields: tuple[Field, ...]) -> str:
+    return "\n".join(f"  /** {f.doc} */\n  {f.name}: {f.typescript};" for f in fields)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
-"""How a job reads to a person: the one place that words states, exits, runtimes, labels.
+"""How a job reads to a person: the one place that words states, exits, runtimes, usage.
 
 Every view uses these: the ``%job`` tables, the panel, the server's JSON (``exit_text``),
 the command line. They take anything with a job's attributes (a ``Worker``, a
-``JobRecord``).
+``JobRecord``); the limits and usage ones take ``core.limits``' values.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Protocol
 
+from jobmagic.core.limits import Limits, Usage, format_size
 from jobmagic.core.state import JobState, describe_exit, signal_name
 
 #: One colour per state, readable as text on light and dark backgrounds and as a badge
@@ -27,6 +29,8 @@ STATE_COLORS = {
 COMMAND_WIDTH = 60
 _MINUTE = 60
 _HOUR = 3600
+# How a job's containment (``Worker.containment``) says what best effort gave up.
+_BEST_EFFORT = "; best effort: "
 
 
 class DescribedJob(Protocol):
@@ -187,3 +191,101 @@ def exit_field(exit_code: int | None) -> str:
     if exit_code is None:
         return "-"
     return describe_exit(exit_code) if exit_code < 0 else str(exit_code)
+
+
+def usage_text(usage: Usage | None) -> str:
+    """A running job's use now, compact: ``CPU 85% · 1.2 GiB``; ``""`` when nothing is known.
+
+    Parameters
+    ----------
+    usage:
+        A reading of ``Worker.usage()``: the CPU part is its ``cpu_percent`` (100 per busy
+        core), the size its ``memory`` (bytes in use now); a part that is None is left
+        out. None gives ``""``.
+    """
+    if usage is None:
+        return ""
+    parts = []
+    if usage.cpu_percent is not None:
+        parts.append(f"CPU {usage.cpu_percent:.0f}%")
+    if usage.memory is not None:
+        parts.append(format_size(usage.memory))
+    return " · ".join(parts)
+
+
+def usage_details(usage: Usage | None) -> str:
+    """All that is known of a job's use, in one line; ``-`` when nothing is.
+
+    ``CPU 85% · 1.2 GiB (peak 1.5 GiB, CPU time 12.3s)`` while it runs (see
+    `usage_text`), ``peak 1.5 GiB, CPU time 12.3s`` once it has ended (an ended job's
+    usage has no figures of now).
+    """
+    if usage is None:
+        return "-"
+    totals = []
+    if usage.peak_memory is not None:
+        totals.append(f"peak {format_size(usage.peak_memory)}")
+    if usage.cpu_seconds is not None:
+        totals.append(f"CPU time {format_runtime(usage.cpu_seconds)}")
+    now, total = usage_text(usage), ", ".join(totals)
+    if now and total:
+        return f"{now} ({total})"
+    return now or total or "-"
+
+
+def cpu_limit_warning(limits: Limits) -> str | None:
+    """Why a CPU limit above this machine's CPU count is allowed but idle; None otherwise."""
+    if not limits.more_cpus_than_machine():
+        return None
+    return (
+        f"warning: a limit of {limits.cpus:g} cpus is more than the {os.cpu_count()} this "
+        "machine has; the job runs, but the limit never holds it back"
+    )
+
+
+def best_effort_text(containment: str | None) -> str | None:
+    """What best effort gave up of a job's limits; None when it gave up nothing.
+
+    ``containment`` is ``Worker.containment``: from ``"none; best effort: cpus dropped
+    (needs the cpu controller)"`` comes ``"best effort, no cgroup: cpus dropped (needs the
+    cpu controller)"``. None (the job has not run yet) gives None.
+    """
+    if containment is None or _BEST_EFFORT not in containment:
+        return None
+    held, _, notes = containment.partition(_BEST_EFFORT)
+    where = "no cgroup" if held == "none" else held
+    return f"best effort, {where}: {notes}"
+
+
+def limit_notes(job: DescribedJob, limits: Limits, containment: str | None) -> list[str]:
+    """The lines a start says of a new job's limits; none for most jobs.
+
+    A CPU limit above this machine's CPU count (`cpu_limit_warning`), and, once the job
+    runs (``containment`` is known), the limits best effort dropped or replaced
+    (``job 3 runs with best effort, no cgroup: ...``).
+    """
+    warning = cpu_limit_warning(limits)
+    notes = [warning] if warning is not None else []
+    gave_up = best_effort_text(containment)
+    if gave_up is not None:
+        notes.append(f"{job_label(job)} runs with {gave_up}")
+    return notes
+
+
+def limit_fields(
+    limits: Limits, containment: str | None, usage: Usage | None, finished: bool
+) -> list[tuple[str, str]]:
+    """A job's limits and usage as (label, value) pairs, as ``%job status`` shows them.
+
+    With limits: ``limits`` (``memory 100 MiB, cpus 0.5``) and ``held by`` (its
+    containment, ``cgroup v1``) once it has run. Every job: ``usage`` (`usage_details`)
+    while it runs, ``used`` once it has ended (``finished``), when its backend could tell.
+    """
+    fields = []
+    if limits:
+        fields.append(("limits", limits.describe()))
+        if containment is not None:
+            fields.append(("held by", containment))
+    if usage is not None:
+        fields.append(("used" if finished else "usage", usage_details(usage)))
+    return fields

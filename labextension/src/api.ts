@@ -7,9 +7,9 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IJob, IJobList, JobState } from './wire';
+import { IJob, IJobList, IJobUsage, JobState } from './wire';
 
-export type { IJob, IJobList, JobState } from './wire';
+export type { IJob, IJobList, IJobUsage, ILimits, JobState } from './wire';
 export { WIRE_SCHEMA_VERSION } from './wire';
 
 /** A slice of a job's log and what the server said about the log around it. */
@@ -70,6 +70,16 @@ export class JobsApi {
   async getJob(id: number, signal?: AbortSignal): Promise<IJob> {
     const response = await this._request(`jobs/${id}`, '', { signal });
     return (await response.json()) as IJob;
+  }
+
+  /**
+   * What a job uses: live while it runs or is paused (`running` true; the
+   * server reads it at most once a second, and `cpu_percent` is the rate
+   * since its previous reading), else what it used in all.
+   */
+  async getUsage(id: number, signal?: AbortSignal): Promise<IJobUsage> {
+    const response = await this._request(`jobs/${id}/usage`, '', { signal });
+    return (await response.json()) as IJobUsage;
   }
 
   /** Ask the server to stop a job (SIGTERM to its group, SIGKILL later). */

@@ -1,7 +1,8 @@
 /**
- * How a job is described to a person: its label, state, exit and runtime.
+ * How a job is described to a person: its label, state, exit, runtime,
+ * limits and usage.
  */
-import { DEFAULT_GROUP, IJob, isFinished } from './api';
+import { DEFAULT_GROUP, IJob, IJobUsage, ILimits, isFinished } from './api';
 
 /** The job's name, or its command when it has none. */
 export function jobLabel(job: IJob): string {
@@ -123,6 +124,103 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+/**
+ * Whether a figure is there: null means unknown, and a server older than this
+ * page (upgraded but not restarted) leaves newer fields out altogether.
+ */
+function known(value: number | null | undefined): value is number {
+  return value !== null && value !== undefined;
+}
+
+const SIZE_UNITS: [string, number][] = [
+  ['TiB', 2 ** 40],
+  ['GiB', 2 ** 30],
+  ['MiB', 2 ** 20],
+  ['KiB', 2 ** 10]
+];
+
+/**
+ * A size for people as the Python side's `format_size` writes it (powers of
+ * 1024): `1.2 GiB`, `512 MiB`, `900 KiB`, `12 B`; one decimal below 10
+ * unless whole, none above.
+ *
+ * @param bytes - The size in bytes.
+ */
+export function formatSize(bytes: number): string {
+  for (const [unit, scale] of SIZE_UNITS) {
+    if (bytes >= scale) {
+      const value = bytes / scale;
+      const digits = value < 10 && !Number.isInteger(value) ? 1 : 0;
+      return `${toFixedHalfEven(value, digits)} ${unit}`;
+    }
+  }
+  return `${Math.trunc(bytes)} B`;
+}
+
+/**
+ * `value.toFixed(digits)`, except that a value exactly halfway rounds to
+ * even as Python's formatting does (`toFixed` rounds it up): 1.25 is `1.2`.
+ * `scaled` is exact for the values given here (a size over a power of two,
+ * times ten; or times one), so what looks like a tie is one.
+ */
+function toFixedHalfEven(value: number, digits: number): string {
+  const scaled = value * 10 ** digits;
+  const floor = Math.floor(scaled);
+  if (scaled - floor === 0.5 && floor % 2 === 0) {
+    return (floor / 10 ** digits).toFixed(digits);
+  }
+  return value.toFixed(digits);
+}
+
+/**
+ * A job's limits as the Python side's `Limits.describe` words them:
+ * `memory 512 MiB, cpus 1.5, pids 100`; '' when it has none.
+ */
+export function describeLimits(limits: ILimits | undefined): string {
+  const parts: string[] = [];
+  if (known(limits?.memory)) {
+    parts.push(`memory ${formatSize(limits.memory)}`);
+  }
+  if (known(limits?.cpus)) {
+    // Six significant digits, no trailing zeros: Python's `:g`.
+    parts.push(`cpus ${Number(limits.cpus.toPrecision(6))}`);
+  }
+  if (known(limits?.pids)) {
+    parts.push(`pids ${limits.pids}`);
+  }
+  return parts.join(', ');
+}
+
+/**
+ * What an ended job used in all, as `%job status` words it: `peak 1.2 GiB,
+ * CPU time 12.3s`; '' when its backend could not tell.
+ */
+export function describeUsed(job: IJob): string {
+  const parts: string[] = [];
+  if (known(job.peak_memory)) {
+    parts.push(`peak ${formatSize(job.peak_memory)}`);
+  }
+  if (known(job.cpu_seconds)) {
+    parts.push(`CPU time ${formatDuration(job.cpu_seconds)}`);
+  }
+  return parts.join(', ');
+}
+
+/**
+ * A running job's usage for a status line, as the Python side's `usage_text`
+ * words it: `CPU 85% · 1.2 GiB`; '' when nothing is known.
+ */
+export function describeUsage(usage: IJobUsage): string {
+  const parts: string[] = [];
+  if (known(usage.cpu_percent)) {
+    parts.push(`CPU ${toFixedHalfEven(usage.cpu_percent, 0)}%`);
+  }
+  if (known(usage.memory)) {
+    parts.push(formatSize(usage.memory));
+  }
+  return parts.join(' · ');
+}
+
 /** A multi-line description for tooltips. */
 export function jobTooltip(job: IJob): string {
   const lines = [
@@ -143,6 +241,17 @@ export function jobTooltip(job: IJob): string {
   }
   if (job.cwd) {
     lines.push(`Directory: ${job.cwd}`);
+  }
+  const limits = describeLimits(job.limits);
+  if (limits) {
+    lines.push(`Limits: ${limits}`);
+    if (job.containment) {
+      lines.push(`Held by: ${job.containment}`);
+    }
+  }
+  const used = isFinished(job.state) ? describeUsed(job) : '';
+  if (used) {
+    lines.push(`Used: ${used}`);
   }
   if (job.started_at) {
     lines.push(`Started: ${new Date(job.started_at * 1000).toLocaleString()}`);

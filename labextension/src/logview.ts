@@ -1,6 +1,7 @@
 /**
- * The "Job log" main-area panel: a status line and the live tail of a job's
- * log, drawn as a terminal would show it.
+ * The "Job log" main-area panel: a status line (with the job's CPU and memory
+ * use while it runs) and the live tail of a job's log, drawn as a terminal
+ * would show it.
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import {
@@ -8,13 +9,16 @@ import {
   stopIcon,
   terminalIcon
 } from '@jupyterlab/ui-components';
+import { IDisposable } from '@lumino/disposable';
 import { Message } from '@lumino/messaging';
+import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
-import { IJob, isFinished } from './api';
+import { IJob, IJobUsage, JobsApi, isFinished } from './api';
 import { SecondTicker } from './clock';
 import {
   briefState,
+  describeUsage,
   formatBytes,
   formatDuration,
   jobLabel,
@@ -27,6 +31,103 @@ import { TerminalRenderer } from './terminaldom';
 
 /** Bytes of log kept in view unless told otherwise: 256 KiB. */
 export const DEFAULT_WINDOW_BYTES = 256 * 1024;
+
+/** How often a running job's usage is read while its log is shown, in ms. */
+export const USAGE_INTERVAL = 1000;
+
+/** Options for a `UsageFollower`. */
+export interface IUsageFollowerOptions {
+  api: Pick<JobsApi, 'getUsage'>;
+  jobId: number;
+  /** Called with each reading, and with null when there is none to show. */
+  onUsage: (usage: IJobUsage | null) => void;
+  /** Milliseconds between readings. */
+  interval?: number;
+}
+
+/**
+ * A running job's usage, read every `interval` ms while `enabled`. A `Poll`
+ * drives it: it backs off after a failed request and stands by while the
+ * page is hidden. It stops by itself once the server says the job is no
+ * longer running.
+ */
+export class UsageFollower implements IDisposable {
+  constructor(options: IUsageFollowerOptions) {
+    this._api = options.api;
+    this._jobId = options.jobId;
+    this._onUsage = options.onUsage;
+    this._poll = new Poll<IJobUsage | null>({
+      name: `jobmagic:usage:${options.jobId}`,
+      auto: false,
+      factory: () => this._read(),
+      frequency: {
+        interval: options.interval ?? USAGE_INTERVAL,
+        backoff: true,
+        max: 30000
+      },
+      standby: 'when-hidden'
+    });
+  }
+
+  /** Whether readings are taken; turning it off forgets the last one. */
+  get enabled(): boolean {
+    return this._enabled;
+  }
+
+  set enabled(value: boolean) {
+    if (value === this._enabled || this.isDisposed) {
+      return;
+    }
+    this._enabled = value;
+    if (value) {
+      void this._poll.start();
+    } else {
+      this._abort?.abort();
+      this._abort = null;
+      void this._poll.stop();
+      this._onUsage(null);
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this._poll.isDisposed;
+  }
+
+  dispose(): void {
+    this._abort?.abort();
+    this._poll.dispose();
+  }
+
+  private async _read(): Promise<IJobUsage | null> {
+    const abort = new AbortController();
+    this._abort = abort;
+    let usage: IJobUsage;
+    try {
+      usage = await this._api.getUsage(this._jobId, abort.signal);
+    } catch (reason) {
+      if (!abort.signal.aborted) {
+        this._onUsage(null);
+      }
+      throw reason; // the poll tries again later, backing off
+    }
+    if (abort.signal.aborted) {
+      return null; // turned off meanwhile: the answer is stale
+    }
+    if (!usage.running) {
+      this.enabled = false;
+      return null;
+    }
+    this._onUsage(usage);
+    return usage;
+  }
+
+  private readonly _api: Pick<JobsApi, 'getUsage'>;
+  private readonly _jobId: number;
+  private readonly _onUsage: (usage: IJobUsage | null) => void;
+  private readonly _poll: Poll<IJobUsage | null>;
+  private _abort: AbortController | null = null;
+  private _enabled = false;
+}
 
 /** Options for a `JobLogView`. */
 export interface IJobLogViewOptions {
@@ -52,8 +153,10 @@ export class JobLogView extends Widget implements ILogSink {
     this._status.className = 'jp-JobLog-status';
     this._state.className = 'jp-JobLog-state';
     this._details.className = 'jp-JobLog-details';
+    this._usage.className = 'jp-JobLog-usage';
+    this._usage.hidden = true;
     this._problem.className = 'jp-JobLog-problem';
-    this._status.append(this._state, this._details, this._problem);
+    this._status.append(this._state, this._details, this._usage, this._problem);
     this._output.className = 'jp-JobLog-output';
     this._omitted.className = 'jp-JobLog-omitted';
     this._terminal = new TerminalText({ maxChars: windowBytes });
@@ -65,6 +168,15 @@ export class JobLogView extends Widget implements ILogSink {
       this._stickToEnd = scrollHeight - scrollTop - clientHeight < 8;
     });
 
+    this._usageFollower = new UsageFollower({
+      api: this.model.api,
+      jobId: this.jobId,
+      onUsage: usage => {
+        const text = usage ? describeUsage(usage) : '';
+        this._usage.textContent = text;
+        this._usage.hidden = !text;
+      }
+    });
     this.model.changed.connect(this._updateStatus);
     this._updateStatus();
     this._follower = new LogFollower({
@@ -112,6 +224,7 @@ export class JobLogView extends Widget implements ILogSink {
       return;
     }
     this._follower.dispose();
+    this._usageFollower.dispose();
     this._ticker.dispose();
     cancelAnimationFrame(this._frame);
     this.model.changed.disconnect(this._updateStatus);
@@ -150,6 +263,7 @@ export class JobLogView extends Widget implements ILogSink {
   private readonly _updateStatus = (): void => {
     const job = this.job;
     this._ticker.enabled = this._visible && job?.state === 'running';
+    this._usageFollower.enabled = this._ticker.enabled;
     if (!job) {
       this._state.textContent = this.model.loaded ? 'unknown job' : 'loading';
       this._state.dataset.state = '';
@@ -199,12 +313,14 @@ export class JobLogView extends Widget implements ILogSink {
   private readonly _status = document.createElement('div');
   private readonly _state = document.createElement('span');
   private readonly _details = document.createElement('span');
+  private readonly _usage = document.createElement('span');
   private readonly _problem = document.createElement('span');
   private readonly _output = document.createElement('div');
   private readonly _omitted = document.createElement('div');
   private readonly _terminal: TerminalText;
   private readonly _renderer: TerminalRenderer;
   private readonly _follower: LogFollower;
+  private readonly _usageFollower: UsageFollower;
   private readonly _ticker = new SecondTicker(() => this._updateStatus());
   private _frame = 0;
   private _visible = false;

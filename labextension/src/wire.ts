@@ -9,6 +9,16 @@ export const WIRE_SCHEMA_VERSION = 1;
 export type JobState =
   'queued' | 'running' | 'paused' | 'succeeded' | 'failed' | 'stopped';
 
+/** A job's resource limits; null means no limit of that kind. */
+export interface ILimits {
+  /** Bytes of memory its processes may use together. */
+  memory: number | null;
+  /** How many CPUs' worth of time its processes may use together. */
+  cpus: number | null;
+  /** How many processes (and threads) it may have at once. */
+  pids: number | null;
+}
+
 /** One job as the API sends it. Times are epoch seconds. */
 export interface IJob {
   /** The job's number, unique in its store. */
@@ -65,6 +75,28 @@ export interface IJob {
   resources: Record<string, number>;
   /** The GPU devices it holds (CUDA_VISIBLE_DEVICES). */
   devices: string[];
+  /** The resource limits it was started with. */
+  limits: ILimits;
+  /** What holds it to its limits: "cgroup v1", "cgroup v2" or "none", then any "; best effort: ..." notes; null before it started or when its backend says nothing. */
+  containment: string | null;
+  /** The most bytes of memory it used at once, once it has ended; null before, or when unknown. */
+  peak_memory: number | null;
+  /** CPU seconds it used in all (user plus system), once it has ended; null before, or when unknown. */
+  cpu_seconds: number | null;
+}
+
+/** The answer of `GET jobs/{id}/usage`: live while it runs, else what it used in all. */
+export interface IJobUsage {
+  /** Bytes of memory it uses now; null once it has ended, or when unknown. */
+  memory: number | null;
+  /** The most bytes it has used at once; null when its backend cannot tell. */
+  peak_memory: number | null;
+  /** CPU seconds it has used so far; null when unknown. */
+  cpu_seconds: number | null;
+  /** Its CPU use since the previous reading (or its start), 100 per busy core; null once it has ended, or when unknown. */
+  cpu_percent: number | null;
+  /** Whether the figures are live (it is running or paused), not what it used in all. */
+  running: boolean;
 }
 
 /** The answer of `GET jobs`: every job asked for, and the store's change version. */

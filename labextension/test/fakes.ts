@@ -40,6 +40,10 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     gpus: 0,
     resources: {},
     devices: [],
+    limits: { memory: null, cpus: null, pids: null },
+    containment: 'none',
+    peak_memory: null,
+    cpu_seconds: null,
     ...fields
   };
 }
