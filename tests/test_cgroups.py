@@ -344,6 +344,7 @@ def test_without_cgroups_a_plain_job_runs_and_its_usage_comes_from_proc(
     assert ended is not None
     assert ended.cpu_seconds is not None
     assert ended.cpu_seconds > 0
+    assert ended.peak_memory is None, "no cgroup keeps it (and rusage's is the kernel's)"
 
 
 # -- bad input and failures ---------------------------------------------------------------

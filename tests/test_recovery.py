@@ -352,7 +352,12 @@ def test_on_shutdown_keep_leaves_jobs_running_after_a_shutdown(
     kernel.km.shutdown_kernel(now=False)
     assert alive(job["pid"])
     assert record_of(jobmagic_home, job["id"]).orphaned
-    os.killpg(job["pid"], signal.SIGKILL)
+    # As a user would: another process stops it (its cgroup goes with it).
+    successor = WorkerService(jobmagic_home)
+    try:
+        successor.adopt(job["id"]).stop(timeout=5)
+    finally:
+        successor.shutdown()
     wait_exit(job["pid"], 10)
 
 

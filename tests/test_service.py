@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 from engine_helpers import alive, flush_watcher, group_members, read_until
-from helpers import python_cmd
+from helpers import python_cmd, wait_until
 
 import jobmagic.backends.local.wrapper
 from jobmagic import JobState, Worker, WorkerService, get_service
+from jobmagic.backends.local.cgroups import JobCgroup
 from jobmagic.core.events import JobEvent
 from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound, UnknownBackend
 
@@ -362,6 +363,14 @@ def test_shutdown_stops_attached_jobs_and_leaves_detached_ones() -> None:
         os.killpg(leader, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(leader, 0)  # the watcher that would reap it is gone
+        # Its owner (this process) lives on, so nothing would reconcile it: the job's
+        # cgroup, empty now, is removed here.
+        stored = svc.store.get(detached.id or 0)
+        ref = stored.backend_ref if stored is not None else None
+        cgroup = JobCgroup.from_ref(ref.get("cgroup")) if ref else None
+        if cgroup is not None:
+            wait_until(lambda: not cgroup.members(), 10)
+            cgroup.remove()
 
 
 def test_shutdown_is_idempotent() -> None:

@@ -395,12 +395,7 @@ class LocalExecution:
                 return
         # The marker first: a wrapper still starting up checks it before the command.
         leave_stop_marker(self._status_path)
-        if self._cgroup is None:
-            escaped = self._find_escaped()
-            with self._lock:
-                self._escaped.update(escaped)
-        self._signal(signal.SIGCONT)  # a paused job's processes must run to shut down
-        self._signal(signal.SIGTERM)
+        self._signal(signal.SIGCONT, signal.SIGTERM)  # a paused job must run to shut down
 
     def kill(self) -> None:
         """SIGKILL whatever is left of the process group."""
@@ -423,32 +418,39 @@ class LocalExecution:
                 return
         self._signal(signal.SIGCONT)
 
-    def _signal(self, sig: int) -> None:
-        if self._popen is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._pid, sig)
-        elif not signal_job(self._pid, self._start, self._pid, sig):
-            # The leader is gone: what is left of its group, if the group is still its.
-            signal_leftovers(self._pid, self._start, self._pid, sig)
-        if self._cgroup is not None:
-            # And those that left the group.
-            if sig == signal.SIGKILL:
-                self._cgroup.kill()
-            else:
-                self._cgroup.signal(sig, outside_group=self._pid)
-        else:
-            with self._lock:
-                escaped = list(self._escaped)
+    def _signal(self, *signals: int) -> None:
+        """Send ``signals``, in order, to the whole job: its group and those that left it."""
+        for sig in signals:
+            if self._popen is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._pid, sig)
+            elif not signal_job(self._pid, self._start, self._pid, sig):
+                # The leader is gone: what is left of its group, if the group is still its.
+                signal_leftovers(self._pid, self._start, self._pid, sig)
+            if self._cgroup is not None:
+                if sig == signal.SIGKILL:
+                    self._cgroup.kill()
+                else:
+                    self._cgroup.signal(sig, outside_group=self._pid)
+        if self._cgroup is None:
+            self._signal_escaped(*signals)
+
+    def _signal_escaped(self, *signals: int) -> None:
+        """Without a cgroup: find the job's processes outside its group, signal them.
+
+        They are found by ``JOBMAGIC_JOB`` at each call, never from an earlier scan: a
+        pid seen before may belong to another process by now.
+        """
+        if not self._status_path or (self._popen is None and not self._group_is_ours()):
+            return
+        job = os.path.basename(self._status_path).removesuffix(".status")
+        escaped = marked_processes(job, self._pid)
+        with self._lock:
+            self._escaped.update(escaped)
+        for sig in signals:
             for pid in escaped:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
-
-    def _find_escaped(self) -> list[int]:
-        """Without a cgroup: the job's processes outside its group (by ``JOBMAGIC_JOB``)."""
-        if not self._status_path or (self._popen is None and not self._group_is_ours()):
-            return []
-        job = os.path.basename(self._status_path).removesuffix(".status")
-        return marked_processes(job, self._pid)
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` from ``reactor`` once the whole job has ended."""
@@ -530,14 +532,7 @@ class LocalExecution:
             if self._watch_members():
                 return  # _member_exited comes back here once they are gone
         elif self._terminated:
-            # A stop: what left the group since the stop began goes too.
-            escaped = self._find_escaped()
-            with self._lock:
-                self._escaped.update(escaped)
-                escaped = list(self._escaped)
-            for pid in escaped:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            self._signal_escaped(signal.SIGKILL)  # a stop: what left the group goes too
         with self._lock:
             self._ended = True
             callback = self._callback
@@ -576,7 +571,11 @@ class LocalExecution:
         return Outcome(exit_code, reason=reason, usage=usage, note=note)
 
     def _reap(self) -> tuple[int | None, Usage | None]:
-        """Our wrapper's exit status and, from its rusage, what it and all it waited for used."""
+        """Our wrapper's exit status and, from its rusage, the CPU time of all it waited for.
+
+        Not its peak memory: ``ru_maxrss`` of a child spawned by vfork starts from this
+        process's own resident size (the kernel's), not from the job's.
+        """
         popen = self._popen
         if popen is None:
             return None, None
@@ -587,11 +586,7 @@ class LocalExecution:
         except ChildProcessError:
             return popen.wait(), None
         popen.returncode = os.waitstatus_to_exitcode(status)
-        # ru_maxrss: the largest resident set of one process (KiB on Linux), not a sum.
-        usage = Usage(
-            peak_memory=rusage.ru_maxrss * 1024,
-            cpu_seconds=rusage.ru_utime + rusage.ru_stime,
-        )
+        usage = Usage(cpu_seconds=rusage.ru_utime + rusage.ru_stime)
         return popen.returncode, usage
 
     def usage(self) -> Usage | None:
