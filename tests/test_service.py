@@ -477,3 +477,33 @@ def test_an_endless_timeout_leaves_the_watcher_working(svc: WorkerService) -> No
     w.stop(timeout=float("inf"))
     assert (w.state, w.exit_code) == (JobState.STOPPED, -signal.SIGTERM)
     assert svc.watcher.thread.is_alive()
+
+
+def test_a_watcher_closes_cleanly_while_other_threads_set_timers() -> None:
+    """close() and call_later() race the watcher thread, which closes its descriptors."""
+    from jobmagic.engine.watcher import Watcher
+
+    for _ in range(200):
+        watcher = Watcher()
+        go = threading.Event()
+        errors: list[BaseException] = []
+
+        def set_timers(
+            watcher: Watcher = watcher,
+            go: threading.Event = go,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            go.wait()
+            try:
+                for _ in range(50):
+                    watcher.call_later(0, lambda: None)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        other = threading.Thread(target=set_timers)
+        other.start()
+        go.set()
+        watcher.close()
+        other.join(10)
+        assert errors == []
+        assert not watcher.thread.is_alive()

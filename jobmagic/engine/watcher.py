@@ -143,9 +143,9 @@ class Watcher:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
         with self._lock:
             heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
-            earliest = self._timers[0][2] is timer
-        if earliest:
-            os.eventfd_write(self._wake_fd, 1)
+            # Under the lock: the thread closes the descriptor (under it) once closed.
+            if self._timers[0][2] is timer and not self._closed:
+                os.eventfd_write(self._wake_fd, 1)
         return timer
 
     def close(self) -> None:
@@ -154,7 +154,8 @@ class Watcher:
             if self._closed:
                 return
             self._closed = True
-        os.eventfd_write(self._wake_fd, 1)
+            # Under the lock: the thread, seeing _closed, closes the descriptor under it.
+            os.eventfd_write(self._wake_fd, 1)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
             if self._thread.is_alive():
@@ -190,9 +191,10 @@ class Watcher:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake_fd)
                 select.select([self._wake_fd], [], [], 0.001 * 2 ** min(failures, 10))
-        self._epoll.close()
-        self._inotify.close()
-        os.close(self._wake_fd)
+        with self._lock:  # close() and call_later() write to the wake-up descriptor under it
+            self._epoll.close()
+            self._inotify.close()
+            os.close(self._wake_fd)
 
     def _run_once(self) -> None:
         events = self._epoll.poll(self._next_timeout())
