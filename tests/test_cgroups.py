@@ -232,14 +232,17 @@ def test_what_a_job_leaves_behind_is_killed_when_it_ends(svc: WorkerService) -> 
 
 @needs_cgroup
 def test_a_jobs_cgroup_is_inside_the_kernels(svc: WorkerService) -> None:
-    job = svc.start("echo ready; exec sleep 1000")
+    # With every limit, so that it joins every hierarchy a job can have.
+    every = {"memory": "1G", "cpus": 1, "pids": 100}
+    limits = {name: value for name, value in every.items() if LAYOUT and LAYOUT.can_enforce(name)}
+    job = svc.start("echo ready; exec sleep 1000", **limits)  # type: ignore[arg-type]
     read_until(job, re.compile(rb"ready\n"))
     cgroup = cgroup_of(svc, job.id)
     command_pid = cgroup.members()[0]
     mine, its = cgroup_paths(os.getpid()), cgroup_paths(command_pid)
     assert LAYOUT is not None
     checked = 0
-    for controller in LAYOUT.bases if LAYOUT.version == 1 else [""]:
+    for controller in cgroup.roles if LAYOUT.version == 1 else [""]:
         parent = mine[controller].rstrip("/")
         assert its[controller].startswith(parent + "/jobmagic-"), (controller, its, mine)
         checked += 1
@@ -373,19 +376,19 @@ def test_a_cgroup_that_cannot_be_made_fails_the_launch_and_leaves_nothing(
     jobmagic_home: Path,
 ) -> None:
     assert LAYOUT is not None
-    real = LAYOUT.hierarchies[0]
+    missing = "/sys/fs/cgroup/no-such-hierarchy"
+    # The pids hierarchy "vanished": the job needs it for its --pids limit.
     broken = CgroupLayout(
-        LAYOUT.version,
-        {**LAYOUT.bases, "pids": "/sys/fs/cgroup/no-such-hierarchy"},
-        (real, "/sys/fs/cgroup/no-such-hierarchy"),
+        LAYOUT.version, {**LAYOUT.bases, "pids": missing}, (*LAYOUT.hierarchies, missing)
     )
     executor = LocalExecutor(jobmagic_home)
     executor.cgroups = broken
     log = jobmagic_home / "logs" / "1-test.log"
     log.parent.mkdir(exist_ok=True)
     with pytest.raises(LaunchError, match=r"^cannot set up the job's cgroup v\d: No such file"):
-        executor.launch(1, JobSpec("true"), log)
-    assert not os.path.exists(os.path.join(real, "jobmagic-1-test")), "nothing half-made"
+        executor.launch(1, JobSpec("true", pids=10), log)
+    for base in LAYOUT.hierarchies:
+        assert not os.path.exists(os.path.join(base, "jobmagic-1-test")), "nothing half-made"
     assert not executor.status_path(log).exists()
     assert not log.exists()
 
@@ -499,3 +502,20 @@ def test_a_job_knows_its_own_name_in_jobmagic_job(svc: WorkerService) -> None:
     job = svc.start("echo $JOBMAGIC_JOB")
     assert job.wait(10) == 0
     assert job.output() == f"{job.log_path.stem}\n".encode()
+
+
+def test_the_status_file_keeps_its_exit_status_whatever_a_stop_appends(tmp_path: Path) -> None:
+    from jobmagic.backends.local.wrapper import leave_stop_marker, read_status_file
+
+    status = tmp_path / "1.status"
+    status.write_bytes(b"")
+    leave_stop_marker(status)  # a stop before the wrapper wrote anything
+    assert status.read_bytes() == b"stop\n"
+    assert read_status_file(status) is None
+    status.write_bytes(b"0\n")  # the wrapper's `>`
+    leave_stop_marker(status)  # a stop just after the job ended
+    assert read_status_file(status) == 0
+    status.write_bytes(b"143\nop\n")  # its `>` truncated the mark, then wrote at offset 0
+    assert read_status_file(status) == -15
+    leave_stop_marker(tmp_path / "missing.status")  # nothing to mark: no file is made
+    assert not (tmp_path / "missing.status").exists()

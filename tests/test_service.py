@@ -28,6 +28,7 @@ from jobmagic import JobState, Worker, WorkerService, get_service
 from jobmagic.backends.local.cgroups import JobCgroup
 from jobmagic.core.events import JobEvent
 from jobmagic.errors import JobmagicError, JobNameInUse, JobNotFound, UnknownBackend
+from jobmagic.store.job_store import JobStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -401,6 +402,59 @@ def test_stop_all_stops_jobs_in_parallel(svc: WorkerService) -> None:
     elapsed = time.monotonic() - started
     assert 1.0 <= elapsed < 4.5, "five 1-second grace periods run side by side, not in turn"
     assert all(w.state is JobState.STOPPED for w in workers)
+
+
+def test_stop_all_of_many_jobs_records_every_request_and_end(svc: WorkerService) -> None:
+    workers = [svc.start("sleep 60") for _ in range(200)]
+    pids = [w.pid for w in workers]
+    svc.stop_all(timeout=5)
+    assert {(w.state, w.exit_code) for w in workers} == {(JobState.STOPPED, -signal.SIGTERM)}
+    assert not [pid for pid in pids if pid is not None and alive(pid)]
+    records = [svc.store.get(w.id or 0) for w in workers]
+    assert {(r.state, r.stop_requested_by) for r in records if r is not None} == {
+        (JobState.STOPPED, "kernel")
+    }
+    assert len(records) == 200
+
+
+def test_ends_seen_together_are_written_in_one_transaction(
+    svc: WorkerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[list[int]] = []
+    write = svc.store.finish_many
+
+    def counted(ends: Any) -> None:  # the real write, counted
+        batches.append(sorted(ends))
+        write(ends)
+
+    monkeypatch.setattr(svc.store, "finish_many", counted)
+    workers = [svc.start("sleep 60") for _ in range(50)]
+    svc.stop_all(timeout=5)
+    assert sorted(i for batch in batches for i in batch) == sorted(w.id for w in workers)
+    assert len(batches) < len(workers) / 2, f"{len(batches)} transactions for 50 ends"
+    records = [svc.store.get(w.id or 0) for w in workers]
+    assert {r.state for r in records if r is not None} == {JobState.STOPPED}
+
+
+def test_ends_that_cannot_be_written_together_each_say_so_and_are_written_later(
+    svc: WorkerService, jobmagic_home: Path
+) -> None:
+    workers = [svc.start("sleep 60") for _ in range(20)]
+    svc.store._db.execute("PRAGMA query_only=1")  # every write now fails, as on a read-only disk
+    svc.stop_all(timeout=5)
+    for w in workers:
+        assert (w.state, w.exit_code) == (JobState.STOPPED, -signal.SIGTERM)
+        assert w.error is not None
+        assert w.error.startswith("the job's end could not be recorded: "), w.error
+    svc.store._db.execute("PRAGMA query_only=0")
+    reader = JobStore(jobmagic_home)
+    try:
+        wait_until(
+            lambda: all((r := reader.get(w.id or 0)) and r.state.is_finished for w in workers),
+            15,
+        )
+    finally:
+        reader.close()
 
 
 @pytest.mark.timeout(30)

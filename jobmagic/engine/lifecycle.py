@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from jobmagic.errors import JobmagicError, LaunchError, StoreError
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.pauses import check_pausable, pause_and_record
 
+from .end_recorder import EndRecorder
 from .output_feed import OutputFeed
 from .watcher import Watcher
 
@@ -54,6 +56,9 @@ class JobLifecycle:
         Called after each move (outside every lock), and once more after the job ended.
     describe_wait:
         Returns where the queued job stands in its full group (worked out when asked).
+    ends:
+        Writes its end to the store (the service's, which batches the ends of a round
+        of the watcher); None: one of its own.
     """
 
     def __init__(
@@ -69,8 +74,10 @@ class JobLifecycle:
         on_change: Callable[[], None],
         on_end: Callable[[], None],
         describe_wait: Callable[[], str | None] | None = None,
+        ends: EndRecorder | None = None,
     ) -> None:
         self.job_id = job_id
+        self._ends = ends if ends is not None else EndRecorder(store, watcher)
         self.spec = spec
         self._store = store
         self._executor = executor
@@ -95,6 +102,7 @@ class JobLifecycle:
         self._launched = False
         self._ending = False  # _finish has claimed the end
         self._stopped_while_queued: str | None = None  # who stopped it before it ran
+        self._stop_recorded = False  # the store knows someone asked it to stop
         self._execution: Execution | None = None
         self._stop: StopPolicy | None = None
         self._timeout: Cancellable | None = None
@@ -273,9 +281,15 @@ class JobLifecycle:
                 self._timeout = timer
 
     # -- stopping ------------------------------------------------------------------------
-    def stop(self, by: str, timeout: float | None, wait: bool) -> None:
-        """Stop the whole job; see :meth:`jobmagic.Worker.stop` (which checks ``timeout``)."""
+    def stop(self, by: str, timeout: float | None, wait: bool, recorded: bool = False) -> None:
+        """Stop the whole job; see :meth:`jobmagic.Worker.stop` (which checks ``timeout``).
+
+        ``recorded``: the caller has recorded the request in the store already (a
+        ``stop_all`` records all of them in one transaction).
+        """
         with self._lock:
+            if recorded:
+                self._stop_recorded = True
             if self._state.is_finished:
                 return
             queued = self._state is JobState.QUEUED and self._stopped_while_queued is None
@@ -298,6 +312,10 @@ class JobLifecycle:
             self.wait(None)
 
     def _record_stop(self, by: str) -> None:
+        with self._lock:
+            if self._stop_recorded:
+                return
+            self._stop_recorded = True
         with contextlib.suppress(StoreError):
             self._store.request_stop(self.job_id, by)
 
@@ -337,11 +355,25 @@ class JobLifecycle:
                 return  # it ended another way first (e.g. stopped while its launch failed)
             self._ending = True
         ended_at = time.time()
-        try:
-            self._store.finish(self.job_id, state, exit_code, error, ended_at=ended_at, usage=usage)
-        except StoreError as exc:
+        self._ends.record(
+            self.job_id,
+            (state, exit_code, error, ended_at, usage),
+            functools.partial(self._recorded, state, exit_code, error, ended_at, usage),
+        )
+
+    def _recorded(  # noqa: PLR0917 - the end, as _finish made it
+        self,
+        state: JobState,
+        exit_code: int | None,
+        error: str | None,
+        ended_at: float,
+        usage: Usage | None,
+        failure: str | None,
+    ) -> None:
+        """The end is in the store (or ``failure`` says why not): everyone hears of it."""
+        if failure is not None:
             error = f"{error}; " if error else ""
-            error += f"the job's end could not be recorded: {exc}"
+            error += f"the job's end could not be recorded: {failure}"
         # Handlers get the last output before anyone hears that the job has ended.
         self._feed.emit_final()
         with self._lock:

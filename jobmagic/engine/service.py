@@ -27,12 +27,14 @@ from jobmagic.store.reconcile import reconcile
 
 from .adoption import Adoption
 from .binding import JobBinding
+from .end_recorder import EndRecorder
 from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed, SharedHandlers
 from .pools import check_request
 from .queue_operations import QueueOperations
 from .removal import Removal
 from .scheduler import Scheduler
+from .stopping import Stopping
 from .usage import UsageMeter
 from .views import ForeignJobs, not_found_message
 from .watcher import Timer, Watcher
@@ -57,7 +59,7 @@ logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 Listener = Callable[[JobEvent[Worker]], None]
 
 
-class WorkerService(Adoption, QueueOperations, Removal):
+class WorkerService(Adoption, QueueOperations, Removal, Stopping):
     """The jobs of this kernel: starts them, finds them, stops them, tells listeners.
 
     Parameters
@@ -91,6 +93,8 @@ class WorkerService(Adoption, QueueOperations, Removal):
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
+        self._ends = EndRecorder(self.store, self.watcher)
+        self._prune_due = False  # a prune is scheduled for the end of this watcher round
         #: The GPU pool's devices; None: ``JOBMAGIC_GPUS``, else ``nvidia-smi -L``.
         self.gpus: list[str] | None = None
         #: Named pools and how many units each has (``{"license": 2}``).
@@ -115,7 +119,7 @@ class WorkerService(Adoption, QueueOperations, Removal):
         self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
         self._shared_handlers = SharedHandlers(self.logger)
         self._listeners = Listeners[Worker]()
-        # Guards _workers and _closed.
+        # Guards _workers, _closed and _prune_due.
         self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}
         self._closed = False
@@ -223,6 +227,7 @@ class WorkerService(Adoption, QueueOperations, Removal):
             on_change=functools.partial(self._emit, "state", worker),
             on_end=self._after_end,
             describe_wait=functools.partial(self._describe_wait, job_id),
+            ends=self._ends,
         )
         worker.bind(
             JobBinding(
@@ -292,16 +297,6 @@ class WorkerService(Adoption, QueueOperations, Removal):
         return iter(self.list())
 
     # -- stopping and removing -----------------------------------------------------
-    def stop_all(self, timeout: float | None = None, *, include_detached: bool = True) -> None:
-        """Stop every running job of this kernel, all at once, and wait for them to end."""
-        running = [
-            w for w in self.list() if not w.state.is_finished and (include_detached or not w.detach)
-        ]
-        for worker in running:
-            worker.stop(timeout, wait=False)
-        for worker in running:
-            worker.wait()
-
     def _after_end(self) -> None:
         """A job of this service has ended: run the queue, retry what was not recorded, prune."""
         if self.scheduler.queued:
@@ -313,6 +308,18 @@ class WorkerService(Adoption, QueueOperations, Removal):
         if self.store.unsaved:
             self._retry_later()
             return
+        with self._lock:
+            if self._prune_due:
+                return  # the ends of one round are pruned for once
+            self._prune_due = True
+        if threading.current_thread() is self.watcher.thread:
+            self.watcher.call_later(0, self._prune_now)
+        else:
+            self._prune_now()
+
+    def _prune_now(self) -> None:
+        with self._lock:
+            self._prune_due = False
         try:
             self._prune()
         except StoreError as exc:
@@ -375,6 +382,7 @@ class WorkerService(Adoption, QueueOperations, Removal):
             self.scheduler.close()
             self.watcher.unwatch_file(self._store_watch)
             self.watcher.close()
+            self._ends.flush()  # an end the watcher queued as it closed
             _live_services.discard(self)
 
     @property

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from .records import (
 
 #: The largest id SQLite can hold; a larger number names no job.
 MAX_ID = (1 << 63) - 1
-#: The arguments of one ``finish`` (state, exit code, error, end, usage).
-_End = tuple[JobState, int | None, str | None, float, Usage | None]
+#: One job's end as ``finish_many`` takes it: (state, exit code, error, ended_at, usage).
+End = tuple[JobState, int | None, str | None, float, Usage | None]
 
 
 class JobStore:
@@ -83,7 +83,7 @@ class JobStore:
         self._lock = threading.Lock()
         # Finished jobs whose end could not be written yet (disk full): job id -> the
         # arguments of finish(), written by the next write that works (retry_unsaved()).
-        self._unsaved: dict[int, _End] = {}
+        self._unsaved: dict[int, End] = {}
         self.generation = ""
         self._identity: tuple[int, int] = (0, 0)
         self._db = self._connect()
@@ -271,37 +271,46 @@ class JobStore:
             When it cannot be written now; it is kept and written by the next write of
             this store that works, or by :meth:`retry_unsaved`.
         """
-        end = (state, exit_code, error, ended_at or time.time(), usage)
+        self.finish_many({job_id: (state, exit_code, error, ended_at or time.time(), usage)})
+
+    def finish_many(self, ends: Mapping[int, End]) -> None:
+        """Record the ends of several jobs in one transaction (see :meth:`finish`).
+
+        ``ends`` maps each job id to ``(state, exit_code, error, ended_at, usage)``.
+
+        Raises
+        ------
+        StoreError
+            When they cannot be written now; all are kept for a later write.
+        """
         try:
-            self._write_end(job_id, *end)
+            self._write_ends(ends)
         except StoreError:
             with self._lock:
-                self._unsaved[job_id] = end
+                self._unsaved.update(ends)
             raise
         with self._lock:
-            self._unsaved.pop(job_id, None)
+            for job_id in ends:
+                self._unsaved.pop(job_id, None)
 
-    def _write_end(  # noqa: PLR0917 - finish()'s arguments
-        self,
-        job_id: int,
-        state: JobState,
-        exit_code: int | None,
-        error: str | None,
-        ended_at: float,
-        usage: Usage | None,
-    ) -> None:
-        log_size = file_size(self.log_path(job_id))
-        peak = usage.peak_memory if usage is not None else None
-        cpu = usage.cpu_seconds if usage is not None else None
+    def _write_ends(self, ends: Mapping[int, End]) -> None:
+        rows = []
+        for job_id, (state, exit_code, error, ended_at, usage) in ends.items():
+            peak = usage.peak_memory if usage is not None else None
+            cpu = usage.cpu_seconds if usage is not None else None
+            log_size = file_size(self.log_path(job_id))
+            rows.append(
+                (state.value, exit_code, error, ended_at, log_size, ended_at, peak, cpu, job_id)
+            )
         with self._write() as db:
-            cursor = db.execute(
+            cursor = db.executemany(
                 # A pause under way ends with the job: its time joins paused_for.
                 "UPDATE jobs SET state = ?, exit_code = ?, error = ?, ended_at = ?,"
                 " log_size = ?, paused_for = paused_for + CASE WHEN paused_at IS NULL"
                 " THEN 0 ELSE max(0, ? - paused_at) END, paused_at = NULL,"
                 " peak_memory = ?, cpu_seconds = ?"
                 " WHERE id = ? AND state IN ('queued', 'running', 'paused')",
-                (state.value, exit_code, error, ended_at, log_size, ended_at, peak, cpu, job_id),
+                rows,
             )
             if cursor.rowcount:
                 bump_queue_epoch(db)
@@ -317,10 +326,10 @@ class JobStore:
         with self._lock:
             pending = dict(self._unsaved)
             self._unsaved.clear()
-        left: dict[int, _End] = {}
+        left: dict[int, End] = {}
         for job_id, end in pending.items():
             try:
-                self._write_end(job_id, *end)
+                self._write_ends({job_id: end})
             except StoreError:
                 left[job_id] = end
         with self._lock:
@@ -363,10 +372,14 @@ class JobStore:
 
     def request_stop(self, job_id: int, by: str) -> None:
         """Record that someone (``"kernel"``, ``"ui"``, ``"timeout"``) asked the job to stop."""
+        self.request_stops([job_id], by)
+
+    def request_stops(self, job_ids: Iterable[int], by: str) -> None:
+        """Record, in one transaction, that ``by`` asked these jobs to stop."""
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE jobs SET stop_requested_by = coalesce(stop_requested_by, ?) WHERE id = ?",
-                (by, job_id),
+                [(by, job_id) for job_id in job_ids],
             )
 
     def adopt(self, record: JobRecord, session: str | None = None) -> bool:

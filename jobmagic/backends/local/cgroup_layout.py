@@ -8,7 +8,7 @@ applying to its jobs. In the order tried:
 1. cgroup v2 with the ``memory``, ``cpu`` and ``pids`` controllers delegated to our own
    cgroup (``systemd-run --user --scope -p Delegate=yes``, or a container's own tree);
 2. cgroup v1, writable (as root): one directory per hierarchy (memory, cpu, cpuacct,
-   pids, freezer, co-mounted or not);
+   pids, co-mounted or not; a job joins those it needs);
 3. cgroup v2 without controllers: the job is still contained (stop kills all of it) and
    its CPU time is known, but no limit can be enforced;
 4. none.
@@ -30,8 +30,11 @@ from .cgroups import V1, V2, JobCgroup
 
 #: Which controller enforces each limit.
 LIMIT_CONTROLLERS = {"memory": "memory", "cpus": "cpu", "pids": "pids"}
-#: The v1 hierarchies a job joins, when the machine has them.
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+#: The v1 controllers whose hierarchies a job may join (pause uses signals, not the
+#: freezer). A job joins memory and cpuacct (what it uses), cpu and pids only for a limit.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+#: What every job's cgroup reads: memory (now, peak, OOM kills) and CPU time.
+_ALWAYS = frozenset({"memory", "cpuacct"})
 #: What the mode setting may say.
 MODES = ("auto", "v2", "v1", "off")
 _MODE_VARIABLE = "JOBMAGIC_CGROUPS"
@@ -69,7 +72,11 @@ class CgroupLayout:
         return [name for name in _asked(limits) if not self.can_enforce(name)]
 
     def create(self, name: str, limits: Limits) -> JobCgroup:
-        """Make the cgroup ``name`` in every hierarchy and set ``limits`` (the enforceable).
+        """Make the cgroup ``name`` and set ``limits`` (those it can enforce).
+
+        On v1 only in the hierarchies the job needs: memory and cpuacct (what it uses),
+        cpu and pids when it has such a limit; each one is a mkdir at the start and an
+        rmdir at the end of every job.
 
         Raises
         ------
@@ -77,15 +84,25 @@ class CgroupLayout:
             When a directory cannot be made or a limit not written; whatever was made is
             removed again first.
         """
+        wanted = set(_ALWAYS)
+        if limits.cpus is not None:
+            wanted.add("cpu")
+        if limits.pids is not None:
+            wanted.add("pids")
+        needed = {self.bases[controller] for controller in wanted if controller in self.bases}
+        hierarchies = [base for base in self.hierarchies if base in needed]
+        hierarchies = hierarchies or list(self.hierarchies[:1])  # membership needs one
         dirs = []
         try:
-            for base in self.hierarchies:
+            for base in hierarchies:
                 path = os.path.join(base, name)
                 with contextlib.suppress(FileExistsError):  # a launch that failed before
                     os.mkdir(path)
                 dirs.append(path)
             roles = {
-                controller: os.path.join(base, name) for controller, base in self.bases.items()
+                controller: os.path.join(base, name)
+                for controller, base in self.bases.items()
+                if base in hierarchies
             }
             cgroup = JobCgroup(self.version, tuple(dirs), roles)
             cgroup.apply(limits)

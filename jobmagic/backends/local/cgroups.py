@@ -12,6 +12,7 @@ cgroup again after the kernel that made it is gone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
@@ -32,7 +33,7 @@ _V1_UNLIMITED = 1 << 62
 class JobCgroup:
     """The cgroup (v1: one directory per hierarchy) that holds every process of one job.
 
-    ``roles`` maps a controller ("memory", "cpu", "cpuacct", "pids", "freezer") to the
+    ``roles`` maps a controller ("memory", "cpu", "cpuacct", "pids") to the
     directory that has its files; on v2 every role is the one directory.
     """
 
@@ -127,11 +128,11 @@ class JobCgroup:
             return []
         return [int(word) for word in text.split()]
 
-    def signal(self, sig: int, outside_group: int | None = None) -> None:
-        """Send ``sig`` to every process of the job (those outside ``outside_group`` only).
+    def signal(self, *signals: int, outside_group: int | None = None) -> None:
+        """Send ``signals``, in order, to every process of the job (one reading of them).
 
         ``outside_group``: a process group the caller signalled already; its members
-        must not get the signal twice (a second SIGTERM can cut a graceful exit short).
+        must not get a signal twice (a second SIGTERM can cut a graceful exit short).
         """
         for pid in self.members():
             if outside_group is not None:
@@ -140,8 +141,9 @@ class JobCgroup:
                         continue
                 except ProcessLookupError:
                     continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+            for sig in signals:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
 
     def kill(self) -> None:
         """SIGKILL every process of the job, including those it forks meanwhile."""
@@ -168,17 +170,21 @@ class JobCgroup:
     # -- what happened -----------------------------------------------------------------
     def usage(self) -> Usage:
         """Memory now and at most, and CPU time so far (no rate: see ``Usage.with_rate``)."""
+        name = "memory.usage_in_bytes" if self.version == V1 else "memory.current"
+        memory = self._read_int("memory", name)
+        return dataclasses.replace(self.totals(), memory=memory)
+
+    def totals(self) -> Usage:
+        """What the job used in all: peak memory and CPU time (for an ended job)."""
         if self.version == V1:
-            memory = self._read_int("memory", "memory.usage_in_bytes")
             peak = self._read_int("memory", "memory.max_usage_in_bytes")
             nanoseconds = self._read_int("cpuacct", "cpuacct.usage")
             cpu = nanoseconds / 1e9 if nanoseconds is not None else None
         else:
-            memory = self._read_int("memory", "memory.current")
             peak = self._read_int("memory", "memory.peak")
             micro = self._read_field(os.path.join(self.dirs[0], "cpu.stat"), "usage_usec")
             cpu = micro / 1e6 if micro is not None else None
-        return Usage(memory=memory, peak_memory=peak, cpu_seconds=cpu)
+        return Usage(peak_memory=peak, cpu_seconds=cpu)
 
     def oom_kills(self) -> int:
         """How many of the job's processes the OOM killer killed for its memory limit."""

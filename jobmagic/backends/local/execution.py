@@ -48,11 +48,6 @@ from .procinfo import (
 from .wrapper import diagnose, leave_stop_marker, read_status_file
 
 
-def usage_in_all(usage: Usage) -> Usage:
-    """A finished job's usage: what it used in all (nothing is in use now)."""
-    return Usage(peak_memory=usage.peak_memory, cpu_seconds=usage.cpu_seconds)
-
-
 def limit_failure(cgroup: JobCgroup, exit_code: int | None) -> str | None:
     """Say "out of memory (limit 512 MiB)" when a limit ended a failed job, else None."""
     if exit_code == 0:
@@ -185,13 +180,12 @@ class LocalExecution:
             elif not signal_job(self._pid, self._start, self._pid, sig):
                 # The leader is gone: what is left of its group, if the group is still its.
                 signal_leftovers(self._pid, self._start, self._pid, sig)
-            if self._cgroup is not None:
-                if sig == signal.SIGKILL:
-                    self._cgroup.kill()
-                else:
-                    self._cgroup.signal(sig, outside_group=self._pid)
         if self._cgroup is None:
             self._signal_escaped(*signals)
+        elif signal.SIGKILL in signals:
+            self._cgroup.kill()
+        else:  # and those outside the group, in one reading of the cgroup's members
+            self._cgroup.signal(*signals, outside_group=self._pid)
 
     def _signal_escaped(self, *signals: int) -> None:
         """Without a cgroup: find the job's processes outside its group, signal them.
@@ -310,8 +304,10 @@ class LocalExecution:
             exit_code = returncode
         reason = None
         if self._cgroup is not None:
-            usage = usage_in_all(self._cgroup.usage())
-            reason = limit_failure(self._cgroup, exit_code)
+            usage = self._cgroup.totals()
+            with self._lock:
+                stopped = self._terminated  # it ends STOPPED: no failure to explain
+            reason = None if stopped else limit_failure(self._cgroup, exit_code)
             self._cgroup.remove()
         if reason is None and self._log_path is not None:
             reason = diagnose(exit_code, self._log_path)

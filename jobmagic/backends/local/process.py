@@ -26,7 +26,7 @@ from jobmagic.errors import LaunchError, StoreError
 
 from .cgroup_layout import detect, refusal
 from .cgroups import NAME_PREFIX, JobCgroup
-from .execution import LocalExecution, limit_failure, usage_in_all
+from .execution import LocalExecution, limit_failure
 from .procinfo import ProcessGroups, group_remains, group_usage
 from .wrapper import (
     job_environment,
@@ -208,7 +208,7 @@ class LocalExecutor:
         exit_code = read_status_file(status_path) if status_path else None
         usage = reason = None
         if cgroup is not None:
-            usage = usage_in_all(cgroup.usage())
+            usage = cgroup.totals()
             reason = limit_failure(cgroup, exit_code)
             cgroup.remove()
         if not status_path:

@@ -36,31 +36,32 @@ from jobmagic.text.terminal import decode, read_tail
 #: The pty relay, run by file path (it imports nothing of jobmagic).
 PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.py")
 
-# $1 status file, $2 stop marker, $3 shell, $4 command, $5 how to run it (see run_mode),
-# $6 the Python that runs $7, the pty relay (pty_relay.py), in the "pty" modes, $8 the
-# job's cgroup.procs files (one per line; none: no cgroup), $9 an address-space limit in
-# KiB for `ulimit -v` (--best-effort memory without a cgroup; empty: none).
+# $1 status file, $2 (unused: it named a stop marker file), $3 shell, $4 command, $5 how
+# to run it (see run_mode), $6 the Python that runs $7, the pty relay (pty_relay.py), in
+# the "pty" modes, $8 the job's cgroup.procs files (one per line; none: no cgroup), $9 an
+# address-space limit in KiB for `ulimit -v` (--best-effort memory without a cgroup).
 # The job's processes inherit JOBMAGIC_JOB=<id>-<store generation> (its status file's
 # name): without a cgroup, it is how a stop finds those that left the process group.
 # stdout and stderr arrive as one open log file. The wrapper keeps it on fd 3 for the
 # command and points its own stdout and stderr at /dev/null, so its own notices ("Killed")
 # never land in the job's byte-exact log. The command runs in a subshell of the wrapper (a
 # fork: the cheapest way to get a child), which first checks the stop marker: `stop()`
-# creates the marker before it signals the group, so a stop that lands while the wrapper
-# starts up is never swallowed by the wrapper's trap. In the "pty" modes the subshell
-# becomes the relay, which runs the command on a pty in the job's process group.
+# appends a line to the (empty) status file before it signals the group, so a stop that
+# lands while the wrapper starts up is never swallowed by the wrapper's trap. In the
+# "pty" modes the subshell becomes the relay, which runs the command on a pty in the
+# job's process group.
 # The subshell joins the job's cgroup before anything else (its own pid read from
 # /proc/self/stat by the `read` builtin: no fork); the wrapper stays outside, so a kill
 # of the whole cgroup leaves it alive to record the command's end.
 WRAPPER = """trap : TERM INT HUP
 exec 3>&1 >/dev/null 2>&1
 [ -n "${PYTHONUNBUFFERED+set}" ] || export PYTHONUNBUFFERED=1
-_jm_status=$1 _jm_stop=$2 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5 _jm_python=$6 _jm_relay=$7
+_jm_status=$1 _jm_shell=$3 _jm_cmd=$4 _jm_mode=$5 _jm_python=$6 _jm_relay=$7
 _jm_cgroup=$8 _jm_vmem=$9 _jm_job=${1##*/}
 export JOBMAGIC_JOB="${_jm_job%.status}"
 (
   exec >&3 2>&3 3>&-
-  [ -e "$_jm_stop" ] && exit 143
+  [ -s "$_jm_status" ] && exit 143
   if [ -n "$_jm_cgroup" ]; then
     read -r _jm_self _jm_rest < /proc/self/stat
     _jm_ifs=$IFS IFS='
@@ -231,7 +232,7 @@ def spawn(
             WRAPPER,
             "jobmagic-job",
             status_path,
-            stop_marker_path(status_path),
+            "",
             shell,
             command,
             run_mode(command, shell, pty),
@@ -262,16 +263,31 @@ def prepare_status_file(path: Path) -> None:
 
 
 def stop_marker_path(status_path: str | os.PathLike[str]) -> str:
-    """The file whose presence tells a wrapper, still starting up, not to run its command."""
+    """Where wrappers before 0.2 looked for a stop marker file (removed with the job)."""
     return os.fspath(status_path) + ".stop"
 
 
+#: What a stop appends to the status file; a wrapper that finds the file not empty when
+#: it starts runs nothing. Its exit status, written later, is the file's first line.
+STOP_MARK = b"stop\n"
+
+
 def leave_stop_marker(status_path: str | os.PathLike[str]) -> None:
-    """Tell a wrapper that may still be starting up not to run its command (before a signal)."""
+    """Tell a wrapper that may still be starting up not to run its command (before a signal).
+
+    An append to the status file, which the launch made: no file is created (creating
+    one costs up to a millisecond on some filesystems, a thousand times in a stop_all).
+    Appended, it never clobbers an exit status the wrapper wrote already; written before
+    the wrapper's own ``>``, it is truncated away, or left after the status's first line.
+    """
     # Without the marker only a wrapper still starting up misses the stop; the signal
     # that follows reaches everything else.
     with contextlib.suppress(OSError):
-        os.close(create_private_file(Path(stop_marker_path(status_path))))
+        fd = os.open(status_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.write(fd, STOP_MARK)
+        finally:
+            os.close(fd)
 
 
 def exit_code_from_shell_status(status: int) -> int:
@@ -286,16 +302,21 @@ def exit_code_from_shell_status(status: int) -> int:
 
 
 def read_status_file(path: str | os.PathLike[str]) -> int | None:
-    """The exit code a job's wrapper wrote, or None when it wrote nothing (yet)."""
+    """The exit code a job's wrapper wrote, or None when it wrote nothing (yet).
+
+    The status is the file's first line; a stop's mark (``STOP_MARK``) may follow it, or
+    be all there is (no status yet).
+    """
     try:
         with open(path, "rb") as f:
-            text = f.read()
+            text = f.read(4096)
     except FileNotFoundError:
         return None
-    if not text.endswith(b"\n"):
+    first, newline, _ = text.partition(b"\n")
+    if not newline:
         return None
     try:
-        return exit_code_from_shell_status(int(text))
+        return exit_code_from_shell_status(int(first))
     except ValueError:
         return None
 
