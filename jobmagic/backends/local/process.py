@@ -122,10 +122,11 @@ class LocalExecutor:
         """Spawn the wrapper for ``spec``; see :meth:`jobmagic.backends.base.Executor.launch`."""
         if spec.cwd is not None and not os.path.isdir(spec.cwd):
             raise LaunchError(f"working directory not found: {spec.cwd}")
-        try:
-            self.check(spec)  # again: a queued job may start in another process than its check
-        except ValueError as exc:
-            raise LaunchError(str(exc)) from None
+        # Again: a queued job may start in another process than the one that checked it.
+        # (Not the exec size: that check walks the environment, and spawn says E2BIG.)
+        refused = refusal(spec.limits, self.cgroups, self._why_no_cgroups)
+        if refused is not None and not spec.best_effort:
+            raise LaunchError(refused)
         enforced, address_space, containment = self.containment(spec)
         status_path = self.status_path(log_path)
         cgroup = None
@@ -273,14 +274,21 @@ def check_exec_size(spec: JobSpec) -> None:
             f"the command is {command - 1:,} bytes; this system runs commands of at most "
             f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
         )
-    environ = job_environment(spec.env) or os.environ
     total = command + _WRAPPER_OVERHEAD
+    # Bytes as execve sees them; the kernel's own environment as bytes (os.environb),
+    # which needs no encoding: this runs at every start.
+    merged = job_environment(spec.env)
+    environ = (
+        {os.fsencode(key): os.fsencode(value) for key, value in merged.items()}
+        if merged is not None
+        else os.environb
+    )
     for key, value in environ.items():
-        size = len(os.fsencode(key)) + len(os.fsencode(value)) + 2
+        size = len(key) + len(value) + 2
         if size > MAX_ARG_STRLEN:
             raise ValueError(
-                f"the environment variable {key} is {size - 2:,} bytes; this system passes "
-                f"at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
+                f"the environment variable {os.fsdecode(key)} is {size - 2:,} bytes; this "
+                f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
             )
         total += size + 8  # and its pointer
     arg_max = os.sysconf("SC_ARG_MAX")
