@@ -154,6 +154,50 @@ def test_a_job_that_ends_while_its_record_cannot_be_written_ends_and_is_recorded
     assert svc.store.unsaved == 0
 
 
+TICKER = python_cmd(
+    "import itertools, time\n"
+    "for i in itertools.count():\n"
+    "    print('tick', i, flush=True); time.sleep(0.02)"
+)
+
+
+def test_a_locked_store_holds_up_no_other_jobs_output_while_an_end_waits_for_it(
+    svc: WorkerService, jobmagic_home: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    ticker = svc.start(TICKER)
+    ending = svc.start(f"echo ready 0; read line < {go}; exit 3")
+    read_until(ending, READY)
+    chunks = ticker.stream()
+    try:
+        next(chunks)
+        # Another process holds the store's write lock (as a long transaction would).
+        other = sqlite3.connect(jobmagic_home / DB_NAME, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with go.open("w") as f:
+                f.write("go\n")  # the job ends now
+            # Its end waits for the lock; the other job's output keeps coming meanwhile.
+            seen = b""
+            while seen.count(b"\n") < 10:
+                seen += next(chunks)
+            assert ending.state is JobState.RUNNING, "its end is not recorded yet"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert ending.wait(30) == 3
+        assert ending.state is JobState.FAILED
+        record = svc.store.get(ending.id or 0)
+        assert record is not None
+        assert (record.state, record.exit_code) == (JobState.FAILED, 3)
+    finally:
+        chunks.close()
+        ticker.stop()
+
+
 def test_shutdown_completes_within_its_timeout_when_the_store_cannot_be_written(
     jobmagic_home: Path,
 ) -> None:

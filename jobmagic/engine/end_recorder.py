@@ -1,15 +1,18 @@
-"""Writing jobs' ends to the store: one transaction for all the ends the watcher sees at once.
+"""Writing jobs' ends to the store, off the watcher thread and many in one transaction.
 
-A thousand jobs stopped together end within a few dispatch rounds of the watcher thread;
-a transaction each would keep that thread (which sees every job end) in SQLite for most
-of a second. On the watcher thread an end is queued and written, with the other ends of
-the same round, by one ``finish_many`` at the end of that round; then each job goes on
-(its waiters hear of the end only once it is recorded). From any other thread an end is
-written at once. ``flush`` writes what is queued, for a service that shuts down.
+The watcher thread sees every job end; if it wrote each end itself, a store that is slow
+or locked by another process (SQLite waits up to its busy timeout) would hold up the
+exits, timers and log following of every other job, and a thousand jobs stopped together
+would cost a thousand transactions. So an end seen on the watcher thread is handed to a
+writer thread, which writes all the ends waiting for it in one ``finish_many``, then hands
+each job back to the watcher to go on (its waiters and listeners hear of the end only once
+it is recorded, on the watcher thread as always). An end seen on any other thread (a launch
+that failed, a queued job that will never run) is written at once, on that thread.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -23,38 +26,80 @@ Then = Callable[[str | None], None]
 
 
 class EndRecorder:
-    """Records ends for one service's store and watcher. Thread-safe."""
+    """Records ends for one service's store and watcher. Thread-safe.
+
+    Its writer thread runs from the start (a service has this one and its watcher,
+    however many jobs it runs); ``close`` writes what is left and ends it.
+    """
 
     def __init__(self, store: JobStore, watcher: Watcher) -> None:
         self._store = store
         self._watcher = watcher
-        # Guards _pending and _scheduled (ends come from the watcher thread, flush() from
-        # whichever thread shuts the service down).
+        # Guards the fields below; `_wake` tells the writer there is work or it must end.
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[End, Then]] = {}
-        self._scheduled = False
+        self._wake = threading.Condition(self._lock)
+        self._round: dict[int, tuple[End, Then]] = {}  # seen in this round of the watcher
+        self._pending: dict[int, tuple[End, Then]] = {}  # handed to the writer
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="jobmagic-end-writer", daemon=True)
+        self._writer.start()
 
     def record(self, job_id: int, end: End, then: Then) -> None:
-        """Write ``end`` of job ``job_id`` (now, or at the end of this round), then ``then``."""
+        """Write ``end`` of job ``job_id``, then call ``then``.
+
+        ``then`` runs on the watcher thread when the end came from there (unless the
+        watcher has closed meanwhile), else on this thread once the end is written.
+        """
         if threading.current_thread() is not self._watcher.thread:
             then(self._write({job_id: end}))
             return
         with self._lock:
-            self._pending[job_id] = (end, then)
-            schedule, self._scheduled = not self._scheduled, True
-        if schedule:
-            self._watcher.call_later(0, self.flush)
+            if not self._closed:
+                # Handed over at the end of the round, with the other ends it sees.
+                hand_over = not self._round
+                self._round[job_id] = (end, then)
+                if hand_over:
+                    self._watcher.call_later(0, self._hand_over)
+                return
+        then(self._write({job_id: end}))  # closing: nobody else will write it
 
-    def flush(self) -> None:
-        """Write every queued end in one transaction, then let each job go on."""
+    def _hand_over(self) -> None:
+        with self._lock:
+            self._pending.update(self._round)
+            self._round = {}
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Write what is waiting, end the writer, and let those jobs go on (this thread)."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
+        if self._writer is not threading.current_thread():
+            self._writer.join()
+        self._write_pending(on_watcher=False)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return  # close() writes what is left
+            self._write_pending(on_watcher=True)
+
+    def _write_pending(self, on_watcher: bool) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-            self._scheduled = False
+            if not on_watcher:  # closing: the round that was never handed over too
+                pending.update(self._round)
+                self._round = {}
         if not pending:
             return
         failure = self._write({job_id: end for job_id, (end, _) in pending.items()})
-        for _, then in pending.values():
-            then(failure)
+        thens = [then for _, then in pending.values()]
+        go_on = functools.partial(_go_on, thens, failure)
+        if not (on_watcher and self._watcher.call_soon(go_on)):
+            go_on()  # the watcher has closed: here, or never
 
     def _write(self, ends: dict[int, End]) -> str | None:
         try:
@@ -62,3 +107,8 @@ class EndRecorder:
         except StoreError as exc:
             return str(exc)
         return None
+
+
+def _go_on(thens: list[Then], failure: str | None) -> None:
+    for then in thens:
+        then(failure)

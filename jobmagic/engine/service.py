@@ -382,7 +382,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self.scheduler.close()
             self.watcher.unwatch_file(self._store_watch)
             self.watcher.close()
-            self._ends.flush()  # an end the watcher queued as it closed
+            self._ends.close()  # the ends the writer still had: written here
             _live_services.discard(self)
 
     @property

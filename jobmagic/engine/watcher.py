@@ -148,6 +148,16 @@ class Watcher:
                 os.eventfd_write(self._wake_fd, 1)
         return timer
 
+    def call_soon(self, callback: Callback) -> bool:
+        """Call ``callback`` on the thread soon; False (and nothing scheduled) once closed."""
+        timer = Timer(time.monotonic(), callback)
+        with self._lock:
+            if self._closed:
+                return False
+            heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
+            os.eventfd_write(self._wake_fd, 1)
+            return True
+
     def close(self) -> None:
         """End the thread and release its descriptors (pending callbacks are dropped)."""
         with self._lock:
