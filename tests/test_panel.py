@@ -931,7 +931,7 @@ def test_handler_flushes_at_most_ten_times_a_second() -> None:
         gaps = [b - a for a, b in itertools.pairwise(changes)]
         assert min(gaps) >= 0.09
         flushes = handler.flush_count
-        # Nothing changed since: no further flush (the flush thread waits untimed).
+        # Nothing changed since: no further flush (the flusher waits untimed).
         threading.Event().wait(0.3)
         assert handler.flush_count == flushes
     finally:
@@ -966,6 +966,69 @@ def test_handler_emit_does_not_wait_for_the_widget() -> None:
     finally:
         widget.release.set()
         handler.close()
+
+
+def test_shown_outputs_of_all_panels_share_one_flush_thread_and_budget(
+    service: WorkerService,
+) -> None:
+    writer = py(
+        "import itertools, time\n"
+        "for i in itertools.count():\n"
+        "    print(i, 'x' * 60, flush=True)\n"
+        "    time.sleep(0.001)\n"
+    )
+    workers = [service.start(writer) for _ in range(8)]
+    threads_before = set(threading.enumerate())
+    panels = [JobPanel(service, tail_lines=20) for _ in range(2)]
+    updates: list[tuple[float, int, int]] = []  # (time, output, size)
+    changed = threading.Condition()
+
+    def recorder(index: int) -> Callable[[Any], None]:
+        def on_change(change: Any) -> None:
+            with changed:
+                updates.append((time.monotonic(), index, len(change["new"])))
+                changed.notify_all()
+
+        return on_change
+
+    outputs = []
+    try:
+        for p in panels:
+            for w in workers:
+                p.show_output(w.id or 0)
+        for p in panels:
+            for w in workers:
+                row = wait_row(p, w.id or 0)
+                wait_widget(row.widget, lambda row=row: row.output is not None)
+                outputs.append(row.output)
+        handlers = [p.rows[w.id or 0].handler for p in panels for w in workers]
+        assert len({id(h) for h in handlers}) == 16
+        flushers = {id(h.flusher) for h in handlers if h is not None}
+        assert len(flushers) == 1  # one thread, one throttle, one budget for all 16
+        for index, output in enumerate(outputs):
+            output.observe(recorder(index), names="value")
+        with changed:
+            assert changed.wait_for(
+                lambda: all(sum(1 for u in updates if u[1] == i) >= 3 for i in range(16)),
+                timeout=30,
+            )
+            seen = list(updates)
+        flush_threads = [t for t in threading.enumerate() if t.name == "jobmagic-output-flush"]
+        assert len(flush_threads) == 1
+        new_threads = set(threading.enumerate()) - threads_before
+        assert len(new_threads) <= 3  # the two panels' threads and, at most, that one
+        # 16 busy outputs send what the process budget lets one send (100 kB/s), give or
+        # take the last round of one update each.
+        sent = sum(size for _at, _i, size in seen)
+        last_round = 16 * max(size for _at, _i, size in seen)
+        assert sent - last_round <= 100_000 * (seen[-1][0] - seen[0][0])
+    finally:
+        for p in panels:
+            p.close()
+        for w in workers:
+            w.stop()
+    # Gone with the last handler (unless some other test left one attached before).
+    assert all(not t.is_alive() for t in flush_threads if t not in threads_before)
 
 
 # -- leaks ----------------------------------------------------------------------------------

@@ -1,18 +1,18 @@
 r"""A logging handler that shows a job's output in a widget, throttled.
 
 ``OutputWidgetHandler`` keeps a bounded terminal view of what it was fed (the last lines,
-with ``\r`` progress bars collapsed to their latest state) and replaces the widget's
-content with that tail at most ~10 times a second, only when the view changed. It never
-sends one message per line and never uses ``Output.append_stdout`` (which resends the
-whole output on every call) or ``with out:`` (which sends output to the wrong cell when
-used from a thread).
+with ``\r`` progress bars collapsed to their latest state); an ``OutputFlusher`` (one
+thread and one budget for every handler of the process) replaces the widget's content
+with that tail at most ~10 times a second, only when the view changed. It never sends one
+message per line and never uses ``Output.append_stdout`` (which resends the whole output
+on every call) or ``with out:`` (which sends output to the wrong cell when used from a
+thread).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import ipywidgets
@@ -20,9 +20,11 @@ import ipywidgets
 from jobmagic.text.ansi_html import ansi_to_html, render_tail_html
 from jobmagic.text.terminal import TailBuffer
 
+from .output_flusher import OutputFlusher, OutputSlot, default_flusher
+
 __all__ = ["OutputWidgetHandler"]
 
-_FLUSH_WAIT = 5.0  # seconds flush() waits for the flush thread at most
+_FLUSH_WAIT = 5.0  # seconds flush() waits for the flusher at most
 # The text as ``render_tail_html`` sets it, without its scroll box (for scroll_box=False).
 _PRE_STYLE = (
     "margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px;line-height:1.3;"
@@ -33,15 +35,17 @@ _PRE_STYLE = (
 class OutputWidgetHandler(logging.Handler):
     """Show the text of log records in an ``ipywidgets.HTML``, throttled and bounded.
 
-    ``emit()`` only feeds a bounded terminal view and marks it dirty; a flush thread (one
-    per handler, started by the first record) replaces the widget's value with the
-    rendered tail at most every ``min_interval`` seconds and only when the view changed.
-    Larger tails are sent less often so that one handler sends at most about
-    ``max_bytes_per_second`` bytes per second. Memory stays bounded whatever is fed.
+    ``emit()`` only feeds a bounded terminal view and marks it dirty in its
+    ``OutputFlusher``, whose one thread (shared by every handler attached to it) replaces
+    the widget's value with the rendered tail at most every ``min_interval`` seconds and
+    only when the view changed. Larger tails are sent less often, so that this handler
+    sends at most about ``max_bytes_per_second`` bytes per second, and all the handlers of
+    one flusher together at most the flusher's own budget (the busier they are, the less
+    often each is updated). Memory stays bounded whatever is fed.
 
     Attach it to a job with ``worker.add_handler(handler)``, detach it with
-    ``worker.remove_handler(handler)``, and ``close()`` it when done. The flush thread is
-    the widget's only writer; a plain ``logging.Logger`` works as well as a job's.
+    ``worker.remove_handler(handler)``, and ``close()`` it when done. The flusher's thread
+    is the widget's only writer; a plain ``logging.Logger`` works as well as a job's.
 
     Parameters
     ----------
@@ -55,8 +59,10 @@ class OutputWidgetHandler(logging.Handler):
         At most this many characters of the tail are shown (whole lines); default 65,536.
     min_interval : float
         Seconds between two updates of the widget, at least; default 0.1 (10 per second).
+        The flusher's own interval holds too.
     max_bytes_per_second : int
-        Soft cap on the bytes of HTML one handler sends per second; default 100,000.
+        Soft cap on the bytes of HTML this handler sends per second; default 100,000.
+        The flusher's budget, shared with its other handlers, holds too.
     scroll_box : bool
         True (default): the HTML carries its own scroll box, which follows the newest
         line. False: only the text, for a widget whose Layout makes it the scroll box
@@ -64,6 +70,9 @@ class OutputWidgetHandler(logging.Handler):
         scroll position when they scroll up, where one replaced at each update cannot.
     level : int
         The handler's logging level.
+    flusher : OutputFlusher, optional
+        The flusher that updates the widget; None: the process's shared one
+        (``default_flusher()``), as for every handler of a ``JobPanel``.
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class OutputWidgetHandler(logging.Handler):
         max_bytes_per_second: int = 100_000,
         scroll_box: bool = True,
         level: int = logging.NOTSET,
+        flusher: OutputFlusher | None = None,
     ) -> None:
         if tail_lines < 1:
             raise ValueError(f"tail_lines must be at least 1, not {tail_lines}")
@@ -89,25 +99,21 @@ class OutputWidgetHandler(logging.Handler):
         self.min_interval = min_interval
         self.max_bytes_per_second = max_bytes_per_second
         self.scroll_box = scroll_box
+        self.flusher = flusher if flusher is not None else default_flusher()
         self.flush_count = 0  # widget updates made so far (read by tests and benchmarks)
-        # Guards every field below and flush_count. The flush thread waits on it for new
-        # text and for the end of the throttle interval; flush() waits on it for the
-        # flush thread. (logging's own self.lock only serialises emit() calls.)
-        self._cond = threading.Condition(threading.Lock())
+        # Guards _buffer, _slot, _closed and flush_count: emit() and feed() (engine
+        # threads), the flusher's thread (reading the view to push it), flush() and
+        # close(). Never held while waiting for the flusher, which takes it to push.
+        # (logging's own self.lock only serialises emit() calls.)
+        self._lock = threading.Lock()
         self._buffer = TailBuffer(max_lines=tail_lines, max_line_chars=max_line_chars)
         #: It shows only this many bytes of the output's end, enough for every line it
         #: can show: pass it as ``Worker.add_handler(handler, tail_bytes=...)`` so that
         #: the engine may skip older output that outruns it.
         self.tail_bytes = max(4 * max_chars, tail_lines * max_line_chars)
-        self._version = self._buffer.version
-        self._dirty = False
+        self._initial_version = self._buffer.version  # what a new widget shows: nothing
+        self._slot: OutputSlot | None = None  # attached to the flusher at the first change
         self._closed = False
-        self._thread: threading.Thread | None = None
-        self._next_flush = 0.0  # time.monotonic() before which no flush happens
-        self._shown_version = self._version  # the buffer version the widget shows
-        # flush() wants this version shown outside the throttle. A version, not a flag:
-        # a push already under way when flush() asks does not answer it.
-        self._flush_version = self._version
 
     def emit(self, record: logging.LogRecord) -> None:
         """Feed the record's text (``record.getMessage()``) to the view; never blocks long."""
@@ -119,94 +125,89 @@ class OutputWidgetHandler(logging.Handler):
         if getattr(record, "skipped_bytes", 0) and "\n" in text:
             # The engine skipped ahead: the first line is a fragment, and what the view
             # holds is no longer followed by what comes next.
-            with self._cond:
-                self._buffer.clear()
-            text = text.partition("\n")[2]
-        self.feed(text)
+            self._feed(text.partition("\n")[2], clear=True)
+        else:
+            self._feed(text)
 
     def feed(self, text: str) -> None:
         """Add decoded terminal text to the view (as if a record carried it)."""
-        if not text:
-            return
-        with self._cond:
-            if self._closed:
-                return
-            self._buffer.feed(text)
-            if self._buffer.version == self._version:
-                return
-            self._version = self._buffer.version
-            if not self._dirty:
-                self._dirty = True
-                self._cond.notify()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="jobmagic-output-flush", daemon=True
-                )
-                self._thread.start()
+        self._feed(text)
 
     def text(self) -> str:
         """Return the current view as plain text (ANSI codes kept)."""
-        with self._cond:
+        with self._lock:
             return str(self._buffer.text())
 
     def flush(self) -> None:
         """Show the current view now, outside the throttle; return once it is sent.
 
-        The flush thread does the sending (it is the widget's only writer, so updates
+        The flusher's thread does the sending (it is the widget's only writer, so updates
         never arrive out of order); this waits at most ``_FLUSH_WAIT`` seconds for it.
+        Called back from a widget update (on that thread), it returns at once: the view
+        is pushed next anyway.
         """
-        with self._cond:
-            if not self._dirty or self._closed or self._thread is None:
-                return
-            if self._thread is threading.current_thread():
-                return  # called back from our own widget update: it flushes next anyway
-            wanted = self._flush_version = self._version
-            self._cond.notify_all()
-            self._cond.wait_for(
-                lambda: self._closed or self._shown_version >= wanted, timeout=_FLUSH_WAIT
-            )
+        with self._lock:
+            slot, version = self._slot, self._buffer.version
+        if slot is not None:
+            self.flusher.flush(slot, version, timeout=_FLUSH_WAIT)
 
     def close(self) -> None:
-        """Stop the flush thread and detach from logging; the widget is left as it is."""
-        with self._cond:
+        """Detach from the flusher and from logging; the widget is left as it is.
+
+        Once this returns the widget is not written again (an update under way is
+        waited for, unless this is called back from it).
+        """
+        with self._lock:
             self._closed = True
-            thread, self._thread = self._thread, None
-            self._cond.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            self.flusher.detach(slot)
         super().close()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed:
-                    if self._dirty:
-                        delay = self._next_flush - time.monotonic()
-                        if delay <= 0 or self._flush_version > self._shown_version:
-                            break
-                        self._cond.wait(delay)
-                    else:
-                        self._cond.wait()
-                if self._closed:
-                    return
-                self._dirty = False
-                version = self._version
-                text = self._buffer.text()
-            # Render and send without the lock: emit() never waits for the frontend.
-            try:
-                size = self._push(text)
-            except Exception:  # a failed update must not end the updates
-                logging.getLogger(__name__).exception("updating the output widget failed")
-                size = 0
-            with self._cond:
-                self.flush_count += 1
-                self._shown_version = version
-                pause = max(self.min_interval, size / self.max_bytes_per_second)
-                self._next_flush = time.monotonic() + pause
-                self._cond.notify_all()
+    def _feed(self, text: str, clear: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            version = self._buffer.version
+            if clear:
+                self._buffer.clear()
+            if text:
+                self._buffer.feed(text)
+            if self._buffer.version == version:
+                return
+            if self._slot is None:
+                self._slot = self.flusher.attach(
+                    self._show_newer,
+                    min_interval=self.min_interval,
+                    max_bytes_per_second=self.max_bytes_per_second,
+                    shown=self._initial_version,
+                )
+            # Under our lock (its lock nests inside ours, never the other way round), so
+            # that close() cannot detach in between.
+            self.flusher.mark_dirty(self._slot)
+
+    def _show_newer(self, shown: int) -> tuple[int, int]:
+        """Push the view unless it is version ``shown`` (flusher thread only).
+
+        Returns the version now shown and the bytes sent (0 when nothing was).
+        """
+        with self._lock:
+            version = self._buffer.version
+            if version == shown:
+                return version, 0
+            text = self._buffer.text()
+        # Render and send without the lock: emit() never waits for the frontend.
+        try:
+            size = self._push(text)
+        except Exception:  # a failed update must not end the updates
+            logging.getLogger(__name__).exception("updating the output widget failed")
+            size = 0
+        with self._lock:
+            self.flush_count += 1
+        return version, size
 
     def _push(self, text: str) -> int:
-        """Render ``text`` into the widget (flush thread only); return the HTML's size."""
+        """Render ``text`` into the widget (flusher thread only); return the HTML's size."""
         if len(text) > self.max_chars:
             cut = text[-self.max_chars :]
             newline = cut.find("\n")

@@ -7,7 +7,8 @@ That thread also ticks the running rows once a second (runtime, and the progress
 log's last line shows; not a paused one: its clock stands still), and the other rows'
 "3 min ago" as it moves. A job's output is shown by an ``OutputWidgetHandler`` attached to
 the job's logger only while its output toggle is on, so the engine reads no log that
-nobody watches.
+nobody watches; the shown outputs of every panel are updated by one thread within one
+budget (``OutputFlusher``), so eight of them cost about what one does.
 
 Standard widgets only (VBox, HBox, HTML, Button, ToggleButton, ToggleButtons): it works
 in JupyterLab, Notebook 7 and VS Code. Every widget costs the kernel a ``comm_open``
