@@ -57,6 +57,7 @@ class QueueOperations:
     _lock: threading.RLock
     _workers: dict[int, Worker]
     _pause_epoch: int
+    _data_version: int | None
 
     if TYPE_CHECKING:
 
@@ -188,7 +189,21 @@ class QueueOperations:
         )
 
     def _on_store_change(self) -> None:
-        """The store changed (watcher thread): the queue may move, a job may be paused."""
+        """The store changed (watcher thread): the queue may move, a job may be paused.
+
+        Not when the change was this process's own (its connection's ``data_version``
+        did not move): a thousand job ends of its own would cost a thousand queue and
+        pause reads. What its own ends free is looked at once per round instead
+        (``_prune_now``).
+        """
+        try:
+            version = self.store.data_version()
+        except StoreError as exc:
+            _log.warning("jobmagic could not read the job store: %s", exc)
+            return
+        if version == self._data_version:
+            return
+        self._data_version = version
         self.scheduler.store_changed()
         try:
             epoch = pause_epoch(self.store)

@@ -139,6 +139,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self.reconcile()
         # Another process may pause or resume this kernel's jobs: the store says so.
         self._pause_epoch = pause_epoch(self.store)
+        self._data_version: int | None = None  # the store's, as the store watch last saw it
         self._store_watch = self.watcher.watch_file(
             str(self.store.changed_path), self._on_store_change
         )
@@ -320,6 +321,10 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
     def _prune_now(self) -> None:
         with self._lock:
             self._prune_due = False
+        # The store-change watch skips this process's own writes (see _on_store_change):
+        # what these ends freed may let a job start that is not this kernel's (an
+        # ownerless queued one).
+        self.scheduler.store_changed()
         try:
             self._prune()
         except StoreError as exc:
