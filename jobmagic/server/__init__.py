@@ -1,8 +1,9 @@
 """The jobmagic Jupyter server extension: a REST API over the job store.
 
 It serves ``{base_url}jobmagic/api/`` (see ``handlers``) for JupyterLab's sidebar and log
-view. It reads the store every kernel writes, wakes on inotify and pidfd events instead of
-polling, and imports neither IPython nor ipywidgets.
+view. It reads the store every kernel writes, on a thread of its own (never on the event
+loop), wakes on inotify and pidfd events instead of polling, and imports neither IPython
+nor ipywidgets.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ kernel hears of it from there. A restart is a new job, and a job needs an owner 
 outlives the request: the server runs ``python -m jobmagic.cli restart ID --json`` (an
 argument list, no shell), which answers with the new job and, when it must wait in the
 queue, stays until the job has started, like ``jobmagic restart`` in a terminal.
+
+Every store call (a pause writes the store) runs on the server's store thread.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from jobmagic.errors import JobmagicError, StoreError
 from jobmagic.store.job_queue import JobQueue
+from jobmagic.store.job_store import JobStore
 from jobmagic.store.pauses import pause_attached
+from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json
 
 from .handlers import JobmagicHandler
@@ -44,24 +49,30 @@ class PauseHandler(JobmagicHandler):
     @authorized
     async def post(self, job_id: str, action: str) -> None:
         """Pause or resume the job."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         store = self.jobmagic.store
-        try:
-            executors = self.jobmagic.executors
+        executors = self.jobmagic.executors
+
+        def pause_or_resume() -> JobRecord | None:
             pause_attached(
                 store,
                 record,
                 lambda r: executors.require(r.backend).attach(r.backend_ref),
                 action == "pause",
             )
-            # The feed does not see this connection's own writes (data_version ignores
-            # them): the page that asked, and every other, hear of it now.
-            self.jobmagic.feed.bump()
+            return store.get(record.id)
+
+        try:
+            # The signal and the write, on the store thread: the write may wait for the lock.
+            paused = await self.jobmagic.store_thread.run(pause_or_resume)
         except StoreError:
             raise
         except JobmagicError as exc:  # queued, ended, gone, or a backend this server lacks
             raise web.HTTPError(409, str(exc)) from None
-        self.finish_json(job_json(store.get(record.id) or record))
+        # The feed does not see this connection's own writes (data_version ignores
+        # them): the page that asked, and every other, hear of it now.
+        self.jobmagic.feed.bump()
+        self.finish_json(job_json(paused or record))
 
 
 class RestartHandler(JobmagicHandler):
@@ -76,7 +87,7 @@ class RestartHandler(JobmagicHandler):
     @authorized
     async def post(self, job_id: str) -> None:
         """Restart the job."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         if not record.state.is_finished:
             raise web.HTTPError(
                 409, f"job {record.id} is {record.state.value}; only an ended job can be restarted"
@@ -112,12 +123,18 @@ class RestartHandler(JobmagicHandler):
         task = asyncio.create_task(_reap(process))
         _waiting.add(task)
         task.add_done_callback(_waiting.discard)
-        created = self.jobmagic.store.get(int(new["id"]))
-        queue = JobQueue(self.jobmagic.store)
-        if created is None:
-            self.finish_json(new, status=201)
-            return
-        self.finish_json(job_json(created, queue.reasons([created]).get(created.id)), status=201)
+        created = await self.jobmagic.store_thread.run(
+            _created_body, self.jobmagic.store, int(new["id"])
+        )
+        self.finish_json(new if created is None else created, status=201)
+
+
+def _created_body(store: JobStore, job_id: int) -> dict[str, Any] | None:
+    """The JSON of the job a restart created, None if it is gone already (store thread)."""
+    created = store.get(job_id)
+    if created is None:
+        return None
+    return job_json(created, JobQueue(store).reasons([created]).get(created.id))
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:

@@ -5,6 +5,11 @@ Kernels write the store from other processes; the server learns about it from th
 then says whether another connection committed; the server's own writes (``reconcile``,
 ``request_stop``) bump the version directly, since ``data_version`` ignores them.
 
+The feed's state (the version, the waiters, the watches) lives on the event loop; every
+store call it makes runs on the server's store thread (``store_thread.py``), and a
+version moves only once the store call that saw the change has returned, so whoever
+reads the store after a change woke it sees that change.
+
 Some changes write nothing the server could see: a kernel dies (its running jobs become
 orphaned) or an orphaned job ends. The feed watches the owners of running jobs through
 pidfds, and the jobs' executions through their backends, and reconciles when one ends.
@@ -27,9 +32,11 @@ from jobmagic.store.job_store import JobStore
 from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import JobRecord
 
+from .coalesced import CoalescedPass
 from .file_events import FileEvents
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
+from .store_thread import StoreThread
 
 # Writes to the database land in the WAL; a checkpoint writes the main file; every
 # writer touches the store's "changed" file once its commit is visible (IN_ATTRIB).
@@ -44,11 +51,13 @@ class ChangeFeed:
     Parameters
     ----------
     store : JobStore
-        The store to follow; all its calls happen on ``loop``'s thread.
+        The store to follow.
     executors : Executors
         The server's executors, by backend (to reconcile, and to watch executions).
+    store_thread : StoreThread
+        Where every call of ``store`` runs.
     loop : asyncio.AbstractEventLoop
-        The server's event loop.
+        The server's event loop; every method must be called from its thread.
     log : logging.Logger
         Where errors in change callbacks go.
 
@@ -63,15 +72,23 @@ class ChangeFeed:
         self,
         store: JobStore,
         executors: Executors,
+        store_thread: StoreThread,
         loop: asyncio.AbstractEventLoop,
         log: logging.Logger,
     ) -> None:
         self.store = store
+        self.store_thread = store_thread
         self._executors = executors
         self._loop = loop
         self._log = log
         self._version = time.time_ns() // 1_000_000
-        self._data_version = store.data_version()
+        # The store's data_version at the last look; None before the first.
+        self._data_version: int | None = None
+        self._refreshes = CoalescedPass(loop, self._refresh_pass, log, "change feed's refresh")
+        self._reconciles = CoalescedPass(loop, self._reconcile_pass, log, "reconcile")
+        self._process_watches = CoalescedPass(
+            loop, self._watch_processes, log, "watch of running jobs"
+        )
         # Resolved (and replaced) on the next change; shared by every waiter, so a waiter
         # that gives up leaves nothing behind.
         self._next_change: asyncio.Future[None] | None = None
@@ -103,14 +120,16 @@ class ChangeFeed:
 
         def on_home_event(name: str, mask: int) -> None:
             if name in db_names or mask & flags.Q_OVERFLOW:
-                self.refresh()
+                self._refreshes.soon()
 
         self._unwatch_files = [files.watch(self.store.home, _DB_EVENTS, on_home_event)]
-        self.reconcile()
-        self._watch_processes()
+        self._reconciles.soon()
+        self._process_watches.soon()
 
     def close(self) -> None:
         """Stop watching; wake every waiter. Idempotent."""
+        for passes in (self._refreshes, self._reconciles, self._process_watches):
+            passes.close()
         for unwatch in self._unwatch_files:
             unwatch()
         self._unwatch_files = []
@@ -125,22 +144,44 @@ class ChangeFeed:
             self._next_change.set_result(None)
 
     # -- the version ---------------------------------------------------------------------
-    def refresh(self) -> int:
-        """Look at ``data_version``, move the version if another process committed."""
-        data_version = self.store.data_version()
-        if data_version != self._data_version:
-            self._data_version = data_version
-            self.bump()
+    async def refresh(self) -> int:
+        """Look at ``data_version``, move the version if another process committed.
+
+        Returns the version once a look that began after the call has been made.
+        """
+        await self._refreshes.wait()
         return self._version
 
-    def reconcile(self) -> None:
-        """Finish the records of jobs that ended unwatched (``store.reconcile``)."""
-        if reconcile(self.store, self._executors):
+    async def reconcile(self) -> None:
+        """Finish the records of jobs that ended unwatched (``store.reconcile``), then refresh.
+
+        Returns once a reconcile that began after the call has ended.
+        """
+        await self._reconciles.wait()
+
+    def reconcile_soon(self) -> None:
+        """Ask for a reconcile from a callback, without waiting for it."""
+        self._reconciles.soon()
+
+    async def _refresh_pass(self) -> None:
+        data_version = await self.store_thread.run(self.store.data_version)
+        if self._data_version is None:
+            self._data_version = data_version  # the first look: nothing to compare with
+        elif data_version != self._data_version:
+            self._data_version = data_version
             self.bump()
-        self.refresh()
+
+    async def _reconcile_pass(self) -> None:
+        if await self.store_thread.run(reconcile, self.store, self._executors):
+            self.bump()
+        await self.refresh()
 
     def bump(self) -> None:
-        """Record that something changed: move the version, wake waiters and listeners."""
+        """Record that something changed: move the version, wake waiters and listeners.
+
+        Call it once the change is in the store (or, for a change the store cannot show,
+        such as a kernel's death, once it happened): the waiters read the store next.
+        """
         self._version += 1
         if self._next_change is not None and not self._next_change.done():
             self._next_change.set_result(None)
@@ -150,7 +191,7 @@ class ChangeFeed:
                 listener()
             except Exception:  # noqa: BLE001 - one failing listener must not starve the rest
                 self._log.exception("jobmagic: error in a change listener")
-        self._watch_processes()
+        self._process_watches.soon()
 
     def next_change(self) -> asyncio.Future[None]:
         """Return a future resolved at the next change. Never cancel it: others share it."""
@@ -169,11 +210,15 @@ class ChangeFeed:
         return unsubscribe
 
     # -- ends that write nothing the server sees ---------------------------------------------
-    def _watch_processes(self) -> None:
+    async def _watch_processes(self) -> None:
         """Watch every running job and its owner; drop the watches of the others."""
         if self._exits is None or self._reactor is None:
             return
-        running = {r.id: r for r in self.store.list(states=[JobState.RUNNING, JobState.PAUSED])}
+        records = await self.store_thread.run(
+            self.store.list, states=[JobState.RUNNING, JobState.PAUSED]
+        )
+        running = {r.id: r for r in records}
+        # A job that ended since that read is attached to and found gone: reconciled.
         for job_id in [i for i in self._owner_watches if i not in running]:
             self._owner_watches.pop(job_id)()
         for job_id in [i for i in self._executions if i not in running]:
@@ -185,8 +230,7 @@ class ChangeFeed:
             if record.id not in self._owner_watches and record.owner_alive:
                 gone |= self._watch_owner(record, self._exits)
         if gone:
-            # Gone already: reconcile soon (not now: this may run inside bump()).
-            self._loop.call_soon(self.reconcile)
+            self._reconciles.soon()  # gone already: its record may need finishing
 
     def _watch_execution(self, record: JobRecord, reactor: LoopReactor) -> bool:
         """Watch a running job's execution for its end; True when it has ended already."""
@@ -224,7 +268,7 @@ class ChangeFeed:
             execution = self._executions.pop(job_id, None)
             if execution is not None:
                 execution.close()
-            self.reconcile()
+            self._reconciles.soon()
 
         return ended
 
@@ -233,6 +277,6 @@ class ChangeFeed:
             self._owner_watches.pop(job_id, None)
             # The job is orphaned now: its JSON changed though no record did.
             self.bump()
-            self.reconcile()
+            self._reconciles.soon()
 
         return gone

@@ -14,9 +14,11 @@ from jobmagic.store.records import JobRecord
 from .changes import ChangeFeed
 from .file_events import FileEvents
 from .log_follow import LogFollowers
+from .loop_lag import LoopLagProbe
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
 from .stopper import JobStopper
+from .store_thread import StoreThread
 
 
 class JobmagicServer(LoggingConfigurable):
@@ -25,6 +27,7 @@ class JobmagicServer(LoggingConfigurable):
     Created by ``_load_jupyter_server_extension`` and kept in the web app's settings as
     ``settings["jobmagic"]``. Its watchers attach to the event loop on first use (the
     loop may not run yet while extensions load) and cost nothing while no job changes.
+    Its store calls run on its ``store_thread``, never on the event loop.
 
     Configure it like any Jupyter object, e.g. ``c.JobmagicServer.stop_timeout = 10``.
     """
@@ -49,11 +52,13 @@ class JobmagicServer(LoggingConfigurable):
         super().__init__(**kwargs)
         self.store = store
         self.executors = Executors(store.home)
+        self.store_thread = StoreThread()
         self._feed: ChangeFeed | None = None
         self._files: FileEvents | None = None
         self._exits: ProcessExits | None = None
         self._followers: LogFollowers | None = None
         self._stopper: JobStopper | None = None
+        self._lag_probe: LoopLagProbe | None = None
         self._closed = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -65,10 +70,12 @@ class JobmagicServer(LoggingConfigurable):
         self._files = FileEvents(loop, self.log)
         self._exits = ProcessExits(loop, self.log)
         reactor = LoopReactor(loop, self.log)
-        self._feed = ChangeFeed(self.store, self.executors, loop, self.log)
+        self._feed = ChangeFeed(self.store, self.executors, self.store_thread, loop, self.log)
         self._followers = LogFollowers(self._files, self._feed)
         self._stopper = JobStopper(self._feed, self.executors, reactor, self.stop_timeout, self.log)
         self._feed.start(self._files, self._exits, reactor)
+        # Measuring only: $JOBMAGIC_LOOP_LAG_LOG turns it on (see loop_lag.py).
+        self._lag_probe = LoopLagProbe.from_environment(loop)
 
     @property
     def feed(self) -> ChangeFeed:
@@ -104,16 +111,19 @@ class JobmagicServer(LoggingConfigurable):
             return limit
         return max(0.0, min(requested, limit))
 
-    def get(self, job_id: int) -> JobRecord | None:
+    async def get(self, job_id: int) -> JobRecord | None:
         """Return the job's record, reconciled first (so an orphan that ended reads as ended)."""
-        self.feed.reconcile()
-        return self.store.get(job_id)
+        await self.feed.reconcile()
+        return await self.store_thread.run(self.store.get, job_id)
 
     def close(self) -> None:
         """Release every watcher and the store; idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._lag_probe is not None:
+            self._lag_probe.close()
+            self._lag_probe = None
         if self._stopper is not None:
             self._stopper.close()
         if self._followers is not None:
@@ -127,4 +137,5 @@ class JobmagicServer(LoggingConfigurable):
         self._feed = self._files = self._exits = None
         self._followers = None
         self._stopper = None
+        self.store_thread.close()
         self.store.close()

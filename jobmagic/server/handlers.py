@@ -9,6 +9,9 @@ an optional ``?timeout=`` in seconds, at most ``JobmagicServer.long_poll_timeout
 A job id that is not an integer gets 400; an integer no job has gets 404 "no job N", and
 that includes every id outside ``1..MAX_JOB_ID`` (SQLite's INTEGER range). A bad query
 argument gets 400; none of them, however large, is a 500.
+
+The handlers never call the store on the event loop: they await its calls on the
+server's store thread (``JobmagicServer.store_thread``), the JSON of a list included.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from tornado import web
 from jobmagic.core.files import file_size
 from jobmagic.core.state import JobState
 from jobmagic.store.job_queue import JobQueue
-from jobmagic.store.job_store import MAX_ID
+from jobmagic.store.job_store import MAX_ID, JobStore
 from jobmagic.store.records import JobRecord
-from jobmagic.store.wire import job_json, job_list_json
+from jobmagic.store.wire import job_json
 
 from .extension import JobmagicServer
+from .job_list import JobListBodies
 from .log_follow import log_deleted
 
 #: Bytes a log request returns when it names no ``length``.
@@ -102,9 +106,9 @@ class JobmagicHandler(APIHandler):
             raise web.HTTPError(404, f"no job {_clip(str(value))}")
         return value
 
-    def job(self, job_id: int) -> JobRecord:
+    async def job(self, job_id: int) -> JobRecord:
         """Return the job's (reconciled) record; 404 when there is none."""
-        record = self.jobmagic.get(job_id)
+        record = await self.jobmagic.get(job_id)
         if record is None:
             raise web.HTTPError(404, f"no job {job_id}")
         return record
@@ -158,14 +162,17 @@ class JobListHandler(JobmagicHandler):
     this server never gave (an old server's, or any other) answers at once.
     """
 
+    def initialize(self, bodies: JobListBodies) -> None:
+        """Take the server's list maker (one ``JobListBodies`` per server, from the routes)."""
+        self.bodies = bodies
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
         """List the jobs, after an optional wait for a change."""
         states = self.states_argument()
         wait_for = self.get_argument("wait_for", None)
-        feed = self.jobmagic.feed
-        feed.reconcile()
+        known = None
         if wait_for is not None:
             try:
                 known = int(wait_for)
@@ -173,21 +180,24 @@ class JobListHandler(JobmagicHandler):
                 raise web.HTTPError(
                     400, f"wait_for must be an integer version, not {_shown(wait_for)}"
                 ) from None
-            timeout = self.wait_argument()
-            if feed.refresh() == known:
-                gone = self.client_gone()
-                await asyncio.wait(
-                    [feed.next_change(), gone],
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if gone.done():
-                    return
-        version = feed.refresh()
-        records = self.jobmagic.store.list(states=states)
-        self.finish_json(
-            job_list_json(records, version, JobQueue(self.jobmagic.store).reasons(records))
+        timeout = self.wait_argument() if wait_for is not None else 0.0
+        feed = self.jobmagic.feed
+        await feed.reconcile()  # and a look at the version after it
+        if known is not None and feed.version == known:
+            # No await since the look at the version: any change after it resolves this.
+            change = feed.next_change()
+            gone = self.client_gone()
+            await asyncio.wait([change, gone], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done():
+                return
+            await feed.refresh()
+        # The version before the read: a change the read misses moves it past this one.
+        version = feed.version
+        body = await self.jobmagic.store_thread.run(
+            self.bodies.body, self.jobmagic.store, states, version
         )
+        self.set_status(200)
+        self.finish(body)
 
     def states_argument(self) -> list[JobState] | None:
         """Parse the ``state`` arguments as ``JobState``s; None when there are none."""
@@ -213,9 +223,9 @@ class JobHandler(JobmagicHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         """Show one job."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         self.finish_json(
-            job_json(record, JobQueue(self.jobmagic.store).reasons([record]).get(record.id))
+            await self.jobmagic.store_thread.run(_job_body, self.jobmagic.store, record)
         )
 
 
@@ -232,12 +242,12 @@ class StopHandler(JobmagicHandler):
     @authorized
     async def post(self, job_id: str) -> None:
         """Stop the job."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         if record.state.is_finished:
             raise web.HTTPError(409, f"job {record.id} has already {record.state.value}")
-        self.jobmagic.stopper.stop(record, by="ui")
-        record = self.jobmagic.store.get(record.id) or record
-        self.finish_json(job_json(record), status=202)
+        await self.jobmagic.stopper.stop(record, by="ui")
+        stopping = await self.jobmagic.store_thread.run(self.jobmagic.store.get, record.id)
+        self.finish_json(job_json(stopping or record), status=202)
 
 
 class LogHandler(JobmagicHandler):
@@ -265,7 +275,7 @@ class LogHandler(JobmagicHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         """Read (or wait for) a range of the job's log."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         offset = self.int_argument("offset") or 0
         length = self.int_argument("length")
         length = DEFAULT_LOG_LENGTH if length is None else min(length, MAX_LOG_LENGTH)
@@ -273,7 +283,7 @@ class LogHandler(JobmagicHandler):
         timeout = self.wait_argument()
         path = self.log_path(record)
         if log_deleted(record, path):
-            self.finish_deleted_log(record)
+            await self.finish_deleted_log(record)
             return
         size = file_size(path)
         if offset > size:
@@ -284,9 +294,9 @@ class LogHandler(JobmagicHandler):
             await self.jobmagic.followers.wait(record.id, path, offset, timeout, self.client_gone())
             if self.client_gone().done():
                 return
-            record = self.job(record.id)  # 404 if it was removed meanwhile
+            record = await self.job(record.id)  # 404 if it was removed meanwhile
             if log_deleted(record, path):
-                self.finish_deleted_log(record)
+                await self.finish_deleted_log(record)
                 return
         loop = asyncio.get_running_loop()
         # A large range from a cold disk should not stall every other request.
@@ -295,10 +305,10 @@ class LogHandler(JobmagicHandler):
         self.set_header("X-Job-State", record.state.value)
         self.finish(data, set_content_type="application/octet-stream")
 
-    def finish_deleted_log(self, record: JobRecord) -> None:
+    async def finish_deleted_log(self, record: JobRecord) -> None:
         """Answer for a log that was deleted (see the class docstring)."""
         # The store deletes the record before the log: a removed job is "no job N".
-        record = self.job(record.id)
+        record = await self.job(record.id)
         if not record.state.is_finished:
             raise web.HTTPError(404, f"the log of job {record.id} was deleted")
         # The end of a finished job's log: nothing more, and the state that says so.
@@ -317,6 +327,11 @@ class LogHandler(JobmagicHandler):
         if not path.resolve().is_relative_to(logs_dir):
             raise web.HTTPError(404, f"job {record.id} has no log in {logs_dir}")
         return path
+
+
+def _job_body(store: JobStore, record: JobRecord) -> dict[str, Any]:
+    """The JSON of one job, with why it waits if it is queued (on the store thread)."""
+    return job_json(record, JobQueue(store).reasons([record]).get(record.id))
 
 
 def _read_range(path: Path, offset: int, length: int) -> tuple[bytes, int]:

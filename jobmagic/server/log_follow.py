@@ -117,7 +117,8 @@ class LogFollowers:
                     wakers.append(give_up)
                 if file_size(log_path) > offset:
                     return
-                record = self._feed.store.get(job_id)
+                # On the store thread: the futures taken above still catch what lands meanwhile.
+                record = await self._feed.store_thread.run(self._feed.store.get, job_id)
                 if record is None or record.state.is_finished:
                     return
                 if log_deleted(record, log_path):

@@ -8,6 +8,7 @@ from jupyter_server.utils import url_path_join
 
 from .action_handlers import PauseHandler, RestartHandler
 from .handlers import JobHandler, JobListHandler, JobmagicHandler, LogHandler, StopHandler
+from .job_list import JobListBodies
 from .usage_handler import UsageHandler, UsageReadings
 
 #: A URL pattern, its handler, and (for some) the handler's ``initialize`` arguments.
@@ -18,7 +19,7 @@ def api_handlers(base_url: str) -> list[Route]:
     """Return the URL patterns of the API under ``base_url`` (called once per server)."""
     api = url_path_join(base_url, "jobmagic", "api", "jobs")
     return [
-        (api, JobListHandler),
+        (api, JobListHandler, {"bodies": JobListBodies()}),
         (api + r"/([^/]+)", JobHandler),
         (api + r"/([^/]+)/stop", StopHandler),
         (api + r"/([^/]+)/(pause|resume)", PauseHandler),

@@ -101,14 +101,14 @@ class UsageHandler(JobmagicHandler):
     @authorized
     async def get(self, job_id: str) -> None:
         """Read the job's usage."""
-        record = self.job(self.job_id(job_id))
+        record = await self.job(self.job_id(job_id))
         if record.state in _LIVE:
             usage = self.readings.read(record, self.jobmagic.executors)
             if usage is not None:
                 self.finish_json(usage_json(usage, running=True))
                 return
             # Gone between the record and the reading: answer as the record now says.
-            record = self.job(record.id)
+            record = await self.job(record.id)
         self.readings.forget(record.id)
         if record.state in _LIVE:  # still live, but its backend cannot tell
             self.finish_json(usage_json(None, running=True))
