@@ -29,7 +29,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # npm scripts call `jupyter-builder`, which lives in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test lint typecheck pytest jstest nbval bench clean chromium
+.PHONY: lab test lint typecheck pytest jstest nbval bench clean chromium task-spooler
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -107,8 +107,20 @@ nbval: $(STAMP)
 
 test: lint typecheck jstest pytest nbval
 
-bench: $(STAMP)
+bench: $(STAMP) task-spooler
 	$(VPY) benchmarks/run.py $(if $(CHECK),--check,)
+
+# The bench compares jobmagic with task-spooler side by side (benchmarks/case_tsp.py).
+task-spooler:
+	@if command -v tsp >/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's task-spooler for the benchmarks"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends task-spooler; \
+	else \
+		echo "NOTE: tsp is missing and you are not root: its benchmark rows will say n/a."; \
+		echo "      Install it with: sudo apt-get install task-spooler"; \
+	fi
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib labextension/tsconfig.tsbuildinfo \

@@ -31,6 +31,8 @@ CASES = [
     "alternatives",
     "queue",
     "limits",
+    "server",
+    "tsp",
 ]
 
 
