@@ -3,7 +3,7 @@ JupyterLab servers and a headless Chromium page.
 
 Fixture names are part of the test suite's contract; other test modules use them as is:
 ``jobmagic_home`` (autouse), ``ipython_shell``, ``kernel``, ``lab_server``,
-``browser_page``. Helpers live in ``tests/helpers.py``.
+``browser_page``, ``ray_address``. Helpers live in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -486,3 +486,18 @@ def browser_page(jobmagic_home: Path) -> Iterator[Page]:
             context.close()
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """The Jobs API address of a real local Ray head, started once for the session.
+
+    Only sessions with a test that asks for it start one (about 12 s and 1.75 GB).
+    """
+    from ray_head import ray_head
+
+    with ray_head() as address:
+        yield address

@@ -122,6 +122,18 @@ class Executor(Protocol):
     """A backend: starts jobs and finds them again."""
 
     name: str
+    #: True when its jobs take GPUs and units from this machine's pools.
+    pooled: bool
+
+    def prepared(self, spec: JobSpec) -> JobSpec:
+        """``spec`` as it is recorded: defaults this backend fills in made explicit.
+
+        Raises
+        ------
+        ValueError
+            Saying in one line what is wrong (an address that is not one).
+        """
+        ...
 
     def check(self, spec: JobSpec) -> None:
         """Refuse, before anything is recorded, a spec this backend can never run.

@@ -15,7 +15,7 @@ from jobmagic.errors import UnknownBackend
 from .base import Executor
 
 #: Every backend's name, in the order they are offered.
-BACKENDS = ("local",)
+BACKENDS = ("local", "ray")
 
 
 def create_executor(name: str, home: Path) -> Executor:
@@ -30,6 +30,10 @@ def create_executor(name: str, home: Path) -> Executor:
         from .local.process import LocalExecutor
 
         return LocalExecutor(home)
+    if name == "ray":
+        from .ray.executor import RayExecutor
+
+        return RayExecutor(home)
     raise UnknownBackend(f"unknown backend {name!r}; jobmagic has: {', '.join(BACKENDS)}")
 
 

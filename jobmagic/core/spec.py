@@ -39,6 +39,8 @@ class JobOptions(TypedDict, total=False):
     cpus: float | None
     pids: int | None
     best_effort: bool
+    address: str | None
+    ship_cwd: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +72,10 @@ class JobSpec:
     shell:
         The shell that runs ``command``.
     backend:
-        What runs it: ``"local"`` (a process group on this machine).
+        What runs it: ``"local"`` (a process group on this machine) or ``"ray"`` (a job
+        on a Ray cluster, with ``jobmagic[ray]``). On Ray, ``gpus``, ``cpus`` and
+        ``memory`` are requests Ray reserves, not limits, and ``env`` is all the job
+        gets of this kernel's environment.
     group:
         The queue group it waits in (``"default"``): a group may limit how many of its
         jobs run at once (``WorkerService.set_group``). Letters, digits, ``_.-``.
@@ -95,6 +100,13 @@ class JobSpec:
     best_effort:
         Where the machine cannot enforce a limit, run the job with the limits that can
         be had, and say which were dropped, instead of refusing to start it.
+    address:
+        The cluster a remote backend submits to (Ray: its dashboard's
+        ``http://HOST:8265``); None: the backend's default (``RAY_ADDRESS``, else
+        ``http://127.0.0.1:8265``), made explicit when the job is recorded.
+    ship_cwd:
+        Ray: upload the working directory with the job (Ray's ``working_dir``) instead
+        of running it in the same directory path on a shared filesystem.
 
     Raises
     ------
@@ -125,6 +137,8 @@ class JobSpec:
     cpus: float | None = None
     pids: int | None = None
     best_effort: bool = False
+    address: str | None = None
+    ship_cwd: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.command, str) or not self.command.strip():  # type: ignore[redundant-expr]
@@ -162,6 +176,13 @@ class JobSpec:
         object.__setattr__(self, "memory", limits.memory)
         object.__setattr__(self, "cpus", limits.cpus)
         object.__setattr__(self, "best_effort", bool(self.best_effort))
+        if self.address is not None:
+            if not isinstance(self.address, str) or not self.address.strip():  # type: ignore[redundant-expr]
+                raise ValueError(
+                    f"an address is a str such as 'http://HOST:8265', not {self.address!r}"
+                )
+            _no_nul("the address", self.address)
+        object.__setattr__(self, "ship_cwd", bool(self.ship_cwd))
 
     @property
     def limits(self) -> Limits:
@@ -193,6 +214,8 @@ class JobSpec:
             "cpus": self.cpus,
             "pids": self.pids,
             "best_effort": self.best_effort,
+            "address": self.address,
+            "ship_cwd": self.ship_cwd,
         }
 
 

@@ -178,14 +178,14 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self._check_open()
         if worker.id is not None:
             raise JobmagicError(f"job {worker.id} already belongs to a service")
-        spec = worker.spec
         # What the backend cannot run fails before anything is recorded.
-        executor = self.executors.require(spec.backend)
+        executor = self.executors.require(worker.spec.backend)
+        spec = worker.spec = executor.prepared(worker.spec)
         executor.check(spec)
         for job_id in spec.after:
             if self.store.get(job_id) is None:
                 raise ValueError(f"after: there is no job {job_id} to wait for")
-        if spec.gpus or spec.resources:
+        if executor.pooled and (spec.gpus or spec.resources):
             check_request(spec.gpus, spec.resources, *self.pools())
         record = self.store.create(spec, restarted_from=restarted_from, session=self.session)
         self._create_log(record.id)

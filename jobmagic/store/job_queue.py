@@ -103,7 +103,7 @@ class JobQueue:
             pools = Pools(gpus=gpu_pool, capacity=capacity or {})
             for held, units in db.execute(
                 "SELECT gpus_held, resources FROM jobs WHERE state IN ('running', 'paused')"
-                " AND (gpus_held != '[]' OR resources != '{}')"
+                " AND (gpus_held != '[]' OR resources != '{}') AND backend = 'local'"
             ).fetchall():
                 pools.gpus_in_use.update(json.loads(held))
                 pools.units_in_use.update(json.loads(units))
@@ -243,8 +243,11 @@ class JobQueue:
 
 
 _SELECT_QUEUED = (
-    "SELECT id, group_name, priority, after_ids, owner_pid, owner_start, queue_reason, gpus,"
-    " resources, detached, env_keys FROM jobs WHERE state = 'queued' AND group_name = ?"
+    # Only local jobs take from this machine's pools (a Ray job's GPUs are Ray's).
+    "SELECT id, group_name, priority, after_ids, owner_pid, owner_start, queue_reason,"
+    " CASE WHEN backend = 'local' THEN gpus ELSE 0 END,"
+    " CASE WHEN backend = 'local' THEN resources ELSE '{}' END,"
+    " detached, env_keys FROM jobs WHERE state = 'queued' AND group_name = ?"
     " ORDER BY priority DESC, id"
 )
 

@@ -186,9 +186,9 @@ class JobStore:
                     "INSERT INTO jobs (name, command, cwd, env_keys, state, created_at, owner,"
                     " owner_pid, owner_start, detached, pty, timeout, backend, shell,"
                     " group_name, priority, after_ids, restarted_from, gpus, resources, session,"
-                    " memory_limit, cpu_limit, pids_limit, best_effort)"
+                    " memory_limit, cpu_limit, pids_limit, best_effort, address, ship_cwd)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?, ?, ?)",
+                    " ?, ?, ?, ?, ?, ?)",
                     (
                         spec.name,
                         spec.command,
@@ -215,6 +215,8 @@ class JobStore:
                         spec.cpus,
                         spec.pids,
                         int(spec.best_effort),
+                        spec.address,
+                        int(spec.ship_cwd),
                     ),
                 )
                 job_id = cursor.lastrowid

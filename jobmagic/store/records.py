@@ -119,6 +119,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN peak_memory INTEGER;
     ALTER TABLE jobs ADD COLUMN cpu_seconds REAL;
     """,
+    # 8: the cluster a remote backend runs the job on (Ray: its Jobs API address), and
+    # whether the working directory is shipped with the job.
+    """
+    ALTER TABLE jobs ADD COLUMN address TEXT;
+    ALTER TABLE jobs ADD COLUMN ship_cwd INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -130,7 +136,7 @@ COLUMNS = [
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
     *("gpus", "resources", "gpus_held", "paused_at", "paused_for", "session"),
     *("memory_limit", "cpu_limit", "pids_limit", "best_effort", "containment"),
-    *("peak_memory", "cpu_seconds"),
+    *("peak_memory", "cpu_seconds", "address", "ship_cwd"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -186,6 +192,8 @@ class JobRecord:
     containment: str | None
     peak_memory: int | None
     cpu_seconds: float | None
+    address: str | None
+    ship_cwd: bool
 
     @property
     def owner_alive(self) -> bool:
@@ -224,6 +232,8 @@ class JobRecord:
             cpus=self.cpu_limit,
             pids=self.pids_limit,
             best_effort=self.best_effort,
+            address=self.address,
+            ship_cwd=self.ship_cwd,
         )
 
     @property
@@ -250,6 +260,7 @@ class JobRecord:
         values["detached"] = bool(values["detached"])
         values["pty"] = bool(values["pty"])
         values["best_effort"] = bool(values["best_effort"])
+        values["ship_cwd"] = bool(values["ship_cwd"])
         ref = values["backend_ref"]
         values["backend_ref"] = json.loads(ref) if ref is not None else None
         return cls(**values)

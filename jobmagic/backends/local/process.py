@@ -51,6 +51,7 @@ class LocalExecutor:
     """
 
     name = "local"
+    pooled = True
 
     def __init__(self, home: Path, cgroups: str | None = None) -> None:
         try:
@@ -63,6 +64,10 @@ class LocalExecutor:
         self.cgroups, self._why_no_cgroups = detect(cgroups)
         _raise_open_file_limit()
 
+    def prepared(self, spec: JobSpec) -> JobSpec:
+        """``spec`` itself: a local job has no default to fill in."""
+        return spec
+
     def check(self, spec: JobSpec) -> None:
         """Refuse what this machine cannot run: limits it cannot enforce, or E2BIG.
 
@@ -72,6 +77,8 @@ class LocalExecutor:
         Checked before anything is recorded or spawned: the kernel would refuse it anyway,
         and only after copying the whole environment.
         """
+        if spec.address is not None or spec.ship_cwd:
+            raise ValueError("an address and --ship-cwd are for jobs on a cluster: add --on ray")
         refused = refusal(spec.limits, self.cgroups, self._why_no_cgroups)
         if refused is not None and not spec.best_effort:
             raise ValueError(refused)

@@ -1,0 +1,373 @@
+"""Jobs on a real local Ray cluster: exit codes, byte-exact logs, live output, stop, adoption.
+
+One Ray head (the session's ``ray_address`` fixture) serves them all. Jobs hand-shake with the tests
+through FIFOs (a job blocks reading one until the test writes), never through sleeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobmagic import JobState, WorkerService
+from jobmagic.backends.ray.log_mirror import without_ray_lines
+from jobmagic.backends.ray.rest import JobsApi, RayRefused
+from jobmagic.engine.worker import Worker
+from jobmagic.store.records import JobRecord
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def service(ray_address: str) -> Iterator[WorkerService]:
+    svc = WorkerService()
+    try:
+        yield svc
+    finally:
+        svc.shutdown()
+
+
+def start(svc: WorkerService, address: str, command: str, **options: object) -> Worker:
+    return svc.start(command, backend="ray", address=address, **options)  # type: ignore[arg-type]
+
+
+def read_until(worker: Worker, wanted: bytes) -> bytes:
+    """The output from byte 0 up to the chunk holding ``wanted`` (pytest-timeout bounds it)."""
+    seen = b""
+    for chunk in worker.stream():
+        seen += chunk
+        if wanted in seen:
+            return seen
+    raise AssertionError(f"{wanted!r} never came; got {seen[-300:]!r}")
+
+
+def ray_log(svc: WorkerService, address: str, worker: Worker) -> bytes:
+    """Ray's own log of the job, its lines of Ray's own left out."""
+    record = worker_record(svc, worker)
+    ref = record.backend_ref
+    assert ref is not None
+    whole = JobsApi(address).logs(ref["submission_id"])
+    return without_ray_lines(whole, ref["submission_id"], ref["entrypoint"]).encode()
+
+
+def worker_record(svc: WorkerService, worker: Worker) -> JobRecord:
+    record = svc.store.get(worker.id)
+    assert record is not None
+    return record
+
+
+def test_exit_codes_output_and_the_record(service: WorkerService, ray_address: str) -> None:
+    ok = start(
+        service,
+        ray_address,
+        "echo one; printf 'two'; echo \"$GREETING\" >&2",
+        env={"GREETING": "hi there"},
+    )
+    three = start(service, ray_address, "echo failing; exit 3")
+    assert ok.wait(60) == 0
+    assert ok.state is JobState.SUCCEEDED
+    assert ok.output() == b"one\ntwohi there\n"
+    assert three.wait(60) == 3
+    assert three.state is JobState.FAILED
+    assert three.error == "exit code 3"
+    assert three.output() == b"failing\n"
+    record = worker_record(service, three)
+    assert record.backend == "ray"
+    assert record.address == ray_address
+    assert record.backend_ref is not None
+    assert record.backend_ref["submission_id"].startswith(f"jobmagic-{three.id}-")
+    assert record.exit_code == 3
+    assert ray_log(service, ray_address, three) == b"failing\n"
+
+
+def test_a_command_that_is_not_found(service: WorkerService, ray_address: str) -> None:
+    worker = start(service, ray_address, "no-such-command-xyz --flag")
+    assert worker.wait(60) == 127
+    assert worker.state is JobState.FAILED
+    assert worker.error == "command not found: no-such-command-xyz"
+
+
+def test_runs_in_the_directory_it_was_started_from(
+    service: WorkerService, ray_address: str, tmp_path: Path
+) -> None:
+    odd = tmp_path / "a dir; with 'quotes'"
+    odd.mkdir()
+    worker = start(service, ray_address, "pwd", cwd=str(odd))
+    assert worker.wait(60) == 0
+    assert worker.output() == f"{odd}\n".encode()
+
+
+def test_20_mb_of_base64_arrive_byte_for_byte(
+    service: WorkerService, ray_address: str, tmp_path: Path
+) -> None:
+    written = tmp_path / "written.b64"
+    worker = start(service, ray_address, f"head -c 15000000 /dev/urandom | base64 | tee {written}")
+    assert worker.wait(150) == 0, worker.error
+    expected = hashlib.sha256(written.read_bytes()).hexdigest()
+    assert written.stat().st_size > 20_000_000
+    assert hashlib.sha256(worker.output()).hexdigest() == expected
+    assert hashlib.sha256(ray_log(service, ray_address, worker)).hexdigest() == expected
+
+
+def test_each_line_reaches_the_local_log_within_3_s_of_its_print(
+    service: WorkerService, ray_address: str
+) -> None:
+    # The job stamps each line with the time it prints it; lines come every 0.7 s, so
+    # they meet Ray's log tail (a read, 1 s asleep at the end of the file, 1 s more
+    # between reads when idle) at different points of its cycle.
+    worker = start(
+        service,
+        ray_address,
+        'for n in 1 2 3 4 5; do echo "line $n $(date +%s.%N)"; sleep 0.7; done',
+    )
+    arrivals: dict[bytes, float] = {}
+    seen = b""
+    for chunk in worker.stream():
+        now = time.time()
+        seen += chunk
+        for line in seen.splitlines(keepends=True):
+            if line.endswith(b"\n"):
+                arrivals.setdefault(line, now)
+    assert worker.wait(30) == 0
+    assert len(arrivals) == 5
+    for line, arrived in arrivals.items():
+        printed = float(line.split()[2])
+        assert arrived - printed <= 3.0, (line, arrived - printed)
+
+
+def test_stop_runs_the_jobs_sigterm_handler(service: WorkerService, ray_address: str) -> None:
+    worker = start(
+        service,
+        ray_address,
+        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.2 & wait $!; done",
+    )
+    read_until(worker, b"ready\n")
+    worker.stop()
+    assert worker.wait(30) is None
+    assert worker.state is JobState.STOPPED
+    assert b"got TERM\n" in worker.output()
+
+
+def test_stop_of_a_job_that_ignores_sigterm_kills_it(
+    service: WorkerService, ray_address: str, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    worker = start(
+        service,
+        ray_address,
+        f"trap '' TERM; echo $$ > {pidfile}; echo ready; exec {sys.executable} -c "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'",
+    )
+    read_until(worker, b"ready\n")
+    pid = int(pidfile.read_text())
+    worker.stop(timeout=1)
+    assert worker.wait(60) is None
+    assert worker.state is JobState.STOPPED
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+OWNER = textwrap.dedent(
+    """
+    import sys
+    from jobmagic import WorkerService
+    svc = WorkerService()
+    w = svc.start(sys.argv[2], backend="ray", address=sys.argv[1])
+    for chunk in w.stream():
+        if b"start" in chunk:
+            break
+    print(w.id, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_killed_kernels_job_is_adopted_and_streamed_from_byte_0(
+    ray_address: str, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            OWNER,
+            ray_address,
+            f'echo start; read line < {fifo}; echo "$line"; exit 7',
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert owner.stdout is not None
+    job_id = int(owner.stdout.readline())
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    svc = WorkerService()
+    try:
+        worker = svc.adopt(job_id)
+        assert worker.state is JobState.RUNNING
+        read_until(worker, b"start\n")
+        with fifo.open("w") as pipe:
+            pipe.write("after the kernel died\n")
+        assert worker.wait(60) == 7
+        assert worker.state is JobState.FAILED
+        assert worker.output() == b"start\nafter the kernel died\n"
+    finally:
+        svc.shutdown()
+
+
+def test_a_job_that_ended_with_no_kernel_is_finished_by_reconcile(
+    ray_address: str, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            OWNER,
+            ray_address,
+            f'echo start; read line < {fifo}; echo "$line"; exit 4',
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert owner.stdout is not None
+    job_id = int(owner.stdout.readline())
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    with fifo.open("w") as pipe:
+        pipe.write("nobody watched\n")
+    svc = WorkerService()
+    try:
+        api = JobsApi(ray_address)
+        ref = svc.store.get(job_id).backend_ref
+        deadline = time.monotonic() + 60
+        while api.info(ref["submission_id"])["status"] not in ("SUCCEEDED", "FAILED"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)  # Ray's API has nothing to wait on
+        assert svc.reconcile() == [job_id]
+        record = svc.store.get(job_id)
+        assert record.state is JobState.FAILED
+        assert record.exit_code == 4
+        log = Path(record.log_path).read_bytes()
+        assert log == b"start\nnobody watched\n"
+    finally:
+        svc.shutdown()
+
+
+def test_a_group_of_parallel_1_submits_one_ray_job_at_a_time(
+    service: WorkerService, ray_address: str
+) -> None:
+    service.set_group("one-at-a-time", parallel=1)
+    workers = [
+        start(service, ray_address, f"echo {n}; sleep 0.5", group="one-at-a-time") for n in range(3)
+    ]
+    for worker in workers:
+        assert worker.wait(90) == 0
+    api = JobsApi(ray_address)
+    spans = []
+    for worker in workers:
+        ref = worker_record(service, worker).backend_ref
+        info = api.info(ref["submission_id"])
+        spans.append((info["start_time"], info["end_time"]))
+        assert worker.output() == f"{workers.index(worker)}\n".encode()
+    for (_, ended), (began, _) in itertools.pairwise(spans):
+        assert began >= ended
+
+
+def test_an_unreachable_cluster_fails_the_start_in_one_line(tmp_path: Path) -> None:
+    svc = WorkerService()
+    try:
+        began = time.monotonic()
+        worker = svc.start("true", backend="ray", address="http://127.0.0.1:1")
+        assert worker.state is JobState.FAILED
+        assert time.monotonic() - began < 10
+        assert worker.error is not None
+        assert worker.error.startswith("cannot reach the Ray cluster at http://127.0.0.1:1: ")
+        assert "\n" not in worker.error
+    finally:
+        svc.shutdown()
+
+
+def test_what_a_ray_job_cannot_be_is_refused_before_it_is_recorded() -> None:
+    svc = WorkerService()
+    try:
+        with pytest.raises(ValueError, match="a Ray job has no terminal"):
+            svc.start("true", backend="ray", pty=True)
+        with pytest.raises(ValueError, match="Ray cannot limit a job's processes"):
+            svc.start("true", backend="ray", pids=10)
+        with pytest.raises(ValueError, match="Ray client address"):
+            svc.start("true", backend="ray", address="ray://head:10001")
+        with pytest.raises(ValueError, match="unknown backend 'nowhere'; jobmagic has: local, ray"):
+            svc.start("true", backend="nowhere")
+        with pytest.raises(ValueError, match="add --on ray"):
+            svc.start("true", address="http://127.0.0.1:8265")
+        assert svc.list(all=True) == []
+    finally:
+        svc.shutdown()
+
+
+def test_the_command_line_stops_a_ray_job_another_process_owns(
+    service: WorkerService, ray_address: str
+) -> None:
+    worker = start(
+        service,
+        ray_address,
+        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.2 & wait $!; done",
+    )
+    read_until(worker, b"ready\n")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("jobmagic")), "stop", str(worker.id)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == f"job {worker.id} stopped\n"
+    assert worker.wait(30) is None
+    assert worker.state is JobState.STOPPED
+    assert worker_record(service, worker).stop_requested_by == "cli"
+    assert worker.output() == b"ready\ngot TERM\n"
+
+
+def test_ship_cwd_uploads_the_directory(
+    service: WorkerService, ray_address: str, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text("shipped with the job\n")
+    worker = start(service, ray_address, "cat data.txt; pwd", cwd=str(project), ship_cwd=True)
+    assert worker.wait(120) == 0, worker.error
+    data, where = worker.output().decode().splitlines()
+    assert data == "shipped with the job"
+    assert where != str(project)  # Ray's unpacked copy, not the original
+
+
+def test_a_submission_id_ray_has_already_is_refused_with_rays_reason(ray_address: str) -> None:
+    api = JobsApi(ray_address)
+    api.submit({"entrypoint": "true", "submission_id": "jobmagic-test-taken"})
+    with pytest.raises(RayRefused) as refused:
+        api.submit({"entrypoint": "true", "submission_id": "jobmagic-test-taken"})
+    assert str(refused.value) == (
+        "Job with submission_id jobmagic-test-taken already exists."
+        " Please use a different submission_id"
+    )
