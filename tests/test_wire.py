@@ -42,3 +42,22 @@ def test_a_job_goes_out_as_the_schema_says_and_nothing_more(jobmagic_home: Path)
         assert listing == {"schema_version": wire.SCHEMA_VERSION, "version": 7, "jobs": [data]}
     finally:
         service.shutdown()
+
+
+def test_each_job_says_where_it_runs(jobmagic_home: Path) -> None:
+    service = WorkerService(home=jobmagic_home)
+    try:
+        local = service.start("true")
+        assert local.wait(10) == 0
+        # Nothing listens there: the Ray job fails at once, recorded with its address.
+        remote = service.start("true", backend="ray", address="http://127.0.0.1:1")
+        records = [service.store.get(w.id or 0) for w in (local, remote)]
+    finally:
+        service.shutdown()
+    shown = [wire.job_json(r) for r in records if r is not None]
+    assert [(d["backend"], d["address"], d["where"]) for d in shown] == [
+        ("local", None, "local"),
+        ("ray", "http://127.0.0.1:1", "ray http://127.0.0.1:1"),
+    ]
+    assert [f.name for f in wire.FIELDS][-2:] == ["address", "where"]
+    assert wire.SCHEMA_VERSION == 1  # fields were added, none renamed: same version

@@ -217,6 +217,9 @@ def start(service: WorkerService, args: argparse.Namespace) -> int:
             cpus=args.cpus,
             pids=args.pids,
             best_effort=args.best_effort,
+            backend=args.on,
+            address=args.address,
+            ship_cwd=args.ship_cwd,
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None

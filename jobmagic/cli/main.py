@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from jobmagic._version import __version__
+from jobmagic.backends.registry import BACKENDS
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError
 
@@ -28,6 +29,7 @@ examples:
   jobmagic group gpu --parallel 2    at most 2 jobs of group "gpu" run at once
   jobmagic start --group gpu --after 7 -- python eval.py
   jobmagic start --memory 4G --cpus 2 -- python train.py
+  jobmagic start --on ray --gpus 1 --address http://head:8265 -- python train.py
   jobmagic pause --group gpu         start nothing more in "gpu"; SIGSTOP its jobs
   jobmagic restart 7                 job 7 again, as a new job
   jobmagic list --json | jq '.jobs[] | select(.state == "failed") | .id'
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="where a limit cannot be enforced here, run without it (and say so)",
     )
+    _add_backend_options(p)
     p.add_argument("--json", action="store_true", help="print its JSON, not its id")
     p.add_argument(
         "command",
@@ -151,6 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
     _jobs_argument(p, "*", "ids or names")
     p.add_argument("--finished", action="store_true", help="every finished job (all kernels')")
     return parser
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``start``'s ``--on``, ``--address`` and ``--ship-cwd``: what runs the job, and where.
+
+    (The notebook's ``%job start`` has the same options: ``notebook/backend_options.py``.)
+    """
+    parser.add_argument(
+        "--on",
+        choices=BACKENDS,
+        default="local",
+        metavar="BACKEND",
+        help=f"what runs it: {' or '.join(BACKENDS)} (a job on a Ray cluster); default local",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="URL",
+        help="ray: the cluster's dashboard, http://HOST:8265 (default $RAY_ADDRESS, else "
+        "http://127.0.0.1:8265)",
+    )
+    parser.add_argument(
+        "--ship-cwd", action="store_true", help="ray: upload the working directory with the job"
+    )
 
 
 def _add_queue_commands(sub: Any) -> None:

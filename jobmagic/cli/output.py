@@ -18,8 +18,10 @@ from jobmagic.text.describe import (
     exit_field,
     format_runtime,
     limit_fields,
+    runs_elsewhere,
     short_command,
     state_text,
+    where_text,
 )
 
 # Basic ANSI colours (every terminal has them) for the states of ``STATE_COLORS``.
@@ -71,16 +73,19 @@ def job_table(
     """The jobs as aligned columns under a header line (no trailing spaces).
 
     A GROUP column appears when a job is in a group other than ``default``, a WAITING
-    column (``reasons``: why each queued job waits) when a job is queued.
+    column (``reasons``: why each queued job waits) when a job is queued, a WHERE column
+    (``local``, ``ray http://HOST:8265``) when a job does not run on this machine.
     """
     grouped = any(r.group_name != DEFAULT_GROUP for r in records)
     queued = any(r.state is JobState.QUEUED for r in records)
+    elsewhere = any(runs_elsewhere(r.backend) for r in records)
     reasons = reasons or {}
     columns = (
         *COLUMNS[:2],
         *(("GROUP",) if grouped else ()),
         *COLUMNS[2:6],
         *(("WAITING",) if queued else ()),
+        *(("WHERE",) if elsewhere else ()),
         COLUMNS[6],
     )
     rows = [
@@ -93,6 +98,7 @@ def job_table(
             format_runtime(r.runtime) if r.runtime is not None else "-",
             ago(r.started_at, now),
             *((reasons.get(r.id, "-") if r.state is JobState.QUEUED else "",) if queued else ()),
+            *((where_text(r.backend, r.address),) if elsewhere else ()),
             short_command(r.command),
         )
         for r in records
@@ -127,6 +133,7 @@ def job_details(
         ("job", str(record.id)),
         ("name", record.name or "-"),
         ("state", coloured(state_text(record), record.state, colour)),
+        ("runs on", where_text(record.backend, record.address)),
         ("exit", exit_field(record.exit_code)),
         ("error", error_text(record) or "-"),
         ("command", record.command),

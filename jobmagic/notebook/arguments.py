@@ -17,6 +17,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from .backend_options import backend_arguments
 from .limit_options import limit_arguments
 from .queue_arguments import QUEUE_PARSERS, argument, magic_arguments
 from .queue_arguments import count as _count
@@ -122,6 +123,7 @@ def _lines(text: str) -> int:
     help="Take N units of a named pool (c.JobMagics.resources); repeat for more.",
 )
 @limit_arguments
+@backend_arguments
 @argument("command", nargs="*", help="The shell command (the rest of the line).")
 def _start_parser() -> None:
     """Start COMMAND in the background and return its Worker at once.
@@ -133,6 +135,9 @@ def _start_parser() -> None:
     --memory, --cpus and --pids hold the whole job (every process it starts) in a
     cgroup; a machine that cannot enforce one refuses the start unless --best-effort.
     %job status shows the limits and what the job uses.
+
+    --on ray submits it to a Ray cluster instead: --gpus, --cpus and --memory are then
+    what Ray reserves for it, and its output still comes to its log here.
 
     Examples
     --------
@@ -148,6 +153,8 @@ def _start_parser() -> None:
         %job start --gpus 1 --resource license=1 python train.py
         %job start --memory 4G --cpus 2 --pids 500 python train.py
         %job start --memory 4G --best-effort python train.py
+        %job start --on ray --gpus 1 --cpus 2 --memory 4G python train.py
+        %job start --on ray --address http://head:8265 --ship-cwd python train.py
     """
 
 

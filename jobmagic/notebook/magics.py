@@ -14,85 +14,37 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Dict, Enum, Float, Int, List, Unicode, observe
 
 from jobmagic.core.state import JobState
-from jobmagic.engine.default import get_service
-from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.errors import JobmagicError
 from jobmagic.text.describe import job_label, outcome_text
 
 from . import queue_commands, start_commands
 from .arguments import SUBCOMMANDS, _help, _parser, plain_text
+from .backend_options import BackendDefaults
 from .follow import follow, log_snapshot
+from .kernel_settings import KernelSettings
 from .limit_options import LimitDefaults
 from .reprs import JobStatus, JobTable
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- the magics ------------------------------------------------------------------------------
 
 
 @magics_class
-class JobMagics(Magics, LimitDefaults):
+class JobMagics(Magics, KernelSettings, LimitDefaults, BackendDefaults):
     """The ``%job`` and ``%%job`` magics, configurable as ``c.JobMagics.<trait>``.
 
-    The default limits of a start are `LimitDefaults`' traits (``memory_limit``, ...).
+    The traits are its bases': the service's settings and the panel's are
+    `KernelSettings`' (``stop_timeout``, ...), the default limits of a start
+    `LimitDefaults`' (``memory_limit``, ...), its default backend `BackendDefaults'`
+    (``backend``, ``ray_address``).
     """
 
-    stop_timeout = Float(
-        5.0,
-        min=0.0,
-        help="Seconds a stopped job gets between SIGTERM and SIGKILL.",
-    ).tag(config=True)
-    keep_finished = Int(
-        1000,
-        min=0,
-        help="Retention: how many finished jobs the store keeps (oldest are removed first).",
-    ).tag(config=True)
-    max_log_bytes = Int(
-        5 << 30,
-        min=0,
-        help="Retention: how many bytes of finished jobs' logs the store keeps.",
-    ).tag(config=True)
-    panel_tail_lines = Int(
-        200,
-        min=1,
-        help="Lines of a job's output that %job panel shows.",
-    ).tag(config=True)
-    command_shell = Unicode(
-        "/bin/sh",
-        help="The shell that runs %job start commands (%%job cells always run in bash).",
-    ).tag(config=True)
-    gpus = List(
-        Unicode(),
-        default_value=None,
-        allow_none=True,
-        help="The GPU pool's device ids for --gpus (None: JOBMAGIC_GPUS, else nvidia-smi -L).",
-    ).tag(config=True)
-    resources = Dict(
-        value_trait=Int(min=1),
-        help='Named pools for --resource NAME=N, and their sizes: {"license": 2}.',
-    ).tag(config=True)
-    on_shutdown = Enum(
-        ["stop", "keep"],
-        "stop",
-        help=(
-            "What a kernel shutdown does with its jobs that are not detached: stop them, "
-            "or keep them running (a restart always keeps them, and the notebook's next "
-            "kernel re-attaches them)."
-        ),
-    ).tag(config=True)
-
-    #: The service this object configured last (None until a magic first needs one).
-    _service: WorkerService | None = None
     #: The hints already given in this kernel (each is said once).
     _hinted: set[str]
 
@@ -100,26 +52,7 @@ class JobMagics(Magics, LimitDefaults):
         super().__init__(**kwargs)
         self._hinted = set()
 
-    # -- the service ------------------------------------------------------------------
-    def service(self) -> WorkerService:
-        """Return the kernel's `WorkerService`, with this object's configuration applied."""
-        service = get_service()
-        if service is not self._service:
-            service.stop_timeout = self.stop_timeout
-            service.keep_finished = self.keep_finished
-            service.max_log_bytes = self.max_log_bytes
-            gpus: Any = self.gpus  # None is allowed (allow_none), whatever the stubs say
-            service.gpus = None if gpus is None else list(gpus)
-            service.resources = dict(self.resources)
-            service.on_shutdown = self.on_shutdown
-            self._service = service
-        return service
-
-    @observe("stop_timeout", "keep_finished", "max_log_bytes", "gpus", "resources", "on_shutdown")
-    def _push_config(self, change: dict[str, Any]) -> None:
-        if self._service is not None:
-            setattr(self._service, change["name"], change["new"])
-
+    # -- finding jobs ----------------------------------------------------------------
     def _find(self, id_or_name: str) -> Worker:
         try:
             return self.service().get(id_or_name)
@@ -144,7 +77,8 @@ class JobMagics(Magics, LimitDefaults):
         ::
 
           %job start [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
-                     [--memory SIZE] [--cpus N] [--pids N] [--best-effort] COMMAND
+                     [--memory SIZE] [--cpus N] [--pids N] [--best-effort]
+                     [--on BACKEND] [--address URL] [--ship-cwd] COMMAND
           %job list [--all]
           %job status ID
           %job logs ID [--tail N] [--follow]
@@ -161,6 +95,7 @@ class JobMagics(Magics, LimitDefaults):
 
           %%job [--name N] [--cwd DIR] [--env K=V ...] [--timeout S] [--pty] [--detach]
                 [--memory SIZE] [--cpus N] [--pids N] [--best-effort]
+                [--on BACKEND] [--address URL] [--ship-cwd]
           <bash script>
 
         ``%job start`` runs COMMAND through /bin/sh -c, like ``!cmd``, after IPython
@@ -170,7 +105,8 @@ class JobMagics(Magics, LimitDefaults):
         ``%%job`` runs the cell body as a bash script (no {} or $ expansion in the body).
         ``--memory``, ``--cpus`` and ``--pids`` limit the whole job (defaults:
         ``c.JobMagics.memory_limit``, ``cpu_limit``, ``pids_limit``); ``%job status``
-        shows them and what the job uses. An ID is a job's number or its ``--name``.
+        shows them and what the job uses. ``--on ray`` runs it on a Ray cluster (default:
+        ``c.JobMagics.backend``). An ID is a job's number or its ``--name``.
         ``%job SUBCOMMAND --help`` shows the options of one subcommand.
 
         Examples
@@ -183,6 +119,7 @@ class JobMagics(Magics, LimitDefaults):
           %job logs train --tail 20
           %job logs train --follow
           %job start --memory 4G --cpus 2 python eval.py
+          %job start --on ray --gpus 1 python train.py
           %job status train
           %job wait train
           %job stop --all
@@ -221,12 +158,23 @@ class JobMagics(Magics, LimitDefaults):
     # -- start ------------------------------------------------------------------------
     def _start(self, rest: str) -> Worker | None:
         return start_commands.start_line(
-            self.service, rest, self.command_shell, self._hinted, self.limit_defaults()
+            self.service,
+            rest,
+            self.command_shell,
+            self._hinted,
+            limits=self.limit_defaults(),
+            backend=self.backend_defaults(),
         )
 
     def _start_cell(self, line: str, cell: str) -> Worker | None:
         try:
-            return start_commands.start_cell(self.service, line, cell, self.limit_defaults())
+            return start_commands.start_cell(
+                self.service,
+                line,
+                cell,
+                limits=self.limit_defaults(),
+                backend=self.backend_defaults(),
+            )
         except UsageError as exc:
             raise UsageError(f"%%job: {exc}") from None
 

@@ -47,9 +47,10 @@ class JobRow:
     ``summary`` is one ``HTML`` (id, group and name with the shortened command, or the
     command alone; state badge; when it started, "3 min ago"; runtime; while the job is
     active, a progress bar when its latest output line shows a percentage, what it uses
-    while it runs ("CPU 85% · 1.2 GiB") and its pid; once it has ended, its exit or
-    error; for a queued job, why it waits) so that a change costs one message. Its
-    tooltip is the command, and the job's limits where it has any.
+    while it runs ("CPU 85% · 1.2 GiB"), where it runs if not here ("ray HOST:PORT")
+    and its pid; once it has ended, its exit or error; for a queued job, why it waits)
+    so that a change costs one message. Its tooltip is the command, the job's limits
+    where it has any and where it runs if not here.
 
     The buttons fit the state. While the job is queued, running or paused: Stop, and
     ``pause_button``, which reads "Pause" while it runs and "Resume" while it is paused;
@@ -64,9 +65,9 @@ class JobRow:
     Its widgets carry CSS classes for styling and tests: ``jobmagic-row`` and
     ``jobmagic-job-<id>`` on the row, ``jobmagic-summary`` (with ``data-state``),
     ``jobmagic-badge``, ``jobmagic-group``, ``jobmagic-command``, ``jobmagic-progress``
-    (with ``data-percent``), ``jobmagic-progress-bar``, ``jobmagic-usage``, ``jobmagic-started``,
-    ``jobmagic-runtime``, ``jobmagic-pause``, ``jobmagic-stop``, ``jobmagic-rerun``,
-    ``jobmagic-remove``, ``jobmagic-output-toggle``, ``jobmagic-output``.
+    (with ``data-percent``), ``jobmagic-progress-bar``, ``jobmagic-usage``, ``jobmagic-where``,
+    ``jobmagic-started``, ``jobmagic-runtime``, ``jobmagic-pause``, ``jobmagic-stop``,
+    ``jobmagic-rerun``, ``jobmagic-remove``, ``jobmagic-output-toggle``, ``jobmagic-output``.
 
     Parameters
     ----------

@@ -26,8 +26,10 @@ from jobmagic.text.describe import (
     limit_fields,
     outcome_details,
     outcome_text,
+    runs_elsewhere,
     short_command,
     state_text,
+    where_text,
 )
 
 if TYPE_CHECKING:
@@ -81,6 +83,11 @@ def worker_summary_html(worker: Worker) -> str:
     )
 
 
+def worker_where(worker: Worker) -> str:
+    """Where the job runs: ``local``, ``ray http://10.0.0.5:8265`` (`describe.where_text`)."""
+    return where_text(worker.spec.backend, worker.spec.address)
+
+
 def pretty_worker(worker: Worker, printer: Any, cycle: bool) -> None:  # noqa: ARG001 - IPython's printer signature
     """IPython's ``text/plain`` printer for `Worker` (registered by the extension)."""
     printer.text(worker_summary(worker))
@@ -107,8 +114,9 @@ class JobTable:
         Why each queued job waits, worked out for all of them at once
         (``JobQueue.reasons``); None asks each job (one read of the queue per job).
 
-    A GROUP column appears when a job is in a queue group other than ``default``, and a
-    WAITING column (why each queued job has not started) when a job is queued.
+    A GROUP column appears when a job is in a queue group other than ``default``, a
+    WAITING column (why each queued job has not started) when a job is queued, and a
+    WHERE column (``local``, ``ray http://HOST:8265``) when a job does not run here.
     """
 
     def __init__(
@@ -129,6 +137,7 @@ class JobTable:
         }
         self._grouped = any(w.group != DEFAULT_GROUP for w in self.workers)
         self._queued = any(w.state is JobState.QUEUED for w in self.workers)
+        self._elsewhere = any(runs_elsewhere(w.spec.backend) for w in self.workers)
         self.columns: tuple[str, ...] = (
             "ID",
             "NAME",
@@ -137,6 +146,7 @@ class JobTable:
             "EXIT",
             "RUNTIME",
             *(("WAITING",) if self._queued else ()),
+            *(("WHERE",) if self._elsewhere else ()),
             "COMMAND",
         )
 
@@ -170,6 +180,7 @@ class JobTable:
                 exit_column(w.exit_code),
                 format_runtime(w.runtime),
                 *((self._reasons.get(w.id, ""),) if self._queued else ()),
+                *((worker_where(w),) if self._elsewhere else ()),
                 w.command,
             )
             for w in self.workers
@@ -231,7 +242,8 @@ class JobStatus:
 
     Every job shows what it uses (``usage``, while it runs) or used (``used``: peak
     memory and CPU time) where its backend can tell; a job with limits also shows them
-    and what holds it (``held by: cgroup v1``).
+    and what holds it (``held by: cgroup v1``). A job that does not run on this machine
+    says where it runs (``runs on: ray http://HOST:8265``).
     """
 
     def __init__(self, worker: Worker) -> None:
@@ -244,6 +256,7 @@ class JobStatus:
         return (
             ("command", w.command.strip()),
             ("state", state_text(w)),
+            *((("runs on", worker_where(w)),) if runs_elsewhere(w.spec.backend) else ()),
             ("exit", exit_field(w.exit_code)),
             ("error", error_text(w) or "-"),
             ("runtime", format_runtime(w.runtime)),

@@ -2,7 +2,8 @@
 
 Id, group, name and command, state badge, start ("3 min ago"), runtime, then why a
 queued job waits, a running job's progress (the latest output line's percentage), usage
-("CPU 85% · 1.2 GiB") and pid, or an ended job's exit. One HTML value, so that a change
+("CPU 85% · 1.2 GiB") and pid (or, for a job that does not run here, where it runs:
+``ray http://HOST:8265``), or an ended job's exit. One HTML value, so that a change
 costs one message.
 """
 
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING
 
 from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
-from jobmagic.text.describe import STATE_COLORS, exit_text, format_runtime, shorten
+from jobmagic.text.describe import (
+    STATE_COLORS,
+    exit_text,
+    format_runtime,
+    runs_elsewhere,
+    shorten,
+    where_text,
+)
 
 if TYPE_CHECKING:
     from jobmagic.engine.worker import Worker
@@ -131,9 +139,20 @@ def _usage_span(usage: str, limits: str | None) -> str:
 
 
 def row_tooltip(w: Worker) -> str:
-    """The summary's tooltip: the job's command, and its limits where it has any."""
+    """The summary's tooltip: the job's command, its limits and where it runs, if not here."""
     limits = w.limits
-    return w.command + (f"\nlimits: {limits.describe()}" if limits else "")
+    tooltip = w.command + (f"\nlimits: {limits.describe()}" if limits else "")
+    if runs_elsewhere(w.spec.backend):
+        tooltip += f"\nruns on: {where_text(w.spec.backend, w.spec.address)}"
+    return tooltip
+
+
+def _where_span(w: Worker) -> str:
+    """Where an active job runs when not on this machine (``ray http://HOST:8265``), else ""."""
+    if not runs_elsewhere(w.spec.backend):
+        return ""
+    where = html.escape(where_text(w.spec.backend, w.spec.address))
+    return f'<span class="jobmagic-where">{where}</span> '
 
 
 def _group_tag(group: str) -> str:
@@ -187,7 +206,7 @@ def render_summary(
         bar = _progress_bar(progress) if progress is not None else ""
         limits = w.limits.describe() if w.limits else None
         use = _usage_span(usage, limits) if state is JobState.RUNNING else ""
-        ending = _cell(bar + use + (f"pid {w.pid}" if w.pid else ""), None)
+        ending = _cell(bar + use + _where_span(w) + (f"pid {w.pid}" if w.pid else ""), None)
     elif w.error:
         ending = _cell(
             html.escape(shorten(w.error, _ERROR_CHARS)),

@@ -17,6 +17,7 @@ from jobmagic.text.describe import limit_notes
 
 from . import hints
 from .arguments import _help, _parser, split_start_line
+from .backend_options import DefaultBackend, chosen_backend
 from .limit_options import chosen_limits
 
 
@@ -25,12 +26,15 @@ def start_line(
     rest: str,
     shell: str,
     hinted: set[str],
+    *,
     limits: Limits | None = None,
+    backend: DefaultBackend | None = None,
 ) -> Worker | None:
     """``%job start [OPTIONS] COMMAND``; None when it printed the help.
 
     ``hinted``: the hints already said in this kernel (each is said once). ``limits``:
-    the defaults of the options that set limits (None: no limit).
+    the defaults of the options that set limits (None: no limit). ``backend``: what
+    runs it without ``--on`` (None: a local process).
     """
     words, command = split_start_line(rest, _parser("start"))
     args = _parser("start").parse_args(words)
@@ -44,15 +48,21 @@ def start_line(
     if hint is not None and hint not in hinted:
         hinted.add(hint)  # once per kernel: a sweep of 20 says it once
         _say(hint)
-    return launch(service(), command, args, shell=shell, limits=limits)
+    return launch(service(), command, args, shell=shell, limits=limits, backend=backend)
 
 
 def start_cell(
-    service: Callable[[], WorkerService], line: str, cell: str, limits: Limits | None = None
+    service: Callable[[], WorkerService],
+    line: str,
+    cell: str,
+    *,
+    limits: Limits | None = None,
+    backend: DefaultBackend | None = None,
 ) -> Worker | None:
     """``%%job [OPTIONS]`` with the cell body as a bash script; None after the help.
 
     ``limits``: the defaults of the options that set limits (None: no limit).
+    ``backend``: what runs it without ``--on`` (None: a local process).
     """
     words, command = split_start_line(line, _parser("start"))
     if command.startswith("start ") or command == "start":
@@ -69,7 +79,7 @@ def start_cell(
         )
     if not cell.strip():
         raise UsageError("empty cell; write the bash script in the cell body")
-    return launch(service(), cell, args, shell="/bin/bash", limits=limits)
+    return launch(service(), cell, args, shell="/bin/bash", limits=limits, backend=backend)
 
 
 def launch(
@@ -77,12 +87,15 @@ def launch(
     command: str,
     args: argparse.Namespace,
     shell: str,
+    *,
     limits: Limits | None = None,
+    backend: DefaultBackend | None = None,
 ) -> Worker:
     """Start ``command`` with the parsed start options; a mistake is a ``UsageError``.
 
-    ``limits``: the defaults of ``--memory``, ``--cpus`` and ``--pids``. What the job
-    should know of its limits (``describe.limit_notes``) is printed.
+    ``limits``: the defaults of ``--memory``, ``--cpus`` and ``--pids``; ``backend``:
+    those of ``--on`` and ``--address`` (None: a local process). What the job should
+    know of its limits (``describe.limit_notes``) is printed.
     """
     cwd = None
     if args.cwd is not None:
@@ -106,6 +119,7 @@ def launch(
             gpus=args.gpus,
             resources=dict(args.resource),
             **chosen_limits(args, limits or Limits()),
+            **chosen_backend(args, backend or DefaultBackend()),
         )
     except (JobmagicError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None

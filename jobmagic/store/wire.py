@@ -20,7 +20,7 @@ from typing import Any
 from jobmagic.core.limits import Usage
 from jobmagic.core.state import JobState
 from jobmagic.store.records import JobRecord
-from jobmagic.text.describe import exit_text
+from jobmagic.text.describe import exit_text, where_text
 
 #: The version of the schema below; clients see it as ``schema_version`` in every list.
 SCHEMA_VERSION = 1
@@ -63,7 +63,11 @@ FIELDS = (
         "number | null",
         "The process id of its process group leader, where its backend has one.",
     ),
-    Field("backend", "string", 'What runs it: "local" (a process on this machine).'),
+    Field(
+        "backend",
+        "string",
+        'What runs it: "local" (a process on this machine) or "ray" (a job on a Ray cluster).',
+    ),
     Field("created_at", "number", "When it was submitted."),
     Field("started_at", "number | null", "When its process started; null while queued."),
     Field("ended_at", "number | null", "When it ended; null while queued or running."),
@@ -125,6 +129,16 @@ FIELDS = (
         "CPU seconds it used in all (user plus system), once it has ended; null before, or"
         " when unknown.",
     ),
+    Field(
+        "address",
+        "string | null",
+        'The cluster it was submitted to (Ray: "http://HOST:8265"); null for a local job.',
+    ),
+    Field(
+        "where",
+        "string",
+        'Where it runs, as people read it: "local", "ray http://HOST:8265".',
+    ),
 )
 
 #: A job's ``limits``: the TypeScript ``ILimits``.
@@ -175,6 +189,7 @@ def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, An
         "group": record.group_name,
         "after": record.after_ids,
         "devices": record.gpus_held,
+        "where": where_text(record.backend, record.address),
         # From the columns, not ``record.limits``: a listing never fails on one odd record.
         "limits": {
             "memory": record.memory_limit,

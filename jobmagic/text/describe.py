@@ -1,5 +1,7 @@
 """How a job reads to a person: the one place that words states, exits, runtimes, usage.
 
+(And where a job runs: ``where_text``.)
+
 Every view uses these: the ``%job`` tables, the panel, the server's JSON (``exit_text``),
 the command line. They take anything with a job's attributes (a ``Worker``, a
 ``JobRecord``); the limits and usage ones take ``core.limits``' values.
@@ -24,6 +26,10 @@ STATE_COLORS = {
     JobState.FAILED: "#cf222e",
     JobState.STOPPED: "#9a6700",
 }
+
+#: The backend that runs jobs on this machine: the views name where a job runs only when
+#: it is not this one (existing all-local tables and details stay as they were).
+LOCAL_BACKEND = "local"
 
 #: Text cells longer than this are cut with an ellipsis.
 COMMAND_WIDTH = 60
@@ -119,6 +125,25 @@ def job_label(job: DescribedJob) -> str:
     if job.name:
         return f'job {job.id} "{job.name}"'
     return f"job {job.id}"
+
+
+def where_text(backend: str, address: str | None) -> str:
+    """Where a job runs, in a few words: ``local``, ``ray http://10.0.0.5:8265``.
+
+    Parameters
+    ----------
+    backend:
+        The job's backend (``JobSpec.backend``, ``JobRecord.backend``).
+    address:
+        The cluster it was submitted to (``JobSpec.address``); None: none, as for a
+        local job (the Ray backend makes a Ray job's explicit when it is recorded).
+    """
+    return backend if address is None else f"{backend} {address}"
+
+
+def runs_elsewhere(backend: str) -> bool:
+    """True for a job that another backend than this machine's runs (a Ray job)."""
+    return backend != LOCAL_BACKEND
 
 
 def short_command(command: str, width: int = COMMAND_WIDTH) -> str:

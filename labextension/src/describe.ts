@@ -236,6 +236,9 @@ export function jobTooltip(job: IJob): string {
   if (job.group !== DEFAULT_GROUP) {
     lines.push(`Group: ${job.group}`);
   }
+  if (job.backend !== 'local') {
+    lines.push(`Runs on: ${job.where}`);
+  }
   if (job.pid !== null) {
     lines.push(`PID: ${job.pid}`);
   }

@@ -39,7 +39,7 @@ export interface IJob {
   error: string | null;
   /** The process id of its process group leader, where its backend has one. */
   pid: number | null;
-  /** What runs it: "local" (a process on this machine). */
+  /** What runs it: "local" (a process on this machine) or "ray" (a job on a Ray cluster). */
   backend: string;
   /** When it was submitted. */
   created_at: number;
@@ -83,6 +83,10 @@ export interface IJob {
   peak_memory: number | null;
   /** CPU seconds it used in all (user plus system), once it has ended; null before, or when unknown. */
   cpu_seconds: number | null;
+  /** The cluster it was submitted to (Ray: "http://HOST:8265"); null for a local job. */
+  address: string | null;
+  /** Where it runs, as people read it: "local", "ray http://HOST:8265". */
+  where: string;
 }
 
 /** The answer of `GET jobs/{id}/usage`: live while it runs, else what it used in all. */

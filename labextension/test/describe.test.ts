@@ -118,6 +118,20 @@ describe('jobTooltip', () => {
     assert.match(tooltip, /^Restart of: job 3$/m);
     assert.doesNotMatch(jobTooltip(makeJob()), /^Group:/m);
   });
+
+  it('says where a job on a cluster runs, and nothing for a local one', () => {
+    const tooltip = jobTooltip(
+      makeJob({
+        backend: 'ray',
+        address: 'http://10.0.0.5:8265',
+        where: 'ray http://10.0.0.5:8265',
+        pid: null
+      })
+    );
+    assert.match(tooltip, /^Runs on: ray http:\/\/10\.0\.0\.5:8265$/m);
+    assert.doesNotMatch(tooltip, /^PID:/m);
+    assert.doesNotMatch(jobTooltip(makeJob()), /^Runs on:/m);
+  });
 });
 
 describe('jobDetail', () => {

@@ -44,6 +44,8 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     containment: 'none',
     peak_memory: null,
     cpu_seconds: null,
+    address: null,
+    where: 'local',
     ...fields
   };
 }
