@@ -2,6 +2,7 @@
 #   make lab     JupyterLab with jobmagic, opened on the quickstart (PORT=8888 by default)
 #   make test    every check CI runs: lint, types, unit/kernel/browser tests, notebooks
 #   make bench   benchmarks (CHECK=1 fails when a budget is exceeded)
+#   make ray     a local Ray head to try `%job start --on ray` (make ray-stop ends it)
 #   make clean   remove everything the targets above create (not lab-notebooks/: yours)
 
 SHELL := /bin/bash
@@ -29,7 +30,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # npm scripts call `jupyter-builder`, which lives in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test lint typecheck pytest jstest nbval bench clean chromium task-spooler
+.PHONY: lab test lint typecheck pytest jstest nbval bench clean chromium task-spooler ray ray-stop
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -100,9 +101,14 @@ jstest: $(NODE_MODULES)
 
 # Each notebook runs top to bottom in a fresh kernel and its outputs are compared with
 # the saved ones. Jobs go to a throwaway JOBMAGIC_HOME, not the developer's own.
+# notebooks/ray.ipynb runs on a local Ray head started for the run (RAY_ADDRESS).
 nbval: $(STAMP)
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "ERROR: no notebooks in notebooks/ for nbval" >&2; exit 1; }
-	home=$$(mktemp -d); trap 'rm -rf "$$home"' EXIT; export JOBMAGIC_HOME=$$home; \
+	home=$$(mktemp -d); mkfifo "$$home/ray-address"; \
+	$(VPY) tests/ray_head.py > "$$home/ray-address" & ray_head=$$!; \
+	trap 'kill $$ray_head 2>/dev/null; wait $$ray_head; rm -rf "$$home"' EXIT; \
+	read -r address < "$$home/ray-address" || { echo "ERROR: no Ray head for notebooks/ray.ipynb" >&2; exit 1; }; \
+	mkdir -m 700 "$$home/jobs"; export JOBMAGIC_HOME="$$home/jobs" RAY_ADDRESS="$$address"; \
 	$(call run_pytest,--nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider)
 
 test: lint typecheck jstest pytest nbval
@@ -121,6 +127,15 @@ task-spooler:
 		echo "NOTE: tsp is missing and you are not root: its benchmark rows will say n/a."; \
 		echo "      Install it with: sudo apt-get install task-spooler"; \
 	fi
+
+# A Ray head on this machine, its Jobs API on 127.0.0.1:8265 (jobmagic's default address).
+# `ray stop` ends every Ray process of this user on the machine.
+ray: $(STAMP)
+	$(VENV)/bin/ray start --head --dashboard-host=127.0.0.1 --disable-usage-stats
+	@echo "== Ray's Jobs API: http://127.0.0.1:8265; try: %job start --on ray echo hello"
+
+ray-stop: $(STAMP)
+	$(VENV)/bin/ray stop
 
 clean:
 	rm -rf $(VENV) labextension/node_modules labextension/lib labextension/tsconfig.tsbuildinfo \
