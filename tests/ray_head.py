@@ -68,12 +68,18 @@ def _free_range(size: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int = 2) -> Iterator[str]:
-    """Run a Ray head; yields its Jobs API address (``http://127.0.0.1:PORT``)."""
+def ray_head(num_cpus: int = 2, dashboard_port: int | None = None) -> Iterator[str]:
+    """Run a Ray head; yields its Jobs API address (``http://127.0.0.1:PORT``).
+
+    ``dashboard_port``: the Jobs API's port (a head started again where one was); None:
+    a free one.
+    """
     ray = Path(sys.executable).with_name("ray")
     if not ray.exists():
         raise RuntimeError(f"{ray} is missing: install jobmagic[ray] (make test does)")
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    if dashboard_port is not None:
+        ports["--dashboard-port"] = dashboard_port
     low, high = _free_range(200)
     # Ray puts Unix sockets under the temp dir: keep its path short.
     temp_dir = tempfile.mkdtemp(prefix="jmray-", dir="/tmp")

@@ -46,6 +46,7 @@ class Job:
         self.exit_code: int | None = None
         self.error: str | None = None
         self.orphaned = False
+        self.detail: str | None = None
         vars(self).update(fields)
 
 
@@ -53,6 +54,9 @@ def test_labels_states_and_outcomes() -> None:
     assert job_label(Job()) == "job 3"
     assert job_label(Job(name="train")) == 'job 3 "train"'
     assert state_text(Job(orphaned=True)) == "running (orphaned)"
+    waiting = "waiting for the Ray cluster"
+    assert state_text(Job(detail=waiting)) == "running (waiting for the Ray cluster)"
+    assert state_text(Job(detail=waiting, state=JobState.STOPPED)) == "stopped"
     failed = Job(state=JobState.FAILED, exit_code=127, error="command not found: pyhton")
     assert outcome_text(failed) == "failed (exit code 127): command not found: pyhton"
     plain = Job(state=JobState.FAILED, exit_code=1, error="exit code 1")

@@ -9,21 +9,29 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port
+from ray_head import ray_head
 
 from jobmagic import JobState, WorkerService
+from jobmagic.backends.ray.execution import NEVER_STARTED
 from jobmagic.backends.ray.log_mirror import without_ray_lines
 from jobmagic.backends.ray.rest import JobsApi, RayRefused
 from jobmagic.engine.worker import Worker
+from jobmagic.notebook.row_summary import render_summary
 from jobmagic.store.records import JobRecord
+from jobmagic.store.wire import job_json
+from jobmagic.text.describe import state_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -35,6 +43,25 @@ def service(ray_address: str) -> Iterator[WorkerService]:
         yield svc
     finally:
         svc.shutdown()
+
+
+#: One process (no child for Ray's SIGTERM to the tree to kill first): prints "ready",
+#: then on SIGTERM "got TERM" and exits 5.
+TERM_HANDLER = shlex.join(
+    [
+        sys.executable,
+        "-c",
+        (
+            "import signal, sys, time\n"
+            "def stop(*_):\n"
+            "    print('got TERM', flush=True)\n"
+            "    sys.exit(5)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)"
+        ),
+    ]
+)
 
 
 def start(svc: WorkerService, address: str, command: str, **options: object) -> Worker:
@@ -149,13 +176,13 @@ def test_stop_runs_the_jobs_sigterm_handler(service: WorkerService, ray_address:
     worker = start(
         service,
         ray_address,
-        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.2 & wait $!; done",
+        TERM_HANDLER,
     )
     read_until(worker, b"ready\n")
     worker.stop()
     assert worker.wait(30) is None
     assert worker.state is JobState.STOPPED
-    assert b"got TERM\n" in worker.output()
+    assert worker.output() == b"ready\ngot TERM\n"
 
 
 def test_stop_of_a_job_that_ignores_sigterm_kills_it(
@@ -331,7 +358,7 @@ def test_the_command_line_stops_a_ray_job_another_process_owns(
     worker = start(
         service,
         ray_address,
-        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.2 & wait $!; done",
+        TERM_HANDLER,
     )
     read_until(worker, b"ready\n")
     done = subprocess.run(
@@ -371,3 +398,132 @@ def test_a_submission_id_ray_has_already_is_refused_with_rays_reason(ray_address
         "Job with submission_id jobmagic-test-taken already exists."
         " Please use a different submission_id"
     )
+
+
+def wait_for_detail(service: WorkerService, worker: Worker, wanted: str | None) -> None:
+    """Block until ``worker.detail`` is ``wanted`` (woken by the service's change events)."""
+    changed = threading.Event()
+    unsubscribe = service.subscribe(lambda _event: changed.set())
+    try:
+        while True:
+            changed.clear()
+            if worker.detail == wanted:
+                return
+            assert changed.wait(90), f"detail {worker.detail!r}, never {wanted!r}"
+    finally:
+        unsubscribe()
+
+
+def test_a_job_ray_cannot_place_yet_says_it_waits_for_the_cluster(
+    service: WorkerService, ray_address: str
+) -> None:
+    worker = start(service, ray_address, "echo ran", gpus=1)  # the head has no GPU
+    wait_for_detail(service, worker, "waiting for the Ray cluster")
+    assert worker.state is JobState.RUNNING
+    assert state_text(worker) == "running (waiting for the Ray cluster)"
+    record = worker_record(service, worker)
+    assert record.detail == "waiting for the Ray cluster"
+    assert job_json(record)["detail"] == "waiting for the Ray cluster"
+    _, summary, _ = render_summary(worker)
+    assert (
+        f'<span class="jobmagic-where">ray {ray_address} (waiting for the Ray cluster)</span>'
+        in summary
+    )
+    assert record.gpus_held == []  # Ray's GPUs, not the local pool's
+    began = time.monotonic()
+    worker.stop(timeout=1)
+    assert time.monotonic() - began < 10
+    assert worker.state is JobState.STOPPED
+    assert worker.error == NEVER_STARTED
+    assert worker.output() == b""
+
+
+def test_a_running_job_says_nothing_more_and_names_its_node(
+    service: WorkerService, ray_address: str, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    worker = start(service, ray_address, f"echo ready; read line < {fifo}")
+    read_until(worker, b"ready\n")
+    wait_for_detail(service, worker, None)
+    assert state_text(worker) == "running"
+    record = worker_record(service, worker)
+    assert record.backend_ref is not None
+    node = record.backend_ref["node"]
+    assert isinstance(node, str)
+    assert node
+    assert job_json(record)["where"] == f"ray {ray_address} (node {node})"
+    with fifo.open("w") as pipe:
+        pipe.write("done\n")
+    assert worker.wait(60) == 0
+
+
+def test_a_cluster_that_goes_away_is_told_and_its_forgotten_job_ends_failed(
+    service: WorkerService, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    port = free_port()
+    with ray_head(dashboard_port=port) as address:
+        worker = start(service, address, f"echo ready; read line < {fifo}")
+        read_until(worker, b"ready\n")
+    _release(fifo)  # if Ray's shutdown left the command behind, it ends now
+    lost = f"lost contact with the Ray cluster at {address}; trying again"
+    wait_for_detail(service, worker, lost)
+    assert worker.state is JobState.RUNNING
+    with ray_head(dashboard_port=port):  # a new cluster where the old one was
+        assert worker.wait(120) is None
+    assert worker.state is JobState.FAILED
+    assert worker.error is not None
+    assert worker.error.startswith(f"the Ray cluster at {address} no longer knows job ")
+    assert worker.output() == b"ready\n"
+
+
+def _release(fifo: Path) -> None:
+    """Let a command blocked reading ``fifo`` go on, if one is still there."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: nobody reads it
+        return
+    try:
+        os.write(fd, b"done\n")
+    finally:
+        os.close(fd)
+
+
+# Python without Ray: a finder that says no package "ray" exists, as on a machine where
+# jobmagic was installed without the [ray] extra. Then starts a Ray job.
+_WITHOUT_RAY = textwrap.dedent(
+    """
+    import sys
+    from importlib.abc import MetaPathFinder
+
+    class NoRay(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "ray" or name.startswith("ray."):
+                raise ModuleNotFoundError(f"No module named {name!r}")
+            return None
+
+    sys.meta_path.insert(0, NoRay())
+    from jobmagic import WorkerService
+    svc = WorkerService()
+    try:
+        svc.start("true", backend="ray")
+    except ValueError as exc:
+        print(exc)
+    print(len(svc.list(all=True)), "ray" in sys.modules)
+    svc.shutdown()
+    """
+)
+
+
+def test_without_the_ray_extra_a_ray_job_says_how_to_get_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RAY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "the Ray backend needs Ray: pip install 'jobmagic[ray]'\n0 False\n"

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from test_ray import TERM_HANDLER
 from test_server_api import API, Server, get_json, job_in, request, server  # noqa: F401 - fixture
 
 from jobmagic.backends.ray.rest import JobsApi
@@ -34,7 +35,7 @@ _DYING_KERNEL = textwrap.dedent(
 
 
 def test_the_server_stops_a_dead_kernels_ray_job(server: Server, ray_address: str) -> None:  # noqa: F811 - the fixture
-    command = "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.2 & wait $!; done"
+    command = TERM_HANDLER
     kernel = subprocess.run(
         [sys.executable, "-c", _DYING_KERNEL, str(server.home), ray_address, command],
         capture_output=True,

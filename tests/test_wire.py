@@ -55,9 +55,9 @@ def test_each_job_says_where_it_runs(jobmagic_home: Path) -> None:
     finally:
         service.shutdown()
     shown = [wire.job_json(r) for r in records if r is not None]
-    assert [(d["backend"], d["address"], d["where"]) for d in shown] == [
-        ("local", None, "local"),
-        ("ray", "http://127.0.0.1:1", "ray http://127.0.0.1:1"),
+    assert [(d["backend"], d["address"], d["where"], d["detail"]) for d in shown] == [
+        ("local", None, "local", None),
+        ("ray", "http://127.0.0.1:1", "ray http://127.0.0.1:1", None),
     ]
-    assert [f.name for f in wire.FIELDS][-2:] == ["address", "where"]
+    assert [f.name for f in wire.FIELDS][-3:] == ["address", "where", "detail"]
     assert wire.SCHEMA_VERSION == 1  # fields were added, none renamed: same version

@@ -101,6 +101,16 @@ class Execution(Protocol):
         """Let a paused job go on (the local backend: SIGCONT to its process group)."""
         ...
 
+    def on_detail(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(text)`` now and whenever what the backend says of the job changes.
+
+        ``text``: one line such as "waiting for the Ray cluster" or "lost contact with the
+        Ray cluster at ..."; None: nothing to say (it runs). Called from any thread, in
+        order, never after the job ended. The local backend has nothing to say: it never
+        calls.
+        """
+        ...
+
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` once the whole job has ended (once, from ``reactor``).
 

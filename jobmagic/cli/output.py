@@ -12,6 +12,7 @@ from jobmagic.core.limits import Usage
 from jobmagic.core.spec import DEFAULT_GROUP
 from jobmagic.core.state import JobState
 from jobmagic.store.records import JobRecord
+from jobmagic.store.wire import node_of
 from jobmagic.text.describe import (
     error_text,
     exit_column,
@@ -133,7 +134,7 @@ def job_details(
         ("job", str(record.id)),
         ("name", record.name or "-"),
         ("state", coloured(state_text(record), record.state, colour)),
-        ("runs on", where_text(record.backend, record.address)),
+        ("runs on", where_text(record.backend, record.address, node_of(record))),
         ("exit", exit_field(record.exit_code)),
         ("error", error_text(record) or "-"),
         ("command", record.command),

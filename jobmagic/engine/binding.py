@@ -60,6 +60,11 @@ class JobFacts(Protocol):
         ...
 
     @property
+    def detail(self) -> str | None:
+        """What its backend says of it while it runs ("waiting for the Ray cluster"), or None."""
+        ...
+
+    @property
     def paused_at(self) -> float | None:
         """When the pause under way began (epoch seconds), or None."""
         ...

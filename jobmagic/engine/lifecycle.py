@@ -98,6 +98,7 @@ class JobLifecycle:
         self.paused_at: float | None = None  # when the pause under way began
         self.paused_for = 0.0  # seconds of the pauses that are over
         self.containment: str | None = None  # what holds it ("cgroup v1"), once it runs
+        self.detail: str | None = None  # what its backend says of it while it runs
         self.final_usage: Usage | None = None  # what it used in all, once it ended
         self._launched = False
         self._ending = False  # _finish has claimed the end
@@ -215,9 +216,22 @@ class JobLifecycle:
         # The feed hears of the start before the end can be noticed: the exit watch
         # comes after, and a job that is gone already is reported at once.
         self._feed.started()
+        execution.on_detail(functools.partial(self._on_detail, execution))
         execution.on_exit(self._watcher, self._on_exit)
         if self.spec.timeout is not None:
             self._arm_timeout(self.spec.timeout)
+        self._on_change()
+
+    def _on_detail(self, execution: Execution, detail: str | None) -> None:
+        """The backend's word on the running job changed: keep it, and its fuller ref."""
+        with self._lock:
+            if not self._state.is_active:
+                return
+            self.detail = detail
+        try:
+            self._store.update(self.job_id, detail=detail, backend_ref=execution.ref)
+        except StoreError as exc:
+            _log.warning("jobmagic: job %s: cannot record %r: %s", self.job_id, detail, exc)
         self._on_change()
 
     def live_usage(self) -> Usage | None:

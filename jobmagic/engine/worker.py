@@ -112,6 +112,12 @@ class Worker:
         None,
         'Why it has not started: "waiting for job 7", "2nd in group gpu (2/2 running)".',
     )
+    detail = _Delegated[str | None](
+        _facts,
+        None,
+        'What its backend says of it while it runs: "waiting for the Ray cluster" (Ray has'
+        ' not started it yet), "lost contact with the Ray cluster at ..."; None: nothing.',
+    )
 
     def __init__(
         self, command: str, logger: logging.Logger | None = None, **options: Unpack[JobOptions]

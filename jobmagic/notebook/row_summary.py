@@ -148,11 +148,17 @@ def row_tooltip(w: Worker) -> str:
 
 
 def _where_span(w: Worker) -> str:
-    """Where an active job runs when not on this machine (``ray http://HOST:8265``), else ""."""
+    """Where an active job runs when not on this machine, else "".
+
+    ``ray http://HOST:8265``, with what its backend says of it: ``(waiting for the Ray
+    cluster)``.
+    """
     if not runs_elsewhere(w.spec.backend):
         return ""
-    where = html.escape(where_text(w.spec.backend, w.spec.address))
-    return f'<span class="jobmagic-where">{where}</span> '
+    where = where_text(w.spec.backend, w.spec.address)
+    if w.detail:
+        where += f" ({w.detail})"
+    return f'<span class="jobmagic-where">{html.escape(where)}</span> '
 
 
 def _group_tag(group: str) -> str:

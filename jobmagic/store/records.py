@@ -119,11 +119,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN peak_memory INTEGER;
     ALTER TABLE jobs ADD COLUMN cpu_seconds REAL;
     """,
-    # 8: the cluster a remote backend runs the job on (Ray: its Jobs API address), and
-    # whether the working directory is shipped with the job.
+    # 8: the cluster a remote backend runs the job on (Ray: its Jobs API address),
+    # whether the working directory is shipped with the job, and what its backend says of
+    # it while it runs ("waiting for the Ray cluster"; NULL: nothing).
     """
     ALTER TABLE jobs ADD COLUMN address TEXT;
     ALTER TABLE jobs ADD COLUMN ship_cwd INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN detail TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -136,7 +138,7 @@ COLUMNS = [
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
     *("gpus", "resources", "gpus_held", "paused_at", "paused_for", "session"),
     *("memory_limit", "cpu_limit", "pids_limit", "best_effort", "containment"),
-    *("peak_memory", "cpu_seconds", "address", "ship_cwd"),
+    *("peak_memory", "cpu_seconds", "address", "ship_cwd", "detail"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -194,6 +196,7 @@ class JobRecord:
     cpu_seconds: float | None
     address: str | None
     ship_cwd: bool
+    detail: str | None
 
     @property
     def owner_alive(self) -> bool:

@@ -137,7 +137,14 @@ FIELDS = (
     Field(
         "where",
         "string",
-        'Where it runs, as people read it: "local", "ray http://HOST:8265".',
+        'Where it runs, as people read it: "local", "ray http://HOST:8265", with the node'
+        ' once known: "ray http://HOST:8265 (node 10.0.0.7)".',
+    ),
+    Field(
+        "detail",
+        "string | null",
+        'What its backend says of it while it runs: "waiting for the Ray cluster", "lost'
+        ' contact with the Ray cluster at ..."; null: nothing.',
     ),
 )
 
@@ -175,6 +182,12 @@ USAGE_FIELDS = (
 )
 
 
+def node_of(record: JobRecord) -> str | None:
+    """The node that runs a job on a cluster, once its backend has said (else None)."""
+    node = (record.backend_ref or {}).get("node")
+    return node if isinstance(node, str) else None
+
+
 def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, Any]:
     """A job as the API sends it: exactly the fields of ``FIELDS``, in that order.
 
@@ -189,7 +202,7 @@ def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, An
         "group": record.group_name,
         "after": record.after_ids,
         "devices": record.gpus_held,
-        "where": where_text(record.backend, record.address),
+        "where": where_text(record.backend, record.address, node_of(record)),
         # From the columns, not ``record.limits``: a listing never fails on one odd record.
         "limits": {
             "memory": record.memory_limit,

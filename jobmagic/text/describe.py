@@ -77,6 +77,11 @@ class DescribedJob(Protocol):
         """True while it runs with its kernel gone."""
         ...
 
+    @property
+    def detail(self) -> str | None:
+        """What its backend says of it while it runs, or None."""
+        ...
+
 
 def format_runtime(seconds: float | None) -> str:
     """A duration for people: ``0.4s``, ``59.9s``, ``3m04s``, ``2h05m``; ``-`` for None.
@@ -113,8 +118,15 @@ def exit_column(exit_code: int | None) -> str:
 
 
 def state_text(job: DescribedJob) -> str:
-    """The job's state, with ``(orphaned)`` when its kernel is gone."""
+    """The job's state, with ``(orphaned)`` when its kernel is gone.
+
+    A running job whose backend has something to say adds it: ``running (waiting for the
+    Ray cluster)``.
+    """
     text = job.state.value
+    detail = job.detail if job.state.is_active else None
+    if detail:
+        text += f" ({detail})"
     if job.orphaned:
         text += " (orphaned)"
     return text
@@ -127,8 +139,8 @@ def job_label(job: DescribedJob) -> str:
     return f"job {job.id}"
 
 
-def where_text(backend: str, address: str | None) -> str:
-    """Where a job runs, in a few words: ``local``, ``ray http://10.0.0.5:8265``.
+def where_text(backend: str, address: str | None, node: str | None = None) -> str:
+    """Where a job runs, in a few words: ``local``, ``ray http://10.0.0.5:8265 (node 10.0.0.7)``.
 
     Parameters
     ----------
@@ -137,8 +149,11 @@ def where_text(backend: str, address: str | None) -> str:
     address:
         The cluster it was submitted to (``JobSpec.address``); None: none, as for a
         local job (the Ray backend makes a Ray job's explicit when it is recorded).
+    node:
+        The host that runs it, once its backend knows; None: not known (or local).
     """
-    return backend if address is None else f"{backend} {address}"
+    where = backend if address is None else f"{backend} {address}"
+    return f"{where} (node {node})" if node else where
 
 
 def runs_elsewhere(backend: str) -> bool:

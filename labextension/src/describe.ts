@@ -15,8 +15,15 @@ export function jobLabel(job: IJob): string {
  */
 export function describeState(job: IJob): string {
   const exit = job.exit_text;
+  const active = job.state === 'running' || job.state === 'paused';
+  // What the backend says of a running job: "waiting for the Ray cluster".
+  const state =
+    active && job.detail ? `${job.state} (${job.detail})` : job.state;
   if (job.orphaned) {
-    return `${job.state} (orphaned)`;
+    return `${state} (orphaned)`;
+  }
+  if (state !== job.state) {
+    return state;
   }
   if ((job.state === 'failed' || job.state === 'stopped') && exit) {
     return `${job.state} (${exit})`;
@@ -51,6 +58,9 @@ export function shorten(text: string, limit: number): string {
 export function jobDetail(job: IJob, runtime: number | null): string {
   if (job.state === 'queued' && job.queue_reason && !job.orphaned) {
     return shorten(job.queue_reason, REASON_WIDTH);
+  }
+  if (job.state === 'running' && job.detail && !job.orphaned) {
+    return shorten(job.detail, REASON_WIDTH);
   }
   const shown = formatDuration(runtime);
   return shown ? `${briefState(job)} ${shown}` : briefState(job);

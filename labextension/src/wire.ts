@@ -85,8 +85,10 @@ export interface IJob {
   cpu_seconds: number | null;
   /** The cluster it was submitted to (Ray: "http://HOST:8265"); null for a local job. */
   address: string | null;
-  /** Where it runs, as people read it: "local", "ray http://HOST:8265". */
+  /** Where it runs, as people read it: "local", "ray http://HOST:8265", with the node once known: "ray http://HOST:8265 (node 10.0.0.7)". */
   where: string;
+  /** What its backend says of it while it runs: "waiting for the Ray cluster", "lost contact with the Ray cluster at ..."; null: nothing. */
+  detail: string | null;
 }
 
 /** The answer of `GET jobs/{id}/usage`: live while it runs, else what it used in all. */

@@ -34,6 +34,26 @@ describe('describeState', () => {
     );
   });
 
+  it('adds what the backend says of a running job', () => {
+    const waiting = makeJob({
+      backend: 'ray',
+      detail: 'waiting for the Ray cluster'
+    });
+    assert.equal(
+      describeState(waiting),
+      'running (waiting for the Ray cluster)'
+    );
+    assert.equal(jobDetail(waiting, 5), 'waiting for the Ray clu…');
+    assert.equal(
+      describeState({ ...waiting, orphaned: true }),
+      'running (waiting for the Ray cluster) (orphaned)'
+    );
+    assert.equal(
+      describeState({ ...waiting, state: 'failed', exit_text: 'exit code 1' }),
+      'failed (exit code 1)'
+    );
+  });
+
   it("shows the server's exit_text for failed and stopped jobs", () => {
     const failed = makeJob({
       state: 'failed',

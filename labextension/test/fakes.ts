@@ -46,6 +46,7 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     cpu_seconds: null,
     address: null,
     where: 'local',
+    detail: null,
     ...fields
   };
 }

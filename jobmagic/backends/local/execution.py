@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,9 @@ class LocalExecution:
             for pid in escaped:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
+
+    def on_detail(self, callback: Callable[[str | None], None]) -> None:
+        """Nothing to tell: a local job is running or it has ended."""
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` from ``reactor`` once the whole job has ended."""

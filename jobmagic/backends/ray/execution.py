@@ -6,8 +6,12 @@ socket when the job reaches a terminal state, so its close is how the end is hea
 the job's info gives the exit code, Ray's whole log completes the local one, and an
 eventfd wakes the reactor that waits in ``on_exit``. A socket that breaks is taken up
 again, waiting 1, 2, 4 ... up to 30 s between tries, and while it is down the execution
-says "lost contact with the Ray cluster at ..." (``contact``); the job is never taken for
+says "lost contact with the Ray cluster at ..." (``on_detail``); the job is never taken for
 ended because its cluster went quiet.
+
+Until Ray starts the command (its "Running entrypoint" line in the log), the execution
+says "waiting for the Ray cluster": Ray queues a job whose resources it does not have.
+Then it looks up the node that runs the job (``ref["node"]``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import contextlib
 import logging
 import os
 import threading
+import time
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +35,22 @@ from jobmagic.errors import JobmagicError
 from ..base import Callback, Cancellable, Reactor
 from ..local.wrapper import diagnose
 from .log_mirror import LogMirror, RayLineFilter, without_ray_lines
-from .loop import run_soon, session
+from .loop import run_soon, session, tell
 from .rest import NOT_FOUND, TERMINAL, JobsApi, RayRefused, RayUnreachable
 
 _log = logging.getLogger("jobmagic")
 
 #: The longest wait, in seconds, between two tries to reach a cluster that went away.
 MOST_BACKOFF = 30.0
+
+#: What a job Ray has not started yet says (Ray's PENDING).
+WAITING = "waiting for the Ray cluster"
+
+#: The note of a job stopped before Ray started it.
+NEVER_STARTED = (
+    "Ray had not started it; Ray keeps a stop of a job it has not started for when it"
+    " would start it"
+)
 
 
 def outcome_of(info: dict[str, Any], log_path: Path | None, note: str | None = None) -> Outcome:
@@ -57,6 +73,14 @@ def outcome_of(info: dict[str, Any], log_path: Path | None, note: str | None = N
     return Outcome(exit_code, ended_at, reason=reason, note=note)
 
 
+def node_of(info: dict[str, Any]) -> str | None:
+    """The host of the node that runs the job (from its agent's address), once known."""
+    agent = info.get("driver_agent_http_address")
+    if not isinstance(agent, str):
+        return None
+    return urllib.parse.urlsplit(agent).hostname
+
+
 def unknown_to(api: JobsApi, submission_id: str) -> Outcome:
     """The outcome of a job its cluster no longer knows (the head was started afresh)."""
     return Outcome(
@@ -70,30 +94,43 @@ class RayExecution:
     """One Ray job, followed; see the module docstring. Thread-safe."""
 
     def __init__(
-        self, api: JobsApi, submission_id: str, entrypoint: str, log_path: Path | None
+        self,
+        api: JobsApi,
+        submission_id: str,
+        entrypoint: str,
+        log_path: Path | None,
+        *,
+        started: bool = False,
+        node: str | None = None,
     ) -> None:
         self._api = api
         self.submission_id = submission_id
         self._entrypoint = entrypoint
         self._log_path = log_path
-        # Guards _watch, _done_fd and _outcome: on_exit, outcome and close come from
-        # other threads than the follower's.
+        # Guards every field below: on_exit, on_detail, outcome and close come from other
+        # threads than the follower's.
         self._lock = threading.Lock()
         self._done_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._outcome: Outcome | None = None
         self._watch: Cancellable | None = None
-        self.contact: str | None = None  # "lost contact with ..." while the cluster is away
+        self._started = started  # Ray runs the command (not PENDING any more)
+        self._node = node  # the host that runs it, once known
+        self._detail: str | None = None if started else WAITING
+        self._listener: Callable[[str | None], None] | None = None
         self._follower: concurrent.futures.Future[None] = run_soon(self._follow())
 
     @property
     def ref(self) -> dict[str, Any]:
-        """``{"address", "submission_id", "entrypoint", "log"}``."""
-        return {
+        """``{"address", "submission_id", "entrypoint", "log"[, "node"]}``."""
+        ref = {
             "address": self._api.address,
             "submission_id": self.submission_id,
             "entrypoint": self._entrypoint,
             "log": str(self._log_path) if self._log_path is not None else None,
         }
+        if self._node is not None:
+            ref["node"] = self._node
+        return ref
 
     @property
     def pid(self) -> None:
@@ -114,8 +151,18 @@ class RayExecution:
         self._stop()
 
     def kill(self) -> None:
-        """Ask again: Ray kills what is left once its own grace (3 s by default) is over."""
+        """Ask again: Ray kills what is left once its own grace (3 s by default) is over.
+
+        A job Ray has not started yet ends here: Ray cannot drop a pending job (its stop
+        waits for the job's supervisor, which waits for the job's resources), so it would
+        stay "waiting" for as long as the resources are taken.
+        """
         self._stop()
+        with self._lock:
+            pending = not self._started
+        if pending:
+            self._follower.cancel()
+            self._ended(Outcome(None, time.time(), note=NEVER_STARTED))
 
     def pause(self) -> None:
         """Refused: Ray's Jobs API cannot hold a job still."""
@@ -124,6 +171,22 @@ class RayExecution:
     def resume(self) -> None:
         """Refused, as ``pause`` is."""
         raise JobmagicError("a Ray job cannot be paused or resumed")
+
+    def on_detail(self, callback: Callable[[str | None], None]) -> None:
+        """Tell ``callback`` what the job is waiting for, now and on each change."""
+        with self._lock:
+            self._listener = callback
+            detail = self._detail
+        tell(callback, detail)
+
+    def _set_detail(self, detail: str | None) -> None:
+        with self._lock:
+            if detail == self._detail:
+                return
+            self._detail = detail
+            listener = self._listener
+        if listener is not None:
+            tell(listener, detail)
 
     def on_exit(self, reactor: Reactor, callback: Callback) -> None:
         """Call ``callback`` on ``reactor`` once the job has ended and its log is complete."""
@@ -174,7 +237,13 @@ class RayExecution:
         finally:
             if mirror is not None:
                 mirror.close()
+        self._ended(outcome)
+
+    def _ended(self, outcome: Outcome) -> None:
+        """The job's end is known: keep ``outcome`` (the first one told) and wake on_exit."""
         with self._lock:
+            if self._outcome is not None:
+                return
             self._outcome = outcome
             if self._done_fd >= 0:
                 os.eventfd_write(self._done_fd, 1)
@@ -202,12 +271,12 @@ class RayExecution:
             except RayUnreachable as exc:
                 info, lost = None, exc
             if info is not None and info.get("status") in TERMINAL:
-                self.contact = None
                 return info
             if lost is not None:
-                if self.contact is None:
+                detail = f"lost contact with the Ray cluster at {self._api.address}; trying again"
+                if self._detail != detail:
                     _log.warning("jobmagic: Ray job %s: %s", self.submission_id, lost)
-                self.contact = f"lost contact with the Ray cluster at {self._api.address}"
+                self._set_detail(detail)
             await asyncio.sleep(delay)  # a back-off between reconnections, not a poll
             delay = min(delay * 2, MOST_BACKOFF)
 
@@ -220,19 +289,32 @@ class RayExecution:
         if mirror is not None:
             mirror.restart()
         spoke = False
-        async with (await session()).ws_connect(url, heartbeat=30) as socket:
-            self.contact = None
+        async with (await session()).ws_connect(url) as socket:
+            self._set_detail(None if self._started else WAITING)
             async for message in socket:
                 if message.type is aiohttp.WSMsgType.TEXT:
                     spoke = True
                     data = line_filter.feed(message.data).encode()
                     if data and mirror is not None:
                         mirror.write(data)
+                    if line_filter.marker_seen and not self._started:
+                        await self._now_running()
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     raise ConnectionError(f"the log stream failed: {socket.exception()}")
             if socket.close_code == aiohttp.WSCloseCode.ABNORMAL_CLOSURE:
                 raise ConnectionError("the log stream broke off")
         return spoke
+
+    async def _now_running(self) -> None:
+        """Ray started the command: say so, and find out which node runs it."""
+        try:
+            info = await asyncio.to_thread(self._api.info, self.submission_id)
+        except JobmagicError:
+            info = {}
+        with self._lock:
+            self._started = True
+            self._node = node_of(info) or self._node
+        self._set_detail(None)
 
     async def _ending(self, info: dict[str, Any] | None, mirror: LogMirror | None) -> Outcome:
         if info is None:

@@ -27,7 +27,7 @@ from jobmagic.core.outcome import Outcome
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import LaunchError
 
-from .execution import RayExecution, complete_log, outcome_of, unknown_to
+from .execution import RayExecution, complete_log, node_of, outcome_of, unknown_to
 from .rest import NOT_FOUND, TERMINAL, JobsApi, RayRefused, RayUnreachable, resolve_address
 
 #: What to do when Ray's client side is not installed.
@@ -35,8 +35,14 @@ RAY_MISSING = "the Ray backend needs Ray: pip install 'jobmagic[ray]'"
 
 
 def ray_installed() -> bool:
-    """True when ``jobmagic[ray]`` is installed (Ray, and aiohttp for log websockets)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("ray", "aiohttp"))
+    """True when ``jobmagic[ray]`` is installed (Ray, and aiohttp for log websockets).
+
+    Looked up, not imported: importing Ray costs about a second.
+    """
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("ray", "aiohttp"))
+    except (ImportError, ValueError):  # a broken install, or a module without a spec
+        return False
 
 
 def entrypoint(spec: JobSpec) -> str:
@@ -121,14 +127,21 @@ class RayExecutor:
         api, submission_id = parsed
         assert ref is not None
         try:
-            if api.info(submission_id).get("status") in TERMINAL:
-                return None
+            info = api.info(submission_id)
         except RayRefused:
             return None
         except RayUnreachable:
-            pass  # followed anyway: the follower says it lost contact, and tries again
-        log = ref.get("log")
-        return RayExecution(api, submission_id, str(ref.get("entrypoint", "")), _path(log))
+            info = {}  # followed anyway: the follower says it lost contact, and tries again
+        if info.get("status") in TERMINAL:
+            return None
+        return RayExecution(
+            api,
+            submission_id,
+            str(ref.get("entrypoint", "")),
+            _path(ref.get("log")),
+            started=info.get("status") != "PENDING",
+            node=node_of(info) or ref.get("node"),
+        )
 
     def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
         """How job ``ref`` ended (its log completed from Ray's), None while it runs.

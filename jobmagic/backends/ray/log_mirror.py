@@ -46,6 +46,11 @@ class RayLineFilter:
         self._marker_seen = False
         self._held = ""  # text not given out yet: an unfinished start line, a marker's head
 
+    @property
+    def marker_seen(self) -> bool:
+        """True once Ray's "Running entrypoint" line went by: the job's command runs."""
+        return self._marker_seen
+
     def feed(self, text: str) -> str:
         """The part of ``text`` (what follows the text fed before) that is the job's."""
         text = self._held + text

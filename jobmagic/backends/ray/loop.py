@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -52,5 +53,35 @@ async def session() -> Any:
     if _session is None:
         import aiohttp
 
-        _session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        _session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(socket_factory=_keepalive_socket),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10),
+        )
     return _session
+
+
+#: TCP keepalive on the log sockets: a cluster that vanished without closing them (its
+#: host gone, a partition) is noticed after 30 s of silence and 3 unanswered probes 10 s
+#: apart. Not a websocket ping: Ray's tail handler never reads, so it never answers one.
+_KEEPALIVE = ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 10), (socket.TCP_KEEPCNT, 3))
+
+
+def _keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    family, kind, proto = addr_info[:3]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in _KEEPALIVE:
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return sock
+
+
+# One thread tells every follower's news (a detail changed), in order, off the loop: the
+# listeners write to the store, which must not hold up the loop's sockets.
+_teller = concurrent.futures.ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="jobmagic-ray-tell"
+)
+
+
+def tell(callback: Callable[[T], object], value: T) -> None:
+    """Call ``callback(value)`` on the teller thread, after what was told before."""
+    _teller.submit(callback, value)
