@@ -153,16 +153,13 @@ class RayExecution:
     def kill(self) -> None:
         """Ask again: Ray kills what is left once its own grace (3 s by default) is over.
 
-        A job Ray has not started yet ends here: Ray cannot drop a pending job (its stop
+        A job Ray says is still PENDING ends here: Ray cannot drop a pending job (its stop
         waits for the job's supervisor, which waits for the job's resources), so it would
         stay "waiting" for as long as the resources are taken.
         """
         self._stop()
-        with self._lock:
-            pending = not self._started
-        if pending:
-            self._follower.cancel()
-            self._ended(Outcome(None, time.time(), note=NEVER_STARTED))
+        if not self._started:
+            run_soon(self._end_if_pending())
 
     def pause(self) -> None:
         """Refused: Ray's Jobs API cannot hold a job still."""
@@ -304,6 +301,16 @@ class RayExecution:
             if socket.close_code == aiohttp.WSCloseCode.ABNORMAL_CLOSURE:
                 raise ConnectionError("the log stream broke off")
         return spoke
+
+    async def _end_if_pending(self) -> None:
+        """After a stop's grace: end a job Ray still has not started (see ``kill``)."""
+        try:
+            info = await asyncio.to_thread(self._api.info, self.submission_id)
+        except JobmagicError:
+            return  # cannot tell: go on following it
+        if info.get("status") == "PENDING":
+            self._follower.cancel()
+            self._ended(Outcome(None, time.time(), note=NEVER_STARTED))
 
     async def _now_running(self) -> None:
         """Ray started the command: say so, and find out which node runs it."""
