@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_until
 from ray_head import ray_head
 
 from jobmagic import JobState, WorkerService
@@ -226,26 +226,32 @@ OWNER = textwrap.dedent(
 )
 
 
+def started_by_a_killed_owner(address: str, command: str) -> int:
+    """The id of a Ray job whose owner printed "start" and was killed with SIGKILL."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, address, command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert owner.stdout is not None
+    try:
+        return int(owner.stdout.readline())
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        owner.stdout.close()
+        assert owner.stdin is not None
+        owner.stdin.close()
+
+
 def test_a_killed_kernels_job_is_adopted_and_streamed_from_byte_0(
     ray_address: str, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            OWNER,
-            ray_address,
-            f'echo start; read line < {fifo}; echo "$line"; exit 7',
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    job_id = started_by_a_killed_owner(
+        ray_address, f'echo start; read line < {fifo}; echo "$line"; exit 7'
     )
-    assert owner.stdout is not None
-    job_id = int(owner.stdout.readline())
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(10)
     svc = WorkerService()
     try:
         worker = svc.adopt(job_id)
@@ -265,31 +271,20 @@ def test_a_job_that_ended_with_no_kernel_is_finished_by_reconcile(
 ) -> None:
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            OWNER,
-            ray_address,
-            f'echo start; read line < {fifo}; echo "$line"; exit 4',
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    job_id = started_by_a_killed_owner(
+        ray_address, f'echo start; read line < {fifo}; echo "$line"; exit 4'
     )
-    assert owner.stdout is not None
-    job_id = int(owner.stdout.readline())
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(10)
     with fifo.open("w") as pipe:
         pipe.write("nobody watched\n")
     svc = WorkerService()
     try:
         api = JobsApi(ray_address)
         ref = svc.store.get(job_id).backend_ref
-        deadline = time.monotonic() + 60
-        while api.info(ref["submission_id"])["status"] not in ("SUCCEEDED", "FAILED"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)  # Ray's API has nothing to wait on
+        wait_until(  # no kernel follows it: Ray's API has nothing to wait on
+            lambda: api.info(ref["submission_id"])["status"] == "FAILED",
+            60,
+            message="Ray to end the job",
+        )
         assert svc.reconcile() == [job_id]
         record = svc.store.get(job_id)
         assert record.state is JobState.FAILED
