@@ -117,6 +117,14 @@ def test_exit_codes_output_and_the_record(service: WorkerService, ray_address: s
     assert ray_log(service, ray_address, three) == b"failing\n"
 
 
+def test_best_effort_says_what_ray_cannot_limit(service: WorkerService, ray_address: str) -> None:
+    worker = start(service, ray_address, "echo ran", pids=10, best_effort=True)
+    assert worker.wait(60) == 0
+    assert worker.containment == "ray; best effort: pids dropped (Ray cannot limit processes)"
+    assert worker_record(service, worker).containment == worker.containment
+    assert worker.output() == b"ran\n"
+
+
 def test_a_command_that_is_not_found(service: WorkerService, ray_address: str) -> None:
     worker = start(service, ray_address, "no-such-command-xyz --flag")
     assert worker.wait(60) == 127

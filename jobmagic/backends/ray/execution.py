@@ -102,8 +102,10 @@ class RayExecution:
         *,
         started: bool = False,
         node: str | None = None,
+        containment: str = "ray",
     ) -> None:
         self._api = api
+        self._containment = containment
         self.submission_id = submission_id
         self._entrypoint = entrypoint
         self._log_path = log_path
@@ -139,8 +141,11 @@ class RayExecution:
 
     @property
     def containment(self) -> str:
-        """Ray runs it: requests for CPUs, GPUs and memory reserve, they do not limit."""
-        return "ray"
+        """``ray`` (its CPUs, GPUs and memory are requests Ray reserves, not limits).
+
+        With best effort: ``ray; best effort: pids dropped (Ray cannot limit processes)``.
+        """
+        return self._containment
 
     def usage(self) -> Usage | None:
         """Not known: Ray's Jobs API does not say what a job uses."""

@@ -45,6 +45,13 @@ def ray_installed() -> bool:
         return False
 
 
+def _held(spec: JobSpec) -> str:
+    """What holds a Ray job, for its record: what best effort gave up says so."""
+    if spec.pids is None:
+        return "ray"
+    return "ray; best effort: pids dropped (Ray cannot limit processes)"
+
+
 def entrypoint(spec: JobSpec) -> str:
     """The shell line Ray runs for ``spec`` (every part quoted).
 
@@ -116,7 +123,7 @@ class RayExecutor:
                 if attempt == 0 and "already exists" in str(exc):
                     continue  # another job took this id: draw another
                 raise LaunchError(f"the Ray cluster at {api.address} refused it: {exc}") from None
-            return RayExecution(api, submission_id, line, log_path)
+            return RayExecution(api, submission_id, line, log_path, containment=_held(spec))
         raise LaunchError(f"the Ray cluster at {api.address} refused two fresh submission ids")
 
     def attach(self, ref: Mapping[str, Any] | None) -> RayExecution | None:
