@@ -55,7 +55,6 @@ class RayLineFilter:
         """The part of ``text`` (what follows the text fed before) that is the job's."""
         text = self._held + text
         self._held = ""
-        out: list[str] = []
         while self._at_start and text:
             if not self._marker_seen and self._marker.startswith(text):
                 self._held = text  # maybe the marker, not whole yet
@@ -84,8 +83,7 @@ class RayLineFilter:
                 keep = _partial_suffix(text, self._marker)
                 if keep:
                     self._held, text = text[-keep:], text[:-keep]
-        out.append(text)
-        return "".join(out)
+        return text
 
     def flush(self) -> str:
         """What was held back waiting for more (the stream has ended)."""
