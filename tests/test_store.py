@@ -369,6 +369,37 @@ def test_records_are_shared_between_store_connections(svc: WorkerService) -> Non
         reader.close()
 
 
+def test_every_change_of_a_job_moves_the_store_revision_whoever_writes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store, other = JobStore(home), JobStore(home)
+    try:
+
+        def revision() -> int:
+            return int(store.read("SELECT value FROM store_info WHERE key = 'rev'")[0][0])
+
+        def rev_of(job_id: int) -> int:
+            record = store.get(job_id)
+            assert record is not None
+            return record.rev
+
+        assert revision() == 0
+        first = store.create(JobSpec("true"))
+        second = other.create(JobSpec("false"))
+        assert rev_of(first.id) < rev_of(second.id) == revision()
+        before = revision()
+        other.update(first.id, pid=7)  # another connection's write, by the store's triggers
+        assert rev_of(first.id) == revision() == before + 1
+        store.read("SELECT 1")  # a read moves nothing
+        assert revision() == before + 1
+        other.delete(second.id)
+        assert store.read("SELECT id, rev FROM removed_jobs") == [(second.id, revision())]
+        assert revision() == before + 2
+        assert [r.id for r in store.list()] == [first.id]
+    finally:
+        store.close()
+        other.close()
+
+
 def test_update_refuses_unknown_fields(svc: WorkerService) -> None:
     record = svc.store.create(JobSpec("true"))
     with pytest.raises(ValueError, match="bogus"):

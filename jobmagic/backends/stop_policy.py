@@ -31,10 +31,10 @@ class StopPolicy:
     default_grace:
         Returns the grace period (seconds) of a first request that names none.
     record_request:
-        Called once, with who asked ("kernel", "ui", "timeout", "cli"), before the job is
-        signalled, so that whoever sees the job end knows it was stopped. How the request
-        is recorded (the job store) is the caller's; the job is terminated even when
-        recording raises.
+        Called once, with who asked ("kernel", "ui", "timeout", "cli") and the grace
+        period in seconds (None: no kill follows), before the job is signalled, so that
+        whoever sees the job end knows it was stopped. How the request is recorded (the
+        job store) is the caller's; the job is terminated even when recording raises.
     """
 
     def __init__(
@@ -42,7 +42,7 @@ class StopPolicy:
         execution: Execution,
         reactor: Reactor,
         default_grace: Callable[[], float],
-        record_request: Callable[[str], None],
+        record_request: Callable[[str, float | None], None],
     ) -> None:
         self._execution = execution
         self._reactor = reactor
@@ -86,7 +86,7 @@ class StopPolicy:
                 self._timer = self._reactor.call_later(grace, self._grace_over)
         if first:
             try:
-                self._record_request(by)
+                self._record_request(by, grace)
             finally:
                 self._execution.terminate()  # a record that failed must not save the job
         return first
@@ -121,7 +121,8 @@ class Stops:
     default_grace:
         Returns the grace period of a request that names none, in seconds.
     record_request:
-        ``record_request(job_id, by)``: record who asked, before the job is signalled.
+        ``record_request(job_id, by, grace)``: record who asked and the grace period
+        (seconds; None: not known), before the job is signalled.
     ended:
         ``ended(job_id)``: called from the reactor once the job has ended (or at once,
         when it had ended already).
@@ -131,7 +132,7 @@ class Stops:
         self,
         reactor: Reactor,
         default_grace: Callable[[], float],
-        record_request: Callable[[int, str], None],
+        record_request: Callable[[int, str, float | None], None],
         ended: Callable[[int], None],
     ) -> None:
         self._reactor = reactor
@@ -169,7 +170,7 @@ class Stops:
         execution = executor.attach(ref)
         if execution is None:
             # Gone already: only its record may need finishing.
-            self._record_request(job_id, by)
+            self._record_request(job_id, by, None)
             self._ended(job_id)
             done = threading.Event()
             done.set()

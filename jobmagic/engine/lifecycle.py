@@ -318,20 +318,20 @@ class JobLifecycle:
         if stop is not None:
             stop.request(by, timeout)
         if queued:
-            self._record_stop(by)
+            self._record_stop(by, None)
             self._finish(JobState.STOPPED, None, None)
         # A listener or done callback runs on the watcher thread, which must stay free to
         # see the job end: from there, stop() asks and returns.
         if wait and threading.current_thread() is not self._watcher.thread:
             self.wait(None)
 
-    def _record_stop(self, by: str) -> None:
+    def _record_stop(self, by: str, grace: float | None) -> None:
         with self._lock:
             if self._stop_recorded:
                 return
             self._stop_recorded = True
         with contextlib.suppress(StoreError):
-            self._store.request_stop(self.job_id, by)
+            self._store.request_stop(self.job_id, by, grace)
 
     def _on_timeout(self) -> None:
         self.stop("timeout", None, wait=False)

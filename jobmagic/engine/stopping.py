@@ -25,6 +25,7 @@ class Stopping:
     # What the mixin uses of the service (set by WorkerService.__init__).
     store: JobStore
     watcher: Watcher
+    stop_timeout: float
 
     if TYPE_CHECKING:
 
@@ -47,7 +48,11 @@ class Stopping:
         owned = [w.binding.lifecycle for w in running if w.binding and w.binding.lifecycle]
         recorded = False
         with contextlib.suppress(StoreError):  # else each stop records its own request
-            self.store.request_stops([lifecycle.job_id for lifecycle in owned], "kernel")
+            self.store.request_stops(
+                [lifecycle.job_id for lifecycle in owned],
+                "kernel",
+                self.stop_timeout if timeout is None else timeout,
+            )
             recorded = True
 
         asked = threading.Event()

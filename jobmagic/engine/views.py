@@ -110,7 +110,7 @@ class ForeignJobs:
         try:
             executor = self._executors.require(record.backend)
         except UnknownBackend:
-            self._record_stop(record.id, by)  # a process that has its backend may act on it
+            self._record_stop(record.id, by, None)  # a process that has its backend may act on it
             return
         ended = self._stops.stop(record.id, executor, record.backend_ref, by, timeout)
         # A listener on the watcher thread must not wait for what that thread delivers.
@@ -137,9 +137,9 @@ class ForeignJobs:
         finally:
             self._watcher.unwatch_file(watch)
 
-    def _record_stop(self, job_id: int, by: str) -> None:
+    def _record_stop(self, job_id: int, by: str, grace: float | None) -> None:
         with contextlib.suppress(StoreError):
-            self._store.request_stop(job_id, by)
+            self._store.request_stop(job_id, by, grace)
 
     def _ended(self, _job_id: int) -> None:
         # Its owner records its end; when the owner is gone, nobody else will.

@@ -50,6 +50,7 @@ class JobStopper:
         self._feed = feed
         self._executors = executors
         self._log = log
+        self._grace = grace
         self._stops = Stops(reactor, lambda: grace, self._recorded_already, self._ended)
 
     async def stop(self, record: JobRecord, by: str = "ui") -> None:
@@ -66,7 +67,7 @@ class JobStopper:
         """
         store = self._feed.store
         try:
-            await self._feed.store_thread.run(store.request_stop, record.id, by=by)
+            await self._feed.store_thread.run(store.request_stop, record.id, by, self._grace)
         finally:
             self._feed.bump()
             # Even when the request could not be recorded: that must not save the job.
@@ -89,7 +90,7 @@ class JobStopper:
         """Server shutdown: kill every job still being stopped (nobody will wait for it)."""
         self._stops.kill_all()
 
-    def _recorded_already(self, _job_id: int, _by: str) -> None:
+    def _recorded_already(self, _job_id: int, _by: str, _grace: float | None) -> None:
         # stop() wrote the request before it asked for the stop (a write may wait for the
         # store's lock, which the event loop must not).
         return

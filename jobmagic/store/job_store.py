@@ -372,16 +372,22 @@ class JobStore:
             sql += " WHERE " + " AND ".join(clauses)
         return self._query(sql + " ORDER BY id", params)
 
-    def request_stop(self, job_id: int, by: str) -> None:
-        """Record that someone (``"kernel"``, ``"ui"``, ``"timeout"``) asked the job to stop."""
-        self.request_stops([job_id], by)
+    def request_stop(self, job_id: int, by: str, grace: float | None = None) -> None:
+        """Record that someone (``"kernel"``, ``"ui"``, ``"timeout"``) asked the job to stop.
 
-    def request_stops(self, job_ids: Iterable[int], by: str) -> None:
-        """Record, in one transaction, that ``by`` asked these jobs to stop."""
+        ``grace``: seconds from now until what is left of the job is killed (None: not
+        known, or no kill will follow). The first request's by and deadline stay.
+        """
+        self.request_stops([job_id], by, grace)
+
+    def request_stops(self, job_ids: Iterable[int], by: str, grace: float | None = None) -> None:
+        """Record, in one transaction, that ``by`` asked these jobs to stop (see above)."""
+        deadline = None if grace is None else time.time() + grace
         with self._write() as db:
             db.executemany(
-                "UPDATE jobs SET stop_requested_by = coalesce(stop_requested_by, ?) WHERE id = ?",
-                [(by, job_id) for job_id in job_ids],
+                "UPDATE jobs SET stop_requested_by = coalesce(stop_requested_by, ?),"
+                " stop_deadline = coalesce(stop_deadline, ?) WHERE id = ?",
+                [(by, deadline, job_id) for job_id in job_ids],
             )
 
     def adopt(self, record: JobRecord, session: str | None = None) -> bool:

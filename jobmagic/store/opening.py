@@ -12,6 +12,7 @@ import os
 import secrets
 import shlex
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -115,9 +116,8 @@ def _check_and_migrate(db: sqlite3.Connection) -> None:
         # Again under the write lock: another process may have migrated meanwhile.
         version = _check_identity(db)
         for number in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _statements(MIGRATIONS[number]):
+                db.execute(statement)
         if version == 0:
             # A new store: its files get names no earlier store's files have.
             db.execute(
@@ -129,6 +129,19 @@ def _check_and_migrate(db: sqlite3.Connection) -> None:
     except BaseException:
         rollback(db)
         raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script``, one by one (a trigger's body holds semicolons)."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
+    if statement.strip(" \n;"):
+        raise ValueError(f"an incomplete SQL statement in a migration: {statement!r}")
 
 
 def _check_identity(db: sqlite3.Connection) -> int:

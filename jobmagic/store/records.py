@@ -127,6 +127,35 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN ship_cwd INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN detail TEXT;
     """,
+    # 9: ``stop_deadline``, when a stop under way kills what is left of the job (epoch
+    # seconds; NULL: no stop asked for), and the store's revision: ``rev`` is the store-wide
+    # count of job changes when the job last changed (triggers keep it, whoever writes),
+    # and ``removed_jobs`` keeps the revision at which each removed job went, so that a
+    # client holding a revision can ask for what changed since.
+    """
+    ALTER TABLE jobs ADD COLUMN stop_deadline REAL;
+    ALTER TABLE jobs ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_rev ON jobs(rev);
+    CREATE TABLE removed_jobs (id INTEGER PRIMARY KEY, rev INTEGER NOT NULL);
+    CREATE INDEX removed_jobs_rev ON removed_jobs(rev);
+    INSERT INTO store_info (key, value) VALUES ('rev', '0');
+    CREATE TRIGGER jobs_rev_insert AFTER INSERT ON jobs BEGIN
+        UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rev';
+        UPDATE jobs SET rev = (SELECT CAST(value AS INTEGER) FROM store_info WHERE key = 'rev')
+            WHERE id = NEW.id;
+        DELETE FROM removed_jobs WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER jobs_rev_update AFTER UPDATE ON jobs WHEN NEW.rev = OLD.rev BEGIN
+        UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rev';
+        UPDATE jobs SET rev = (SELECT CAST(value AS INTEGER) FROM store_info WHERE key = 'rev')
+            WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER jobs_rev_delete AFTER DELETE ON jobs BEGIN
+        UPDATE store_info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rev';
+        INSERT OR REPLACE INTO removed_jobs (id, rev)
+            VALUES (OLD.id, (SELECT CAST(value AS INTEGER) FROM store_info WHERE key = 'rev'));
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -138,7 +167,7 @@ COLUMNS = [
     *("group_name", "priority", "after_ids", "queue_reason", "restarted_from"),
     *("gpus", "resources", "gpus_held", "paused_at", "paused_for", "session"),
     *("memory_limit", "cpu_limit", "pids_limit", "best_effort", "containment"),
-    *("peak_memory", "cpu_seconds", "address", "ship_cwd", "detail"),
+    *("peak_memory", "cpu_seconds", "address", "ship_cwd", "detail", "stop_deadline", "rev"),
 ]
 #: The columns a SELECT names, in ``COLUMNS`` order.
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -197,6 +226,8 @@ class JobRecord:
     address: str | None
     ship_cwd: bool
     detail: str | None
+    stop_deadline: float | None
+    rev: int
 
     @property
     def owner_alive(self) -> bool:

@@ -1,7 +1,8 @@
 """The REST API's JSON: the wire schema, explicit and versioned, not the store's record.
 
 ``job_json(record)`` is how a job goes to the browser (and to scripts); nothing of the
-store's private bookkeeping (owner pids, backend references, file paths) leaves this way.
+store's private bookkeeping (owner pids, backend references, status files) leaves this
+way. (The log's path does: users copy it to open the log with their own tools.)
 ``usage_json`` is the answer of ``GET jobs/{id}/usage``. The TypeScript types in
 ``labextension/src/wire.ts`` are generated from ``FIELDS``, ``LIMIT_FIELDS`` and
 ``USAGE_FIELDS``: ``python -m jobmagic.store.wire > labextension/src/wire.ts``; a test
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -146,6 +148,24 @@ FIELDS = (
         'What its backend says of it while it runs: "waiting for the Ray cluster", "lost'
         ' contact with the Ray cluster at ..."; null: nothing.',
     ),
+    Field(
+        "notebook",
+        "string | null",
+        "The notebook whose kernel started it (its path, as Jupyter names the kernel's"
+        " session); null when not started from a notebook, or not known.",
+    ),
+    Field(
+        "log_path",
+        "string | null",
+        "The file its output goes to, on the server's machine; null before it has one.",
+    ),
+    Field(
+        "stop_grace_left",
+        "number | null",
+        "While a stop is under way: seconds, when the answer was made, until what is left"
+        " of it is killed (0 once that time has passed); null when no stop is under way or"
+        " the stopper did not say.",
+    ),
 )
 
 #: A job's ``limits``: the TypeScript ``ILimits``.
@@ -188,6 +208,14 @@ def node_of(record: JobRecord) -> str | None:
     return node if isinstance(node, str) else None
 
 
+def stop_grace_left(record: JobRecord, now: float | None = None) -> float | None:
+    """Seconds until a stop under way kills what is left of the job (see ``FIELDS``)."""
+    if record.stop_deadline is None or record.state.is_finished:
+        return None
+    left = record.stop_deadline - (time.time() if now is None else now)
+    return round(max(0.0, left), 1)
+
+
 def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, Any]:
     """A job as the API sends it: exactly the fields of ``FIELDS``, in that order.
 
@@ -203,6 +231,9 @@ def job_json(record: JobRecord, queue_reason: str | None = None) -> dict[str, An
         "after": record.after_ids,
         "devices": record.gpus_held,
         "where": where_text(record.backend, record.address, node_of(record)),
+        "notebook": record.session,
+        "log_path": record.log_path or None,
+        "stop_grace_left": stop_grace_left(record),
         # From the columns, not ``record.limits``: a listing never fails on one odd record.
         "limits": {
             "memory": record.memory_limit,

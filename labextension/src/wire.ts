@@ -89,6 +89,12 @@ export interface IJob {
   where: string;
   /** What its backend says of it while it runs: "waiting for the Ray cluster", "lost contact with the Ray cluster at ..."; null: nothing. */
   detail: string | null;
+  /** The notebook whose kernel started it (its path, as Jupyter names the kernel's session); null when not started from a notebook, or not known. */
+  notebook: string | null;
+  /** The file its output goes to, on the server's machine; null before it has one. */
+  log_path: string | null;
+  /** While a stop is under way: seconds, when the answer was made, until what is left of it is killed (0 once that time has passed); null when no stop is under way or the stopper did not say. */
+  stop_grace_left: number | null;
 }
 
 /** The answer of `GET jobs/{id}/usage`: live while it runs, else what it used in all. */

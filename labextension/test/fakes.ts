@@ -47,6 +47,9 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
     address: null,
     where: 'local',
     detail: null,
+    notebook: null,
+    log_path: '/home/u/.jobmagic/logs/1.log',
+    stop_grace_left: null,
     ...fields
   };
 }
