@@ -3,6 +3,7 @@
  * limits and usage.
  */
 import { DEFAULT_GROUP, IJob, IJobUsage, ILimits, isFinished } from './api';
+import { isStopping } from './clock';
 
 /** The job's name, or its command when it has none. */
 export function jobLabel(job: IJob): string {
@@ -10,10 +11,35 @@ export function jobLabel(job: IJob): string {
 }
 
 /**
- * The state in a word or two: `running`, `failed (exit code 1)`,
- * `stopped (killed by SIGTERM)`; the exit is the server's `exit_text`.
+ * What a stop under way says of itself: `stopping (4s left)`, `stopping
+ * (killing)` once the grace period is over, `stopping` when its length is
+ * not known.
+ *
+ * @param grace - Seconds left of the stop's grace period (`graceLeft`).
  */
-export function describeState(job: IJob): string {
+export function stoppingText(grace: number | null | undefined): string {
+  if (grace === null || grace === undefined) {
+    return 'stopping';
+  }
+  return grace > 0
+    ? `stopping (${Math.ceil(grace)}s left)`
+    : 'stopping (killing)';
+}
+
+/**
+ * The state in a word or two: `running`, `failed (exit code 1)`,
+ * `stopped (killed by SIGTERM)`, `stopping (4s left)`; the exit is the
+ * server's `exit_text`.
+ *
+ * @param grace - Seconds left of a stop under way (`graceLeft`); a job whose
+ *   stop was asked for reads as stopping whatever this is.
+ */
+export function describeState(job: IJob, grace?: number | null): string {
+  if (isStopping(job)) {
+    return job.orphaned
+      ? `${stoppingText(grace)} (orphaned)`
+      : stoppingText(grace);
+  }
   const exit = job.exit_text;
   const active = job.state === 'running' || job.state === 'paused';
   // What the backend says of a running job: "waiting for the Ray cluster".
@@ -31,8 +57,14 @@ export function describeState(job: IJob): string {
   return job.state;
 }
 
-/** The state in one word for narrow places: `orphaned` for a queued or running orphan. */
+/**
+ * The state in one word for narrow places: `stopping` while a stop is under
+ * way, `orphaned` for a queued or running orphan.
+ */
 export function briefState(job: IJob): string {
+  if (isStopping(job)) {
+    return 'stopping';
+  }
   return job.orphaned ? 'orphaned' : job.state;
 }
 
@@ -49,13 +81,27 @@ export function shorten(text: string, limit: number): string {
 
 /**
  * What the sidebar says next to a job's label: why a queued job waits
- * (`waiting for job 7`, cut to `REASON_WIDTH`), else the brief state and the
- * runtime: `running 3m04s`, `paused 12.0s`, `failed 1.2s`.
+ * (`waiting for job 7`, cut to `REASON_WIDTH`), a stop under way
+ * (`stopping 4s left`), else the brief state and the runtime: `running
+ * 3m04s`, `paused 12.0s`, `failed 1.2s`.
  *
  * @param runtime - Seconds it has run (a paused job's stays where the pause
  *   left it); null before it started.
+ * @param grace - Seconds left of a stop under way (`graceLeft`).
  */
-export function jobDetail(job: IJob, runtime: number | null): string {
+export function jobDetail(
+  job: IJob,
+  runtime: number | null,
+  grace?: number | null
+): string {
+  if (isStopping(job)) {
+    if (grace === null || grace === undefined) {
+      return 'stopping';
+    }
+    return grace > 0
+      ? `stopping ${Math.ceil(grace)}s left`
+      : 'stopping: killing';
+  }
   if (job.state === 'queued' && job.queue_reason && !job.orphaned) {
     return shorten(job.queue_reason, REASON_WIDTH);
   }
@@ -231,12 +277,19 @@ export function describeUsage(usage: IJobUsage): string {
   return parts.join(' · ');
 }
 
-/** A multi-line description for tooltips. */
-export function jobTooltip(job: IJob): string {
+/**
+ * A multi-line description for tooltips.
+ *
+ * @param grace - Seconds left of a stop under way (`graceLeft`).
+ */
+export function jobTooltip(job: IJob, grace?: number | null): string {
   const lines = [
     `Job ${job.id}: ${job.command}`,
-    `State: ${describeState(job)}`
+    `State: ${describeState(job, grace)}`
   ];
+  if (job.notebook) {
+    lines.push(`Notebook: ${job.notebook}`);
+  }
   if (job.state === 'queued' && job.queue_reason) {
     lines.push(`Waiting: ${job.queue_reason}`);
   }
@@ -278,8 +331,13 @@ export function jobTooltip(job: IJob): string {
   if (job.restarted_from !== null) {
     lines.push(`Restart of: job ${job.restarted_from}`);
   }
+  if (job.stop_requested_by) {
+    lines.push(`Stop asked by: ${job.stop_requested_by}`);
+  }
   if (job.owner) {
-    lines.push(`Started by: ${job.owner}${job.orphaned ? ' (gone)' : ''}`);
+    // The notebook (above) is what people know; the kernel is for telling
+    // two kernels of one notebook apart, and for whether it is still there.
+    lines.push(`Kernel: ${job.owner}${job.orphaned ? ' (gone)' : ''}`);
   }
   return lines.join('\n');
 }

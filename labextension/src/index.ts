@@ -22,10 +22,8 @@ import {
 import { JobLogView, createLogPanel } from './logview';
 import { JobsModel } from './model';
 import { JobsRunningManager } from './running';
+import { RUNNING_SIDEBAR_ID, giveJobsSectionRoom } from './sidebarlayout';
 import { RunningJobsStatus } from './statusbar';
-
-/** The id of JupyterLab's Running sidebar. */
-const RUNNING_SIDEBAR_ID = 'jp-running-sessions';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jobmagic:plugin',
@@ -89,6 +87,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       });
       runningManagers.add(manager);
+      void app.restored.then(() => giveJobsSectionRoom(app, manager.name));
     }
 
     if (statusBar) {

@@ -63,6 +63,11 @@ export class JobsModel implements IDisposable {
     return this._jobs;
   }
 
+  /** How many finished jobs the store holds (the page may hold fewer). */
+  get finishedTotal(): number {
+    return this._jobs.filter(job => isFinished(job.state)).length;
+  }
+
   /** The number of jobs whose process is running. */
   get runningCount(): number {
     return this._jobs.filter(job => job.state === 'running').length;

@@ -6,6 +6,8 @@
 import { IRunningSessions } from '@jupyterlab/running';
 import {
   LabIcon,
+  caretDownIcon,
+  caretUpIcon,
   checkIcon,
   closeIcon,
   historyIcon,
@@ -18,7 +20,7 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { DEFAULT_GROUP, IJob, JobState, isFinished } from './api';
-import { SecondTicker } from './clock';
+import { SecondTicker, graceLeft, isStopping } from './clock';
 import {
   groupLabel,
   isGroupPaused,
@@ -28,15 +30,15 @@ import {
 } from './describe';
 import { JobsModel } from './model';
 
-/** Finished jobs stay listed for this long after they ended, in seconds. */
-const RECENT_SECONDS = 3600;
-/** At most this many finished jobs are listed. */
-const RECENT_LIMIT = 10;
+/** At most this many finished jobs are listed before "N more finished". */
+export const RECENT_LIMIT = 10;
 
 /** The class of a job's item; the item context menu's entries select it. */
 export const JOB_ITEM_CLASS = 'jp-JobmagicItem';
 /** The class of a queue group's item in the tree view. */
 export const GROUP_ITEM_CLASS = 'jp-JobmagicGroup';
+/** The class of the "N more finished" item, which shows or hides the rest. */
+export const MORE_ITEM_CLASS = 'jp-JobmagicMore';
 
 const STATE_ICONS: Record<JobState, LabIcon> = {
   queued: historyIcon,
@@ -118,8 +120,10 @@ export class JobsRunningManager
     mode: 'tree' | 'list';
   }): IRunningSessions.IRunningItem[] {
     const jobs = this._listedJobs();
+    const more = this._moreItem();
+    const tail = more ? [more] : [];
     if (options?.mode !== 'tree') {
-      return jobs.map(job => this._item(job));
+      return [...jobs.map(job => this._item(job)), ...tail];
     }
     const groups = new Map<string, IJob[]>();
     const ungrouped: IJob[] = [];
@@ -138,7 +142,7 @@ export class JobsRunningManager
     const named = [...groups.entries()]
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([name, members]) => this._groupItem(name, members));
-    return [...ungrouped.map(job => this._item(job)), ...named];
+    return [...ungrouped.map(job => this._item(job)), ...named, ...tail];
   }
 
   shutdownAll(): void {
@@ -162,31 +166,75 @@ export class JobsRunningManager
     Signal.clearData(this);
   }
 
-  /** Every active job, newest first, then the most recently ended ones. */
+  /**
+   * Every active job, newest first, then the most recently ended ones: the
+   * latest `RECENT_LIMIT`, or all the page holds while "N more finished" is
+   * open.
+   */
   private _listedJobs(): IJob[] {
-    const now = Date.now() / 1000;
-    const finished = this._model.jobs
-      .filter(job => isFinished(job.state))
-      .filter(
-        job => job.ended_at === null || now - job.ended_at < RECENT_SECONDS
-      )
-      .sort((a, b) => (b.ended_at ?? 0) - (a.ended_at ?? 0))
-      .slice(0, RECENT_LIMIT);
+    const finished = this._finishedJobs();
     const active = [...this._activeJobs()].reverse();
-    return [...active, ...finished];
+    return [
+      ...active,
+      ...(this._showAllFinished ? finished : finished.slice(0, RECENT_LIMIT))
+    ];
+  }
+
+  /** The finished jobs the page holds, the latest to end first. */
+  private _finishedJobs(): IJob[] {
+    return this._model.jobs
+      .filter(job => isFinished(job.state))
+      .sort((a, b) => (b.ended_at ?? 0) - (a.ended_at ?? 0) || b.id - a.id);
+  }
+
+  /**
+   * The item after the listed jobs that says how many finished jobs are not
+   * listed ("12 more finished"); opening it lists them, and opening it again
+   * ("Show fewer finished") hides them. None while all of them fit.
+   */
+  private _moreItem(): IRunningSessions.IRunningItem | null {
+    const held = this._finishedJobs().length;
+    // The store may hold more finished jobs than the page does.
+    const total = Math.max(held, this._model.finishedTotal ?? held);
+    if (total <= RECENT_LIMIT) {
+      return null;
+    }
+    const hidden = this._showAllFinished ? total - held : total - RECENT_LIMIT;
+    const label = this._showAllFinished
+      ? hidden > 0
+        ? `Show fewer finished (${hidden} older not loaded)`
+        : 'Show fewer finished'
+      : `${hidden} more finished`;
+    return {
+      className: MORE_ITEM_CLASS,
+      context: 'jobmagic-more-finished',
+      icon: () => (this._showAllFinished ? caretUpIcon : caretDownIcon),
+      label: () => label,
+      labelTitle: () =>
+        this._showAllFinished
+          ? 'List only the latest finished jobs'
+          : `List every finished job this page holds (${held})`,
+      open: () => {
+        this._showAllFinished = !this._showAllFinished;
+        this._runningChanged.emit();
+      }
+    };
   }
 
   private _item(job: IJob): IRunningSessions.IRunningItem {
     const active = !isFinished(job.state);
+    const stopping = isStopping(job);
+    const shown = stopping ? 'stopping' : job.state;
     return {
-      className: `${JOB_ITEM_CLASS} jp-mod-${job.state}`,
+      className: `${JOB_ITEM_CLASS} jp-mod-${shown}`,
       context: jobContext(job.id),
-      icon: () => STATE_ICONS[job.state],
+      icon: () => (stopping ? stopIcon : STATE_ICONS[job.state]),
       label: () => jobLabel(job),
-      labelTitle: () => jobTooltip(job),
-      detail: () => jobDetail(job, this._model.runtime(job)),
+      labelTitle: () => jobTooltip(job, graceLeft(job)),
+      detail: () => jobDetail(job, this._model.runtime(job), graceLeft(job)),
       open: () => this._openLog(job.id),
-      shutdown: active ? () => this._stop(job.id) : undefined
+      // A second stop of a job that is stopping shortens nothing: no button.
+      shutdown: active && !stopping ? () => this._stop(job.id) : undefined
     };
   }
 
@@ -232,11 +280,11 @@ export class JobsRunningManager
 
   private readonly _model: JobsModel;
   private readonly _openLog: (id: number) => void;
+  /** Whether "N more finished" is open: every finished job the page holds is listed. */
+  private _showAllFinished = false;
   private readonly _runningChanged = new Signal<this, void>(this);
   // The sidebar ignores the signal while it is hidden, so a tick is cheap.
   private readonly _ticker = new SecondTicker(() =>
     this._runningChanged.emit()
   );
 }
-
-/** Group names in the order the tree shows them: "default" first, then by name. */

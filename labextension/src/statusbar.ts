@@ -1,13 +1,15 @@
 /**
- * The status bar item "N jobs running".
+ * The status bar item "N jobs running" ("3 jobs running, 1 stopping").
  */
 import { Widget } from '@lumino/widgets';
 
+import { isStopping } from './clock';
 import { JobsModel } from './model';
 
 /**
- * Shows how many jobs are running; clicking it calls `onClick` (which opens
- * the Running sidebar). The status bar hides it while no job runs.
+ * Shows how many jobs are running, and how many of those are being stopped;
+ * clicking it calls `onClick` (which opens the Running sidebar). The status
+ * bar hides it while no job runs.
  */
 export class RunningJobsStatus extends Widget {
   constructor(model: JobsModel, onClick: () => void) {
@@ -35,9 +37,16 @@ export class RunningJobsStatus extends Widget {
 
   private readonly _update = (): void => {
     this._count = this._model.runningCount;
+    const stopping = this._model.jobs.filter(
+      job => job.state === 'running' && isStopping(job)
+    ).length;
     const jobs = this._count === 1 ? 'job' : 'jobs';
-    this._text.textContent = `${this._count} ${jobs} running`;
+    this._text.textContent =
+      stopping > 0
+        ? `${this._count} ${jobs} running, ${stopping} stopping`
+        : `${this._count} ${jobs} running`;
     this.node.dataset.count = String(this._count);
+    this.node.dataset.stopping = String(stopping);
   };
 
   private readonly _model: JobsModel;

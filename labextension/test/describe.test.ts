@@ -106,6 +106,34 @@ describe('briefState and jobLabel', () => {
 });
 
 describe('jobTooltip', () => {
+  it('names the notebook that started the job, then its kernel', () => {
+    const tooltip = jobTooltip(
+      makeJob({ notebook: 'work/train.ipynb', owner: 'vm:19036' })
+    );
+    assert.match(tooltip, /^Notebook: work\/train\.ipynb$/m);
+    assert.match(tooltip, /^Kernel: vm:19036$/m);
+    assert.ok(
+      tooltip.indexOf('Notebook:') < tooltip.indexOf('Kernel:'),
+      'the notebook comes first'
+    );
+    const orphan = jobTooltip(makeJob({ orphaned: true }));
+    assert.doesNotMatch(orphan, /^Notebook:/m);
+    assert.match(orphan, /^Kernel: host:99 \(gone\)$/m);
+  });
+
+  it('says a stop is under way and how long until the kill', () => {
+    const job = makeJob({ stop_requested_by: 'ui', stop_grace_left: 3 });
+    assert.match(jobTooltip(job, 2.5), /^State: stopping \(3s left\)$/m);
+    assert.match(jobTooltip(job, 0), /^State: stopping \(killing\)$/m);
+    assert.match(jobTooltip(job), /^State: stopping$/m);
+    const ended = {
+      ...job,
+      state: 'stopped' as const,
+      exit_text: 'killed by SIGTERM'
+    };
+    assert.match(jobTooltip(ended), /^State: stopped \(killed by SIGTERM\)$/m);
+  });
+
   it('describes the state with exit_text and the error', () => {
     const tooltip = jobTooltip(
       makeJob({

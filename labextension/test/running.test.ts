@@ -12,7 +12,8 @@ import {
   historyIcon,
   listIcon,
   pauseIcon,
-  runIcon
+  runIcon,
+  stopIcon
 } from '@jupyterlab/ui-components';
 
 import { IJob, JobState } from '../src/api';
@@ -144,6 +145,87 @@ describe('JobsRunningManager in list mode', () => {
     assert.equal(icons.length, states.length);
     assert.ok(icons.every(icon => icon !== undefined));
     assert.equal(new Set(icons).size, states.length);
+  });
+
+  it('shows a job being stopped as stopping, with the grace left, and no stop button', async () => {
+    const { manager } = await managerOf([
+      makeJob({ id: 1, stop_requested_by: 'ui', stop_grace_left: 4.2 }),
+      makeJob({ id: 2, stop_requested_by: 'kernel', stop_grace_left: 0 }),
+      makeJob({ id: 3, stop_requested_by: 'cli', stop_grace_left: null })
+    ]);
+    const items = manager.running({ mode: 'list' });
+    assert.deepEqual(items.map(shown), [
+      'sleep 10 | stopping',
+      'sleep 10 | stopping: killing',
+      'sleep 10 | stopping 5s left'
+    ]);
+    for (const item of items) {
+      assert.match(item.className ?? '', /\bjp-mod-stopping\b/);
+      assert.equal(item.icon(), stopIcon);
+      assert.equal(item.shutdown, undefined);
+    }
+    assert.match(
+      items[2].labelTitle?.() ?? '',
+      /^State: stopping \(5s left\)$/m
+    );
+    assert.match(items[2].labelTitle?.() ?? '', /^Stop asked by: ui$/m);
+  });
+
+  it('collapses finished jobs beyond the latest ten into "N more finished"', async () => {
+    const now = Date.now() / 1000;
+    const ended = Array.from({ length: 14 }, (_, i) =>
+      makeJob({
+        id: i + 1,
+        name: `done-${i + 1}`,
+        state: 'succeeded',
+        exit_code: 0,
+        ended_at: now - 100 + i,
+        runtime: 1
+      })
+    );
+    const { manager } = await managerOf([
+      ...ended,
+      makeJob({ id: 15, name: 'live' })
+    ]);
+    const names = (items: Item[]): string[] =>
+      items.map(item => item.label() as string);
+    const items = manager.running({ mode: 'list' });
+    assert.deepEqual(names(items), [
+      'live',
+      ...[14, 13, 12, 11, 10, 9, 8, 7, 6, 5].map(i => `done-${i}`),
+      '4 more finished'
+    ]);
+    const more = items[items.length - 1];
+    assert.match(more.className ?? '', /\bjp-JobmagicMore\b/);
+    assert.equal(more.shutdown, undefined);
+    let changes = 0;
+    manager.runningChanged.connect(() => changes++);
+    more.open?.();
+    assert.equal(changes, 1);
+    const all = manager.running({ mode: 'list' });
+    assert.equal(all.length, 1 + 14 + 1);
+    assert.equal(all[all.length - 1].label(), 'Show fewer finished');
+    assert.deepEqual(names(all).slice(-5, -1), [
+      'done-4',
+      'done-3',
+      'done-2',
+      'done-1'
+    ]);
+    all[all.length - 1].open?.();
+    assert.equal(manager.running({ mode: 'list' }).length, 12);
+    // In the tree the item comes last too.
+    const tree = manager.running({ mode: 'tree' });
+    assert.equal(tree[tree.length - 1].label(), '4 more finished');
+  });
+
+  it('has no "more finished" item while every finished job is listed', async () => {
+    const { manager } = await managerOf([
+      makeJob({ id: 1, state: 'failed', exit_code: 1, ended_at: 1 })
+    ]);
+    assert.deepEqual(
+      manager.running({ mode: 'list' }).map(item => item.context),
+      [jobContext(1)]
+    );
   });
 
   it('stops every active job, paused and queued ones too, on "Shut Down All"', async () => {
