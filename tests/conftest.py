@@ -1,9 +1,9 @@
 """Shared fixtures: an isolated job home, a process-leak guard, real shells, kernels,
-JupyterLab servers and a headless Chromium page.
+JupyterLab and Notebook 7 servers and a headless Chromium page.
 
 Fixture names are part of the test suite's contract; other test modules use them as is:
 ``jobmagic_home`` (autouse), ``ipython_shell``, ``kernel``, ``lab_server``,
-``browser_page``, ``ray_address``. Helpers live in ``tests/helpers.py``.
+``notebook_server``, ``browser_page``, ``ray_address``. Helpers live in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -393,40 +393,39 @@ def _answers(url: str) -> bool:
         raise
 
 
-@pytest.fixture
-def lab_server(
-    jobmagic_home: Path, _private_dirs: dict[str, Path], tmp_path: Path
+@contextlib.contextmanager
+def _jupyter_server(
+    app: str, options: list[str], tmp_path: Path, private_dirs: dict[str, Path]
 ) -> Iterator[LabServer]:
-    """A real ``jupyter lab`` on a free 127.0.0.1 port, serving an empty temporary dir."""
+    """Run ``jupyter <app>`` on a free 127.0.0.1 port, serving an empty temporary dir.
+
+    ``options`` are the app's own (its workspaces and settings dirs under ``<tmp>/lab-state``
+    are the caller's to pass, since each app names them on its own config class).
+    """
     root_dir = tmp_path / "lab-root"
     root_dir.mkdir()
-    lab_dirs = tmp_path / "lab-state"
     token = secrets.token_hex(16)
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "jupyter",
-        "lab",
+        app,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
-        # Makes window.jupyterapp available, so tests can ask which plugins are active.
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.workspaces_dir={lab_dirs / 'workspaces'}",
-        f"--LabApp.user_settings_dir={lab_dirs / 'settings'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *options,
     ]
     if IS_ROOT:
         cmd.append("--allow-root")
     env = {
         **os.environ,
-        "JUPYTER_CONFIG_DIR": str(_private_dirs["config"]),
-        "JUPYTER_RUNTIME_DIR": str(_private_dirs["runtime"]),
-        "IPYTHONDIR": str(_private_dirs["ipython"]),
+        "JUPYTER_CONFIG_DIR": str(private_dirs["config"]),
+        "JUPYTER_RUNTIME_DIR": str(private_dirs["runtime"]),
+        "IPYTHONDIR": str(private_dirs["ipython"]),
     }
     process = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
@@ -435,7 +434,10 @@ def lab_server(
     output: list[str] = []
     running, done = threading.Event(), threading.Event()
     drainer = threading.Thread(
-        target=_drain, args=(process.stdout, output, running, done), name="lab-output", daemon=True
+        target=_drain,
+        args=(process.stdout, output, running, done),
+        name=f"{app}-output",
+        daemon=True,
     )
     drainer.start()
     server = LabServer(
@@ -448,17 +450,54 @@ def lab_server(
     )
     try:
         done.wait(120)
-        assert running.is_set(), "jupyter lab did not start:\n" + "\n".join(output[-60:])
+        assert running.is_set(), f"jupyter {app} did not start:\n" + "\n".join(output[-60:])
         # The log line comes just before the server binds its port (a callback on its
         # event loop), so the status request is retried until then, within a deadline.
         wait_until(
             lambda: _answers(server.api_url("api/status")) or process.poll() is not None,
             timeout=30,
         )
-        assert process.poll() is None, "jupyter lab exited:\n" + "\n".join(output[-60:])
+        assert process.poll() is None, f"jupyter {app} exited:\n" + "\n".join(output[-60:])
         yield server
     finally:
         stop_server(process, drainer)
+
+
+@pytest.fixture
+def lab_server(
+    jobmagic_home: Path, _private_dirs: dict[str, Path], tmp_path: Path
+) -> Iterator[LabServer]:
+    """A real ``jupyter lab`` on a free 127.0.0.1 port, serving an empty temporary dir."""
+    lab_dirs = tmp_path / "lab-state"
+    options = [
+        # Makes window.jupyterapp available, so tests can ask which plugins are active.
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.workspaces_dir={lab_dirs / 'workspaces'}",
+        f"--LabApp.user_settings_dir={lab_dirs / 'settings'}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    with _jupyter_server("lab", options, tmp_path, _private_dirs) as server:
+        yield server
+
+
+@pytest.fixture
+def notebook_server(
+    jobmagic_home: Path, _private_dirs: dict[str, Path], tmp_path: Path
+) -> Iterator[LabServer]:
+    """A real Jupyter Notebook 7 (``jupyter notebook``), set up as ``lab_server`` is.
+
+    Its pages are ``tree``, ``notebooks/<path>`` and so on, where JupyterLab has ``lab``.
+    """
+    lab_dirs = tmp_path / "lab-state"
+    # Notebook 7's options live on JupyterNotebookApp (NotebookApp is the shim for the
+    # classic server's options).
+    options = [
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+        f"--JupyterNotebookApp.workspaces_dir={lab_dirs / 'workspaces'}",
+        f"--JupyterNotebookApp.user_settings_dir={lab_dirs / 'settings'}",
+    ]
+    with _jupyter_server("notebook", options, tmp_path, _private_dirs) as server:
+        yield server
 
 
 # --------------------------------------------------------------------------- browser

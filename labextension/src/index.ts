@@ -21,6 +21,7 @@ import {
 } from './commands';
 import { JobLogView, createLogPanel } from './logview';
 import { JobsModel } from './model';
+import { INotebookTree, mainArea } from './notebook7';
 import { JobsRunningManager } from './running';
 import { RUNNING_SIDEBAR_ID, giveJobsSectionRoom } from './sidebarlayout';
 import { RunningJobsStatus } from './statusbar';
@@ -30,12 +31,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description:
     'Shows jobmagic jobs in the Running sidebar, with live logs and a status bar count.',
   autoStart: true,
-  optional: [IRunningSessionManagers, IStatusBar, ILayoutRestorer],
+  optional: [
+    IRunningSessionManagers,
+    IStatusBar,
+    ILayoutRestorer,
+    INotebookTree
+  ],
   activate: (
     app: JupyterFrontEnd,
     runningManagers: IRunningSessionManagers | null,
     statusBar: IStatusBar | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    notebookTree: INotebookTree | null
   ): void => {
     const model = new JobsModel({
       api: new JobsApi(app.serviceManager.serverSettings)
@@ -43,6 +50,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const tracker = new WidgetTracker<MainAreaWidget<JobLogView>>({
       namespace: 'jobmagic-log'
     });
+    const logArea = mainArea(app, notebookTree);
 
     app.commands.addCommand(CommandIDs.openLog, {
       label: args =>
@@ -58,13 +66,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         const open = tracker.find(panel => panel.content.jobId === id);
         if (open) {
-          app.shell.activateById(open.id);
+          logArea.activate(open);
           return open;
         }
         const panel = createLogPanel({ model, jobId: id });
         void tracker.add(panel);
-        app.shell.add(panel, 'main');
-        app.shell.activateById(panel.id);
+        logArea.add(panel);
         return panel;
       }
     });
