@@ -1,7 +1,8 @@
 /**
  * The jobmagic JupyterLab extension: jobs in the Running sidebar (with a
  * context menu to pause, resume, restart or stop one), a live log panel per
- * job, and a "N jobs running" status bar item.
+ * job, a "N jobs running" status bar item, and notifications when a job ends
+ * (the second plugin, `jobmagic:notifications`).
  */
 import {
   ILayoutRestorer,
@@ -21,24 +22,27 @@ import {
 } from './commands';
 import { JobLogView, createLogPanel } from './logview';
 import { JobsModel } from './model';
+import { notificationsPlugin } from './notifications';
 import { JobsRunningManager } from './running';
 import { RunningJobsStatus } from './statusbar';
+import { IJobmagic } from './tokens';
 
 /** The id of JupyterLab's Running sidebar. */
 const RUNNING_SIDEBAR_ID = 'jp-running-sessions';
 
-const plugin: JupyterFrontEndPlugin<void> = {
+const plugin: JupyterFrontEndPlugin<IJobmagic> = {
   id: 'jobmagic:plugin',
   description:
     'Shows jobmagic jobs in the Running sidebar, with live logs and a status bar count.',
   autoStart: true,
+  provides: IJobmagic,
   optional: [IRunningSessionManagers, IStatusBar, ILayoutRestorer],
   activate: (
     app: JupyterFrontEnd,
     runningManagers: IRunningSessionManagers | null,
     statusBar: IStatusBar | null,
     restorer: ILayoutRestorer | null
-  ): void => {
+  ): IJobmagic => {
     const model = new JobsModel({
       api: new JobsApi(app.serviceManager.serverSettings)
     });
@@ -112,7 +116,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         model.dispose();
       }
     });
+    return {
+      model,
+      openLog: id => {
+        void app.commands.execute(CommandIDs.openLog, { id });
+      }
+    };
   }
 };
 
-export default plugin;
+export default [plugin, notificationsPlugin];
