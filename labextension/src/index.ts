@@ -1,15 +1,20 @@
 /**
  * The jobmagic JupyterLab extension: jobs in the Running sidebar (with a
- * context menu to pause, resume, restart or stop one), a live log panel per
- * job, a "N jobs running" status bar item, and notifications when a job ends
- * (the second plugin, `jobmagic:notifications`).
+ * context menu to pause, resume, restart, stop, copy or remove one, also on
+ * log tabs), a live log panel per job, a "N jobs running" status bar item,
+ * "Jobs" commands in the palette, and notifications when a job ends (the
+ * second plugin, `jobmagic:notifications`).
  */
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
@@ -18,6 +23,8 @@ import {
   CommandIDs,
   addJobActions,
   addJobContextMenu,
+  addCopyAndRemoveCommands,
+  addJobsCommands,
   jobIdOf
 } from './commands';
 import { JobLogView, createLogPanel } from './logview';
@@ -36,12 +43,18 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
     'Shows jobmagic jobs in the Running sidebar, with live logs and a status bar count.',
   autoStart: true,
   provides: IJobmagic,
-  optional: [IRunningSessionManagers, IStatusBar, ILayoutRestorer],
+  optional: [
+    IRunningSessionManagers,
+    IStatusBar,
+    ILayoutRestorer,
+    ICommandPalette
+  ],
   activate: (
     app: JupyterFrontEnd,
     runningManagers: IRunningSessionManagers | null,
     statusBar: IStatusBar | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
   ): IJobmagic => {
     const model = new JobsModel({
       api: new JobsApi(app.serviceManager.serverSettings)
@@ -75,6 +88,8 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
       }
     });
     addJobActions(app, model);
+    addCopyAndRemoveCommands(app, model);
+    addJobsCommands(app, model, palette);
     addJobContextMenu(app);
 
     if (restorer) {
