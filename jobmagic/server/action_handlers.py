@@ -1,11 +1,13 @@
-"""``POST jobs/{id}/pause``, ``resume`` and ``restart``: the queue's actions over REST.
+"""The queue's actions over REST: ``POST jobs/{id}/pause``, ``resume``, ``restart``; ``DELETE``.
 
 Behind the same auth and XSRF checks as every handler (see ``handlers.py``). Pause and
 resume signal the job's process group here and record the move in the store; the job's
 kernel hears of it from there. A restart is a new job, and a job needs an owner that
 outlives the request: the server runs ``python -m jobmagic.cli restart ID --json`` (an
 argument list, no shell), which answers with the new job and, when it must wait in the
-queue, stays until the job has started, like ``jobmagic restart`` in a terminal.
+queue, stays until the job has started, like ``jobmagic restart`` in a terminal. A
+``DELETE jobs/{id}`` removes a finished job's record, log and backend files, as
+``jobmagic rm`` does.
 
 Every store call (a pause writes the store) runs on the server's store thread.
 """
@@ -13,6 +15,7 @@ Every store call (a pause writes the store) runs on the server's store thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -22,14 +25,15 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from jobmagic.errors import JobmagicError, StoreError
+from jobmagic.backends.registry import Executors
+from jobmagic.errors import JobmagicError, StoreError, UnknownBackend
 from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.pauses import pause_attached
 from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json
 
-from .handlers import JobmagicHandler
+from .handlers import JobHandler, JobmagicHandler
 
 #: Seconds a restart waits for the command line's answer (it answers in well under one).
 RESTART_ANSWER_TIMEOUT = 30.0
@@ -127,6 +131,53 @@ class RestartHandler(JobmagicHandler):
             _created_body, self.jobmagic.store, int(new["id"])
         )
         self.finish_json(new if created is None else created, status=201)
+
+
+class RemoveHandler(JobHandler):
+    """``DELETE jobs/{id}``: 204; the finished job's record, log and backend files are gone.
+
+    A job that is queued, running or paused gets 409 (stop it first); no job gets 404.
+    ``GET jobs/{id}`` is ``JobHandler``'s: the two methods share one URL, and Tornado
+    gives a URL to one handler class.
+    """
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        """Remove the job."""
+        # Reconciled first: an orphan that ended while nobody watched reads as ended.
+        record = await self.job(self.job_id(job_id))
+        removed = await self.jobmagic.store_thread.run(
+            _remove_finished, self.jobmagic.store, self.jobmagic.executors, record.id
+        )
+        if removed is None:
+            raise web.HTTPError(404, f"no job {record.id}")
+        if not removed.state.is_finished:
+            raise web.HTTPError(
+                409, f"job {removed.id} is {removed.state.value}; stop it before removing it"
+            )
+        # As after a pause: this connection's own write does not move the feed's version.
+        self.jobmagic.feed.bump()
+        self.set_status(204)
+        self.finish()
+
+
+def _remove_finished(store: JobStore, executors: Executors, job_id: int) -> JobRecord | None:
+    """Delete the job if it has finished (store thread); return its record, None if gone.
+
+    An unfinished job is returned as it is and left alone. A finished job cannot start
+    again (a restart is a new job), so nothing can change between the look and the delete.
+    The files go as ``engine.retention.delete_job`` removes them, which the server, kept
+    apart from the kernel's engine, cannot import.
+    """
+    record = store.get(job_id)
+    if record is None or not record.state.is_finished:
+        return record
+    deleted = store.delete(job_id)  # the record, then its log
+    if deleted is not None:
+        with contextlib.suppress(UnknownBackend):  # a backend this server lacks kept its own
+            executors.require(deleted.backend).discard(job_id, deleted.backend_ref)
+    return record
 
 
 def _created_body(store: JobStore, job_id: int) -> dict[str, Any] | None:

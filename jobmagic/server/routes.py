@@ -6,8 +6,8 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from .action_handlers import PauseHandler, RestartHandler
-from .handlers import JobHandler, JobListHandler, JobmagicHandler, LogHandler, StopHandler
+from .action_handlers import PauseHandler, RemoveHandler, RestartHandler
+from .handlers import JobListHandler, JobmagicHandler, LogHandler, StopHandler
 from .job_list import JobListBodies
 from .usage_handler import UsageHandler, UsageReadings
 
@@ -20,7 +20,7 @@ def api_handlers(base_url: str) -> list[Route]:
     api = url_path_join(base_url, "jobmagic", "api", "jobs")
     return [
         (api, JobListHandler, {"bodies": JobListBodies()}),
-        (api + r"/([^/]+)", JobHandler),
+        (api + r"/([^/]+)", RemoveHandler),  # and GET, as JobHandler
         (api + r"/([^/]+)/stop", StopHandler),
         (api + r"/([^/]+)/(pause|resume)", PauseHandler),
         (api + r"/([^/]+)/restart", RestartHandler),

@@ -122,6 +122,14 @@ export class JobsApi {
   }
 
   /**
+   * Delete an ended job's record and log. Rejects with a 409 `ResponseError`
+   * when the job has not ended, and a 404 when there is no such job.
+   */
+  async removeJob(id: number): Promise<void> {
+    await this._request(`jobs/${id}`, '', { method: 'DELETE' });
+  }
+
+  /**
    * Read bytes from a job's log; see `ILogRequest`. Rejects with an `Error`
    * when the answer lacks the `X-Log-Size` header the server always sends.
    */

@@ -1,14 +1,20 @@
 /**
  * The jobmagic JupyterLab extension: jobs in the Running sidebar (with a
- * context menu to pause, resume, restart or stop one), a live log panel per
- * job, and a "N jobs running" status bar item.
+ * context menu to pause, resume, restart, stop, copy or remove one, also on
+ * log tabs), a live log panel per job, a "N jobs running" status bar item,
+ * "Jobs" commands in the palette, and notifications when a job ends (the
+ * second plugin, `jobmagic:notifications`).
  */
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
@@ -17,33 +23,40 @@ import {
   CommandIDs,
   addJobActions,
   addJobContextMenu,
+  addCopyAndRemoveCommands,
+  addJobsCommands,
   jobIdOf
 } from './commands';
 import { JobLogView, createLogPanel } from './logview';
 import { JobsModel } from './model';
 import { INotebookTree, mainArea } from './notebook7';
+import { notificationsPlugin } from './notifications';
 import { JobsRunningManager } from './running';
 import { RUNNING_SIDEBAR_ID, giveJobsSectionRoom } from './sidebarlayout';
 import { RunningJobsStatus } from './statusbar';
+import { IJobmagic } from './tokens';
 
-const plugin: JupyterFrontEndPlugin<void> = {
+const plugin: JupyterFrontEndPlugin<IJobmagic> = {
   id: 'jobmagic:plugin',
   description:
     'Shows jobmagic jobs in the Running sidebar, with live logs and a status bar count.',
   autoStart: true,
+  provides: IJobmagic,
   optional: [
     IRunningSessionManagers,
     IStatusBar,
     ILayoutRestorer,
-    INotebookTree
+    INotebookTree,
+    ICommandPalette
   ],
   activate: (
     app: JupyterFrontEnd,
     runningManagers: IRunningSessionManagers | null,
     statusBar: IStatusBar | null,
     restorer: ILayoutRestorer | null,
-    notebookTree: INotebookTree | null
-  ): void => {
+    notebookTree: INotebookTree | null,
+    palette: ICommandPalette | null
+  ): IJobmagic => {
     const model = new JobsModel({
       api: new JobsApi(app.serviceManager.serverSettings)
     });
@@ -76,6 +89,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     addJobActions(app, model);
+    addCopyAndRemoveCommands(app, model);
+    addJobsCommands(app, model, palette);
     addJobContextMenu(app);
 
     if (restorer) {
@@ -118,7 +133,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         model.dispose();
       }
     });
+    return {
+      model,
+      openLog: id => {
+        void app.commands.execute(CommandIDs.openLog, { id });
+      }
+    };
   }
 };
 
-export default plugin;
+export default [plugin, notificationsPlugin];

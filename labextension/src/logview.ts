@@ -340,6 +340,13 @@ export function createLogPanel(
   panel.addClass('jp-JobLogPanel');
   panel.title.icon = terminalIcon;
   panel.title.closable = true;
+  panel.title.className += ' jp-JobmagicLogTab';
+  // Lumino writes each key as is into `data-KEY`, and HTML lowercases it: the
+  // key is spelled as the attribute, which reads back as `dataset.jobmagicJob`.
+  panel.title.dataset = {
+    ...panel.title.dataset,
+    'jobmagic-job': String(options.jobId)
+  };
   const stop = new ToolbarButton({
     icon: stopIcon,
     label: 'Stop',
