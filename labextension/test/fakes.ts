@@ -54,9 +54,36 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
   };
 }
 
-/** A job list answer. */
-export function makeList(version: number, jobs: IJob[] = []): IJobList {
-  return { schema_version: WIRE_SCHEMA_VERSION, version, jobs };
+/** How many of `jobs` are in each state. */
+export function countStates(jobs: Iterable<IJob>): Record<JobState, number> {
+  const counts: Record<JobState, number> = {
+    queued: 0,
+    running: 0,
+    paused: 0,
+    succeeded: 0,
+    failed: 0,
+    stopped: 0
+  };
+  for (const job of jobs) {
+    counts[job.state]++;
+  }
+  return counts;
+}
+
+/** A job list answer of store `store-1`. */
+export function makeList(
+  version: number,
+  jobs: IJob[] = [],
+  store = 'store-1'
+): IJobList {
+  return {
+    schema_version: WIRE_SCHEMA_VERSION,
+    version,
+    store,
+    total: jobs.length,
+    counts: countStates(jobs),
+    jobs
+  };
 }
 
 /** The error `JobsApi` rejects with for an HTTP status. */
