@@ -13,6 +13,7 @@ import { IRunningSessionManagers } from '@jupyterlab/running';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { JobsApi } from './api';
+import { EventBusSocket } from './eventbus';
 import {
   CommandIDs,
   addJobActions,
@@ -39,8 +40,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     restorer: ILayoutRestorer | null
   ): void => {
+    const serverSettings = app.serviceManager.serverSettings;
+    // Not app.serviceManager.events: it cannot say when it reconnects (see
+    // eventbus.ts), and the model must then ask for what it missed.
     const model = new JobsModel({
-      api: new JobsApi(app.serviceManager.serverSettings)
+      api: new JobsApi(serverSettings),
+      events: new EventBusSocket({ serverSettings })
     });
     const tracker = new WidgetTracker<MainAreaWidget<JobLogView>>({
       namespace: 'jobmagic-log'
@@ -105,8 +110,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     model.start();
-    // Closing or reloading the page ends the change feed; a page kept in the
-    // back/forward cache keeps it, to go on where it left off.
+    // Closing or reloading the page ends the model and its event socket; a
+    // page kept in the back/forward cache keeps them, to go on where it left
+    // off.
     window.addEventListener('pagehide', event => {
       if (!event.persisted) {
         model.dispose();
