@@ -32,6 +32,7 @@ CASES = [
     "queue",
     "limits",
     "server",
+    "push",
     "tsp",
     "ray",
 ]

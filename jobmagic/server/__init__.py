@@ -1,9 +1,10 @@
-"""The jobmagic Jupyter server extension: a REST API over the job store.
+"""The jobmagic Jupyter server extension: a REST API over the job store, and its events.
 
 It serves ``{base_url}jobmagic/api/`` (see ``handlers``) for JupyterLab's sidebar and log
-view. It reads the store every kernel writes, on a thread of its own (never on the event
-loop), wakes on inotify and pidfd events instead of polling, and imports neither IPython
-nor ipywidgets.
+view, and emits every change of a job on jupyter_server's event bus (``job_events``). It
+reads the store every kernel writes, on a thread of its own (never on the event loop),
+wakes on inotify and pidfd events instead of polling, and imports neither IPython nor
+ipywidgets.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
-    """Open the job store, create the shared state and add the API handlers."""
+    """Open the job store, register the events' schema, add the API handlers."""
+    from .event_schema import SCHEMA_PATH
     from .routes import api_handlers
 
-    jobmagic = JobmagicServer(store=JobStore(), parent=serverapp, log=serverapp.log)
+    event_logger = serverapp.event_logger
+    if event_logger is not None:  # (jupyter_server makes one as it starts)
+        event_logger.register_event_schema(SCHEMA_PATH)
+    jobmagic = JobmagicServer(
+        store=JobStore(), event_logger=event_logger, parent=serverapp, log=serverapp.log
+    )
     web_app = serverapp.web_app
     web_app.settings["jobmagic"] = jobmagic
     web_app.add_handlers(".*$", api_handlers(web_app.settings["base_url"]))  # type: ignore[no-untyped-call]

@@ -1,38 +1,45 @@
-"""The change feed: one version number that moves whenever any job record changes.
+"""The change feed: the store's revision, looked at whenever the store may have changed.
 
-Kernels write the store from other processes; the server learns about it from the kernel
-(inotify on ``jobs.sqlite`` and its WAL), not by asking. SQLite's ``PRAGMA data_version``
-then says whether another connection committed; the server's own writes (``reconcile``,
-``request_stop``) bump the version directly, since ``data_version`` ignores them.
+The version is the store's revision (``jobmagic.store.revisions``): SQLite triggers move
+it at every change of a job, whoever writes, so it survives server restarts and means
+the same to every server of one store (``JobStore.generation`` tells stores apart).
+Kernels write the store from other processes; the server learns that they did from the
+kernel (inotify on ``jobs.sqlite``, its WAL and ``jobs.changed``), not by asking, then
+reads the revision.
 
 The feed's state (the version, the waiters, the watches) lives on the event loop; every
 store call it makes runs on the server's store thread (``store_thread.py``), and a
 version moves only once the store call that saw the change has returned, so whoever
 reads the store after a change woke it sees that change.
 
-Some changes write nothing the server could see: a kernel dies (its running jobs become
-orphaned) or an orphaned job ends. The feed watches the owners of running jobs through
-pidfds, and the jobs' executions through their backends, and reconciles when one ends.
-Nothing runs while nothing changes: no timers, no polling.
+Some changes write nothing to a job's row: a kernel dies (its jobs become orphaned), a
+queued job's place in its group moves. Each look works those out again and touches the
+jobs whose JSON changed (``derived.py``), so that they, too, have a revision. The feed
+watches the owners of unfinished jobs through pidfds, and the running jobs' executions
+through their backends, and looks again (reconciling first) when one ends. Nothing runs
+while nothing changes: no timers, no polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from inotify_simple import flags
 
 from jobmagic.backends.base import Execution
 from jobmagic.backends.registry import Executors
+from jobmagic.core.process_identity import same_process
 from jobmagic.core.state import JobState
+from jobmagic.errors import StoreError
+from jobmagic.store import revisions
 from jobmagic.store.job_store import JobStore
 from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import JobRecord
 
 from .coalesced import CoalescedPass
+from .derived import DerivedFields, Owner
 from .file_events import FileEvents
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
@@ -46,7 +53,7 @@ _DB_EVENTS = (
 
 
 class ChangeFeed:
-    """The store's change version, kept current by inotify and pidfd events.
+    """The store's revision, kept current by inotify and pidfd events.
 
     Parameters
     ----------
@@ -63,9 +70,10 @@ class ChangeFeed:
 
     Notes
     -----
-    ``version`` is an opaque integer: clients only compare it for equality. It starts at
-    the server's start time in milliseconds, so a client holding a version from a previous
-    server never mistakes it for the current one.
+    ``version`` is the store's revision at the last look: every change of a job (its
+    row, or what ``derived.py`` works out) moves it, and nothing else does. Two stores
+    (a store reset, another job home) may have the same revision: clients compare
+    ``store.generation`` too.
     """
 
     def __init__(
@@ -81,9 +89,10 @@ class ChangeFeed:
         self._executors = executors
         self._loop = loop
         self._log = log
-        self._version = time.time_ns() // 1_000_000
-        # The store's data_version at the last look; None before the first.
-        self._data_version: int | None = None
+        # The store's revision at the last look (0 before the first look).
+        self._version = 0
+        self._looked = False
+        self._derived = DerivedFields()
         self._refreshes = CoalescedPass(loop, self._refresh_pass, log, "change feed's refresh")
         self._reconciles = CoalescedPass(loop, self._reconcile_pass, log, "reconcile")
         self._process_watches = CoalescedPass(
@@ -96,8 +105,9 @@ class ChangeFeed:
         self._files: FileEvents | None = None
         self._exits: ProcessExits | None = None
         self._reactor: LoopReactor | None = None
-        # job id -> cancels the pidfd watch on the job's owner.
-        self._owner_watches: dict[int, Callable[[], None]] = {}
+        # (pid, start) of a kernel that owns unfinished jobs -> cancels the pidfd watch on
+        # it: one per kernel, however many jobs it has queued.
+        self._owner_watches: dict[Owner, Callable[[], None]] = {}
         # job id -> the job's execution, watched for its end.
         self._executions: dict[int, Execution] = {}
         self._unwatch_files: list[Callable[[], None]] = []
@@ -108,7 +118,7 @@ class ChangeFeed:
         return self._version
 
     def start(self, files: FileEvents, exits: ProcessExits, reactor: LoopReactor) -> None:
-        """Begin watching the store's files and the running jobs and their owners."""
+        """Begin watching the store's files and the unfinished jobs and their owners."""
         self._files = files
         self._exits = exits
         self._reactor = reactor
@@ -145,7 +155,7 @@ class ChangeFeed:
 
     # -- the version ---------------------------------------------------------------------
     async def refresh(self) -> int:
-        """Look at ``data_version``, move the version if another process committed.
+        """Look at the store's revision (touching jobs whose derived fields changed).
 
         Returns the version once a look that began after the call has been made.
         """
@@ -164,25 +174,39 @@ class ChangeFeed:
         self._reconciles.soon()
 
     async def _refresh_pass(self) -> None:
-        data_version = await self.store_thread.run(self.store.data_version)
-        if self._data_version is None:
-            self._data_version = data_version  # the first look: nothing to compare with
-        elif data_version != self._data_version:
-            self._data_version = data_version
-            self.bump()
+        revision = await self.store_thread.run(self._look)
+        if revision != self._version or not self._looked:
+            self._looked = True
+            self._version = revision
+            self._changed()
+
+    def _look(self) -> int:
+        """The store's revision, once the jobs whose derived fields changed are touched.
+
+        On the store thread.
+        """
+        try:
+            self._derived.touch_changed(self.store)
+        except StoreError as exc:
+            # (Locked for a minute, or the disk is full.) The next look tries again; the
+            # listing itself must not fail for it.
+            self._log.warning("jobmagic: cannot record a change of unfinished jobs: %s", exc)
+        return revisions.current(self.store)
 
     async def _reconcile_pass(self) -> None:
-        if await self.store_thread.run(reconcile, self.store, self._executors):
-            self.bump()
+        await self.store_thread.run(reconcile, self.store, self._executors)
         await self.refresh()
 
     def bump(self) -> None:
-        """Record that something changed: move the version, wake waiters and listeners.
+        """Ask for a look at the store soon: this server has just changed a job.
 
-        Call it once the change is in the store (or, for a change the store cannot show,
-        such as a kernel's death, once it happened): the waiters read the store next.
+        The store's triggers moved its revision with the write; the look (which every
+        list request makes first as well) moves the version and wakes the waiters.
         """
-        self._version += 1
+        self._refreshes.soon()
+
+    def _changed(self) -> None:
+        """The version moved (or was read for the first time): wake waiters and listeners."""
         if self._next_change is not None and not self._next_change.done():
             self._next_change.set_result(None)
         self._next_change = None
@@ -200,7 +224,11 @@ class ChangeFeed:
         return self._next_change
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener()`` after each change; returns the unsubscribe function."""
+        """Call ``listener()`` each time the version moves; returns the unsubscribe function.
+
+        The first look at the store counts as a move (from "not known yet"): a listener
+        subscribed before it hears of every version the feed ever has.
+        """
         self._listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -211,24 +239,24 @@ class ChangeFeed:
 
     # -- ends that write nothing the server sees ---------------------------------------------
     async def _watch_processes(self) -> None:
-        """Watch every running job and its owner; drop the watches of the others."""
+        """Watch every running job and every kernel that owns unfinished jobs; drop the rest."""
         if self._exits is None or self._reactor is None:
             return
-        records = await self.store_thread.run(
-            self.store.list, states=[JobState.RUNNING, JobState.PAUSED]
-        )
+        records, owners = await self.store_thread.run(_running_and_owners, self.store)
         running = {r.id: r for r in records}
         # A job that ended since that read is attached to and found gone: reconciled.
-        for job_id in [i for i in self._owner_watches if i not in running]:
-            self._owner_watches.pop(job_id)()
+        for owner in [o for o in self._owner_watches if o not in owners]:
+            self._owner_watches.pop(owner)()
         for job_id in [i for i in self._executions if i not in running]:
             self._executions.pop(job_id).close()
         gone = False
         for record in running.values():
             if record.id not in self._executions:
                 gone |= self._watch_execution(record, self._reactor)
-            if record.id not in self._owner_watches and record.owner_alive:
-                gone |= self._watch_owner(record, self._exits)
+        # A kernel of queued jobs too: its death orphans them and moves others' places.
+        for owner in owners:
+            if owner not in self._owner_watches and same_process(*owner):
+                gone |= self._watch_owner(owner, self._exits)
         if gone:
             self._reconciles.soon()  # gone already: its record may need finishing
 
@@ -249,18 +277,16 @@ class ChangeFeed:
         execution.on_exit(reactor, self._ended_callback(record.id))
         return False
 
-    def _watch_owner(self, record: JobRecord, exits: ProcessExits) -> bool:
-        """Watch the kernel that owns a running job; True when it is gone already."""
+    def _watch_owner(self, owner: Owner, exits: ProcessExits) -> bool:
+        """Watch a kernel that owns unfinished jobs; True when it is gone already."""
         try:
-            cancel = exits.watch(
-                record.owner_pid, record.owner_start, self._owner_gone_callback(record.id)
-            )
+            cancel = exits.watch(*owner, self._owner_gone_callback(owner))
         except OSError as exc:
-            self._log.warning("jobmagic: cannot watch the kernel of job %s: %s", record.id, exc)
+            self._log.warning("jobmagic: cannot watch the kernel with pid %s: %s", owner[0], exc)
             return False
         if cancel is None:
             return True
-        self._owner_watches[record.id] = cancel
+        self._owner_watches[owner] = cancel
         return False
 
     def _ended_callback(self, job_id: int) -> Callable[[], None]:
@@ -272,11 +298,24 @@ class ChangeFeed:
 
         return ended
 
-    def _owner_gone_callback(self, job_id: int) -> Callable[[], None]:
+    def _owner_gone_callback(self, owner: Owner) -> Callable[[], None]:
         def gone() -> None:
-            self._owner_watches.pop(job_id, None)
-            # The job is orphaned now: its JSON changed though no record did.
-            self.bump()
+            self._owner_watches.pop(owner, None)
+            # Its jobs are orphaned now: the look after the reconcile touches them.
             self._reconciles.soon()
 
         return gone
+
+
+def _running_and_owners(store: JobStore) -> tuple[list[JobRecord], set[Owner]]:
+    """The running (and paused) jobs, and the owners of every unfinished job.
+
+    On the store thread. The queued jobs are many at times (10,000 in a full group): of
+    those only their few distinct owners are read.
+    """
+    records = store.list(states=[JobState.RUNNING, JobState.PAUSED])
+    owners: set[Owner] = {(r.owner_pid, r.owner_start) for r in records}
+    owners.update(
+        store.read("SELECT DISTINCT owner_pid, owner_start FROM jobs WHERE state = 'queued'")
+    )
+    return records, owners

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
@@ -13,12 +14,16 @@ from jobmagic.store.records import JobRecord
 
 from .changes import ChangeFeed
 from .file_events import FileEvents
+from .job_events import JobEvents
 from .log_follow import LogFollowers
 from .loop_lag import LoopLagProbe
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
 from .stopper import JobStopper
 from .store_thread import StoreThread
+
+if TYPE_CHECKING:
+    from jupyter_events import EventLogger
 
 
 class JobmagicServer(LoggingConfigurable):
@@ -27,7 +32,9 @@ class JobmagicServer(LoggingConfigurable):
     Created by ``_load_jupyter_server_extension`` and kept in the web app's settings as
     ``settings["jobmagic"]``. Its watchers attach to the event loop on first use (the
     loop may not run yet while extensions load) and cost nothing while no job changes.
-    Its store calls run on its ``store_thread``, never on the event loop.
+    Its store calls run on its ``store_thread``, never on the event loop. With an
+    ``event_logger`` (jupyter_server's event bus, the job-changes schema registered) it
+    emits each change there (``job_events.py``).
 
     Configure it like any Jupyter object, e.g. ``c.JobmagicServer.stop_timeout = 10``.
     """
@@ -48,12 +55,16 @@ class JobmagicServer(LoggingConfigurable):
         ),
     )
 
-    def __init__(self, store: JobStore, **kwargs: object) -> None:
+    def __init__(
+        self, store: JobStore, event_logger: EventLogger | None = None, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.store = store
+        self._event_logger = event_logger
         self.executors = Executors(store.home)
         self.store_thread = StoreThread()
         self._feed: ChangeFeed | None = None
+        self._events: JobEvents | None = None
         self._files: FileEvents | None = None
         self._exits: ProcessExits | None = None
         self._followers: LogFollowers | None = None
@@ -73,6 +84,9 @@ class JobmagicServer(LoggingConfigurable):
         self._feed = ChangeFeed(self.store, self.executors, self.store_thread, loop, self.log)
         self._followers = LogFollowers(self._files, self._feed)
         self._stopper = JobStopper(self._feed, self.executors, reactor, self.stop_timeout, self.log)
+        if self._event_logger is not None:
+            # Before the feed starts: the events count from its first look.
+            self._events = JobEvents(self._feed, loop, self._event_logger, self.log)
         self._feed.start(self._files, self._exits, reactor)
         # Measuring only: $JOBMAGIC_LOOP_LAG_LOG turns it on (see loop_lag.py).
         self._lag_probe = LoopLagProbe.from_environment(loop)
@@ -126,6 +140,9 @@ class JobmagicServer(LoggingConfigurable):
             self._lag_probe = None
         if self._stopper is not None:
             self._stopper.close()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         if self._followers is not None:
             self._followers.close()
         if self._feed is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,7 +35,7 @@ from jobmagic.store.records import JobRecord
 from jobmagic.store.wire import job_json
 
 from .extension import JobmagicServer
-from .job_list import JobListBodies
+from .job_list import JobListBodies, JobListQuery
 from .log_follow import log_deleted
 
 #: Bytes a log request returns when it names no ``length``.
@@ -48,6 +49,8 @@ MAX_JOB_ID = MAX_ID
 _TRUE = frozenset({"1", "true", "yes", "on"})
 #: How much of a bad argument an error message repeats.
 _SHOWN_CHARS = 40
+#: What a store's generation looks like (``secrets.token_hex``; "" for the oldest stores).
+_GENERATION = re.compile(r"[0-9A-Za-z_-]{0,64}")
 
 
 def _clip(text: str) -> str:
@@ -148,18 +151,33 @@ class JobmagicHandler(APIHandler):
 
 
 class JobListHandler(JobmagicHandler):
-    """``GET jobs[?state=S...][&wait_for=VERSION[&timeout=SECONDS]]``.
+    """``GET jobs[?state=S...][&since=REV[&store=G]][&limit=N][&offset=M][&order=O][&wait_for=V]``.
 
-    Every job in the store (all kernels, orphans, history), oldest first:
-    ``{"schema_version": 1, "version": int, "jobs": [job, ...]}`` with each job as
-    ``wire.job_json`` makes it. ``state`` (repeatable) keeps only jobs in
-    those states. With ``wait_for``, the answer waits until the store's version differs
-    from ``VERSION`` (or the timeout passes; then it answers with the same version).
+    The jobs of the store (all kernels, orphans, history), oldest first, each as
+    ``wire.job_json`` makes it::
 
-    ``version`` is opaque: compare it for equality only. It moves whenever a job record
-    changes (and a job's ``orphaned`` flag), sometimes also for a write that changed no
-    job; a client just asks again with the new version. Any integer is a ``VERSION``: one
-    this server never gave (an old server's, or any other) answers at once.
+        {"schema_version": 1, "version": REV, "store": G, "total": int,
+         "counts": {state: int, ...}, "jobs": [job, ...]}
+
+    ``version`` is the store's revision when read (``jobmagic.store.revisions``): every
+    change of a job moves it, it survives server restarts, and it means something only
+    with the same ``store`` (the store's generation: a reset store has a new one).
+    ``total`` is the number of jobs the ``state`` filter matches (before ``limit`` and
+    ``offset``), ``counts`` the store's jobs by state.
+
+    - ``state`` (repeatable): only jobs in those states.
+    - ``since=REV``: only the jobs changed (or created) after revision REV, with
+      ``"since": REV`` and ``"removed": [ids removed since]``. A REV that cannot be
+      answered so (``store=G`` names another store, or REV is newer than the store's)
+      gets every job, with ``"full": true``.
+    - ``limit=N``, ``offset=M``: at most N jobs after skipping M; ``order=newest`` sorts
+      by descending id (default ``oldest``).
+    - ``wait_for=V`` (a long-poll, for scripts): the answer waits until the version
+      differs from V (or the ``timeout`` passes; then it answers with the same version).
+      Any integer is a V: one the store never had answers at once, and so does any V
+      with a ``store`` that is not this store's.
+
+    A bad argument gets 400 with one line.
     """
 
     def initialize(self, bodies: JobListBodies) -> None:
@@ -170,7 +188,7 @@ class JobListHandler(JobmagicHandler):
     @authorized
     async def get(self) -> None:
         """List the jobs, after an optional wait for a change."""
-        states = self.states_argument()
+        query = self.query_argument()
         wait_for = self.get_argument("wait_for", None)
         known = None
         if wait_for is not None:
@@ -183,7 +201,8 @@ class JobListHandler(JobmagicHandler):
         timeout = self.wait_argument() if wait_for is not None else 0.0
         feed = self.jobmagic.feed
         await feed.reconcile()  # and a look at the version after it
-        if known is not None and feed.version == known:
+        same_store = query.store is None or query.store == self.jobmagic.store.generation
+        if known is not None and feed.version == known and same_store:
             # No await since the look at the version: any change after it resolves this.
             change = feed.next_change()
             gone = self.client_gone()
@@ -191,13 +210,30 @@ class JobListHandler(JobmagicHandler):
             if gone.done():
                 return
             await feed.refresh()
-        # The version before the read: a change the read misses moves it past this one.
-        version = feed.version
-        body = await self.jobmagic.store_thread.run(
-            self.bodies.body, self.jobmagic.store, states, version
-        )
+        body = await self.jobmagic.store_thread.run(self.bodies.answer, self.jobmagic.store, query)
         self.set_status(200)
         self.finish(body)
+
+    def query_argument(self) -> JobListQuery:
+        """Parse the arguments that say which jobs to answer with (400 for a bad one)."""
+        order = self.get_argument("order", "oldest")
+        if order not in {"oldest", "newest"}:
+            raise web.HTTPError(400, f"order must be oldest or newest, not {_shown(order)}")
+        store = self.get_argument("store", None)
+        if store is not None and not _GENERATION.fullmatch(store):
+            raise web.HTTPError(400, f"store must be a store's generation, not {_shown(store)}")
+        since = self.int_argument("since")
+        limit = self.int_argument("limit")
+        states = self.states_argument()
+        return JobListQuery(
+            states=None if states is None else tuple(states),
+            since=since,
+            store=store,
+            # Past what SQLite can count, a limit or offset is as good as none, or all.
+            limit=None if limit is None else min(limit, MAX_JOB_ID),
+            offset=min(self.int_argument("offset") or 0, MAX_JOB_ID),
+            newest_first=order == "newest",
+        )
 
     def states_argument(self) -> list[JobState] | None:
         """Parse the ``state`` arguments as ``JobState``s; None when there are none."""
@@ -213,7 +249,7 @@ class JobListHandler(JobmagicHandler):
                 raise web.HTTPError(
                     400, f"unknown state {_shown(value)}; use one of: {known}"
                 ) from None
-        return states
+        return list(dict.fromkeys(states))
 
 
 class JobHandler(JobmagicHandler):

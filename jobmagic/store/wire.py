@@ -262,15 +262,40 @@ def usage_json(usage: Usage | None, *, running: bool) -> dict[str, Any]:
 
 
 def job_list_json(
-    records: list[JobRecord], version: int, reasons: Mapping[int, str] | None = None
+    records: list[JobRecord],
+    version: int,
+    reasons: Mapping[int, str] | None = None,
+    *,
+    store: str | None = None,
+    since: int | None = None,
+    full: bool = False,
+    total: int | None = None,
+    counts: Mapping[str, int] | None = None,
+    removed: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The answer of ``GET jobs``: the schema version, the change version, the jobs."""
+    """The answer of ``GET jobs``: the schema version, the change version, the jobs.
+
+    The server's answer names the ``store`` (its generation), the ``total`` of jobs the
+    filters match and the ``counts`` by state; an answer to ``?since=`` has ``since`` and
+    ``removed`` (or ``full``, when it had to be the whole list). The keys left as None
+    (or ``full`` False) are left out, as in the command line's ``list --json``.
+    """
     reasons = reasons or {}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "version": version,
-        "jobs": [job_json(record, reasons.get(record.id)) for record in records],
-    }
+    envelope: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "version": version}
+    optional = {"store": store, "since": since, "full": full or None, "total": total}
+    envelope.update({key: value for key, value in optional.items() if value is not None})
+    if counts is not None:
+        envelope["counts"] = dict(counts)
+    if removed is not None:
+        envelope["removed"] = removed
+    envelope["jobs"] = [job_json(record, reasons.get(record.id)) for record in records]
+    return envelope
+
+
+#: The ``$id`` of the jupyter_events schema of job changes (``jobmagic/server/events/``).
+JOB_CHANGES_SCHEMA_ID = "https://events.jobmagic.dev/job-changes"
+#: Its version (``IJobChanges`` in wire.ts); a new one for any change a listener could notice.
+JOB_CHANGES_VERSION = 1
 
 
 def typescript() -> str:
@@ -305,14 +330,47 @@ export interface IJobUsage {{
 {usage_fields}
 }}
 
-/** The answer of `GET jobs`: every job asked for, and the store's change version. */
+/** The answer of `GET jobs`: the jobs asked for, and the store's change version. */
 export interface IJobList {{
   /** The wire schema version of this answer. */
   schema_version: number;
-  /** An opaque number that moves whenever a job changes; compare it for equality only. */
+  /** The store's revision when read: every change up to it is in this answer. */
   version: number;
-  /** The jobs, oldest first. */
+  /** The store's generation: a revision means something only with the same store. */
+  store: string;
+  /** With `?since=`: the revision the changes are counted from. */
+  since?: number;
+  /** With `?since=` that could not be answered with changes: `jobs` is the whole list. */
+  full?: boolean;
+  /** How many jobs match the `state` filter (before `limit` and `offset`). */
+  total: number;
+  /** How many jobs the store has in each state. */
+  counts: Record<JobState, number>;
+  /** With `?since=`: the ids of the jobs removed since, ascending. */
+  removed?: number[];
+  /** The jobs, oldest first (newest first with `?order=newest`). */
   jobs: IJob[];
+}}
+
+/** The `$id` of the jupyter_events schema of job-change events. */
+export const JOB_CHANGES_SCHEMA_ID = '{JOB_CHANGES_SCHEMA_ID}';
+
+/** A job-change event (schema `JOB_CHANGES_SCHEMA_ID`), coalesced per server pass. */
+export interface IJobChanges {{
+  /** The store's revision after these changes. */
+  version: number;
+  /** The revision of the server's previous event: a client at another has missed some. */
+  previous: number;
+  /** The store's generation. */
+  store: string;
+  /** Too many changes to send: `jobs` is empty, ask `GET jobs?since=`. */
+  reload: boolean;
+  /** The jobs changed or created since `previous`. */
+  jobs: IJob[];
+  /** The ids of the jobs removed since `previous`. */
+  removed: number[];
+  /** How many jobs the store has in each state. */
+  counts: Record<JobState, number>;
 }}
 """
 

@@ -9,8 +9,15 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { IJob, IJobList, IJobUsage, JobState } from './wire';
 
-export type { IJob, IJobList, IJobUsage, ILimits, JobState } from './wire';
-export { WIRE_SCHEMA_VERSION } from './wire';
+export type {
+  IJob,
+  IJobChanges,
+  IJobList,
+  IJobUsage,
+  ILimits,
+  JobState
+} from './wire';
+export { JOB_CHANGES_SCHEMA_ID, WIRE_SCHEMA_VERSION } from './wire';
 
 /** A slice of a job's log and what the server said about the log around it. */
 export interface ILogChunk {
@@ -33,6 +40,37 @@ export interface ILogRequest {
   signal?: AbortSignal;
 }
 
+/** Which jobs `listJobs` asks for; every field is optional (see `GET jobs`). */
+export interface IJobQuery {
+  /** Only jobs in these states. */
+  states?: ReadonlyArray<JobState>;
+  /** Only the jobs changed after this revision, and the ids removed since. */
+  since?: number;
+  /** The store (generation) `since` comes from: another store's gets every job. */
+  store?: string;
+  /** At most this many jobs, after skipping `offset`. */
+  limit?: number;
+  offset?: number;
+  /** By ascending id (the default) or descending. */
+  order?: 'oldest' | 'newest';
+  /** Long-poll (up to ~30 s on the server) until the version differs from this. */
+  waitFor?: number;
+}
+
+/** The states a job is in until it ends. */
+export const UNFINISHED_STATES: ReadonlyArray<JobState> = [
+  'queued',
+  'running',
+  'paused'
+];
+
+/** The states a job ends in. */
+export const FINISHED_STATES: ReadonlyArray<JobState> = [
+  'succeeded',
+  'failed',
+  'stopped'
+];
+
 /** The queue group a job waits and runs in unless it names one. */
 export const DEFAULT_GROUP = 'default';
 
@@ -54,15 +92,36 @@ export class JobsApi {
 
   readonly serverSettings: ServerConnection.ISettings;
 
-  /**
-   * All jobs in the store.
-   *
-   * @param waitFor - When given, long-poll (up to ~30 s on the server) until
-   *   the store's version differs from this one.
-   */
-  async listJobs(waitFor?: number, signal?: AbortSignal): Promise<IJobList> {
-    const query = waitFor === undefined ? '' : `?wait_for=${waitFor}`;
-    const response = await this._request('jobs', query, { signal });
+  /** The jobs `query` asks for: by default every job in the store. */
+  async listJobs(
+    query: IJobQuery = {},
+    signal?: AbortSignal
+  ): Promise<IJobList> {
+    const params = new URLSearchParams();
+    for (const state of query.states ?? []) {
+      params.append('state', state);
+    }
+    const numbers: [string, number | undefined][] = [
+      ['since', query.since],
+      ['limit', query.limit],
+      ['offset', query.offset],
+      ['wait_for', query.waitFor]
+    ];
+    for (const [name, value] of numbers) {
+      if (value !== undefined) {
+        params.set(name, String(value));
+      }
+    }
+    if (query.store !== undefined) {
+      params.set('store', query.store);
+    }
+    if (query.order !== undefined) {
+      params.set('order', query.order);
+    }
+    const text = params.toString();
+    const response = await this._request('jobs', text ? `?${text}` : '', {
+      signal
+    });
     return (await response.json()) as IJobList;
   }
 

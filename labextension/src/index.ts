@@ -19,6 +19,7 @@ import { IRunningSessionManagers } from '@jupyterlab/running';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { JobsApi } from './api';
+import { EventBusSocket } from './eventbus';
 import {
   CommandIDs,
   addJobActions,
@@ -57,8 +58,12 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
     notebookTree: INotebookTree | null,
     palette: ICommandPalette | null
   ): IJobmagic => {
+    const serverSettings = app.serviceManager.serverSettings;
+    // Not app.serviceManager.events: it cannot say when it reconnects (see
+    // eventbus.ts), and the model must then ask for what it missed.
     const model = new JobsModel({
-      api: new JobsApi(app.serviceManager.serverSettings)
+      api: new JobsApi(serverSettings),
+      events: new EventBusSocket({ serverSettings })
     });
     const tracker = new WidgetTracker<MainAreaWidget<JobLogView>>({
       namespace: 'jobmagic-log'
@@ -108,8 +113,14 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
           void app.commands.execute(CommandIDs.openLog, { id });
         }
       });
-      runningManagers.add(manager);
-      void app.restored.then(() => giveJobsSectionRoom(app, manager.name));
+      // The sidebar's section shows the items it has when it is made, and
+      // misses a change that comes before its list has mounted (an empty
+      // Jobs section after about one page load in four with the sidebar
+      // open): it is made once the model holds the jobs.
+      onceLoaded(model, () => {
+        runningManagers.add(manager);
+        void app.restored.then(() => giveJobsSectionRoom(app, manager.name));
+      });
     }
 
     if (statusBar) {
@@ -126,8 +137,9 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
     }
 
     model.start();
-    // Closing or reloading the page ends the change feed; a page kept in the
-    // back/forward cache keeps it, to go on where it left off.
+    // Closing or reloading the page ends the model and its event socket; a
+    // page kept in the back/forward cache keeps them, to go on where it left
+    // off.
     window.addEventListener('pagehide', event => {
       if (!event.persisted) {
         model.dispose();
@@ -141,5 +153,20 @@ const plugin: JupyterFrontEndPlugin<IJobmagic> = {
     };
   }
 };
+
+/** Call `then` once `model` has loaded (at once if it has). */
+function onceLoaded(model: JobsModel, then: () => void): void {
+  if (model.loaded) {
+    then();
+    return;
+  }
+  const check = (): void => {
+    if (model.loaded) {
+      model.changed.disconnect(check);
+      then();
+    }
+  };
+  model.changed.connect(check);
+}
 
 export default [plugin, notificationsPlugin];

@@ -111,12 +111,45 @@ export interface IJobUsage {
   running: boolean;
 }
 
-/** The answer of `GET jobs`: every job asked for, and the store's change version. */
+/** The answer of `GET jobs`: the jobs asked for, and the store's change version. */
 export interface IJobList {
   /** The wire schema version of this answer. */
   schema_version: number;
-  /** An opaque number that moves whenever a job changes; compare it for equality only. */
+  /** The store's revision when read: every change up to it is in this answer. */
   version: number;
-  /** The jobs, oldest first. */
+  /** The store's generation: a revision means something only with the same store. */
+  store: string;
+  /** With `?since=`: the revision the changes are counted from. */
+  since?: number;
+  /** With `?since=` that could not be answered with changes: `jobs` is the whole list. */
+  full?: boolean;
+  /** How many jobs match the `state` filter (before `limit` and `offset`). */
+  total: number;
+  /** How many jobs the store has in each state. */
+  counts: Record<JobState, number>;
+  /** With `?since=`: the ids of the jobs removed since, ascending. */
+  removed?: number[];
+  /** The jobs, oldest first (newest first with `?order=newest`). */
   jobs: IJob[];
+}
+
+/** The `$id` of the jupyter_events schema of job-change events. */
+export const JOB_CHANGES_SCHEMA_ID = 'https://events.jobmagic.dev/job-changes';
+
+/** A job-change event (schema `JOB_CHANGES_SCHEMA_ID`), coalesced per server pass. */
+export interface IJobChanges {
+  /** The store's revision after these changes. */
+  version: number;
+  /** The revision of the server's previous event: a client at another has missed some. */
+  previous: number;
+  /** The store's generation. */
+  store: string;
+  /** Too many changes to send: `jobs` is empty, ask `GET jobs?since=`. */
+  reload: boolean;
+  /** The jobs changed or created since `previous`. */
+  jobs: IJob[];
+  /** The ids of the jobs removed since `previous`. */
+  removed: number[];
+  /** How many jobs the store has in each state. */
+  counts: Record<JobState, number>;
 }

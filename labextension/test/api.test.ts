@@ -75,16 +75,55 @@ describe('JobsApi.readLog', () => {
 });
 
 describe('JobsApi.listJobs', () => {
-  it('long-polls with wait_for', async () => {
-    const { api, urls } = clientAnswering(
-      () =>
-        new Response(
-          JSON.stringify({ schema_version: 1, version: 3, jobs: [] })
-        )
+  const answer = (): Response =>
+    new Response(
+      JSON.stringify({
+        schema_version: 1,
+        version: 3,
+        store: 'ab12cd34',
+        total: 0,
+        counts: {},
+        jobs: []
+      })
     );
-    const list = await api.listJobs(2);
+
+  it('asks for every job when the query is empty', async () => {
+    const { api, urls } = clientAnswering(answer);
+    const list = await api.listJobs();
     assert.equal(list.version, 3);
-    assert.match(urls[0], /\/jobmagic\/api\/jobs\?wait_for=2/);
+    assert.equal(list.store, 'ab12cd34');
+    const url = new URL(urls[0]);
+    assert.equal(url.pathname, '/jobmagic/api/jobs');
+    // (ServerConnection adds a number against caches; nothing else.)
+    assert.match(url.search, /^(\?[0-9]+)?$/);
+  });
+
+  it('puts every part of the query in the URL', async () => {
+    const { api, urls } = clientAnswering(answer);
+    await api.listJobs({
+      states: ['succeeded', 'failed'],
+      since: 41,
+      store: 'ab12cd34',
+      limit: 50,
+      offset: 5,
+      order: 'newest'
+    });
+    const query = new URL(urls[0]).searchParams;
+    assert.deepEqual(query.getAll('state'), ['succeeded', 'failed']);
+    assert.equal(query.get('since'), '41');
+    assert.equal(query.get('store'), 'ab12cd34');
+    assert.equal(query.get('limit'), '50');
+    assert.equal(query.get('offset'), '5');
+    assert.equal(query.get('order'), 'newest');
+    assert.equal(query.get('wait_for'), null);
+  });
+
+  it('long-polls with wait_for', async () => {
+    const { api, urls } = clientAnswering(answer);
+    await api.listJobs({ waitFor: 2 });
+    const url = new URL(urls[0]);
+    assert.equal(url.pathname, '/jobmagic/api/jobs');
+    assert.equal(url.searchParams.get('wait_for'), '2');
   });
 });
 

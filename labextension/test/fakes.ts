@@ -1,12 +1,25 @@
 /**
- * Test doubles: jobs as the server sends them, a scripted job list, a job log
+ * Test doubles: jobs as the server sends them, a scripted job list, a job
+ * store that answers and pushes like the server, an event source, a job log
  * that grows on demand, and a sink that records what a log view was told.
  */
-import { ServerConnection } from '@jupyterlab/services';
+import { Event, ServerConnection } from '@jupyterlab/services';
+import { ISignal, Signal } from '@lumino/signaling';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { IJob, IJobList, ILogChunk, ILogRequest, JobsApi } from '../src/api';
+import {
+  IJob,
+  IJobChanges,
+  IJobList,
+  IJobQuery,
+  ILogChunk,
+  ILogRequest,
+  JOB_CHANGES_SCHEMA_ID,
+  JobsApi,
+  isFinished
+} from '../src/api';
+import { IEventSource } from '../src/eventbus';
 import { ILogSink } from '../src/logfollower';
 import { JobState, WIRE_SCHEMA_VERSION } from '../src/wire';
 
@@ -54,9 +67,36 @@ export function makeJob(fields: Partial<IJob> = {}): IJob {
   };
 }
 
-/** A job list answer. */
-export function makeList(version: number, jobs: IJob[] = []): IJobList {
-  return { schema_version: WIRE_SCHEMA_VERSION, version, jobs };
+/** How many of `jobs` are in each state. */
+export function countStates(jobs: Iterable<IJob>): Record<JobState, number> {
+  const counts: Record<JobState, number> = {
+    queued: 0,
+    running: 0,
+    paused: 0,
+    succeeded: 0,
+    failed: 0,
+    stopped: 0
+  };
+  for (const job of jobs) {
+    counts[job.state]++;
+  }
+  return counts;
+}
+
+/** A job list answer of store `store-1`. */
+export function makeList(
+  version: number,
+  jobs: IJob[] = [],
+  store = 'store-1'
+): IJobList {
+  return {
+    schema_version: WIRE_SCHEMA_VERSION,
+    version,
+    store,
+    total: jobs.length,
+    counts: countStates(jobs),
+    jobs
+  };
 }
 
 /** The error `JobsApi` rejects with for an HTTP status. */
@@ -104,7 +144,7 @@ export function untilAborted<T>(signal: AbortSignal | undefined): Promise<T> {
 
 /** One call of `listJobs`, with when it was made. */
 export interface IListCall {
-  waitFor: number | undefined;
+  query: IJobQuery;
   signal: AbortSignal | undefined;
   at: number;
 }
@@ -125,11 +165,20 @@ export class FakeListApi {
   readonly actions: string[] = [];
   /** What the next pause, resume or restart rejects with, if anything. */
   actionError: Error | null = null;
+  /** What `getJob` answers with, by id (else 404); `gets` records the ids. */
+  readonly single = new Map<number, IJob>();
+  readonly gets: number[] = [];
 
-  listJobs(waitFor?: number, signal?: AbortSignal): Promise<IJobList> {
-    const call = { waitFor, signal, at: Date.now() };
+  listJobs(query: IJobQuery = {}, signal?: AbortSignal): Promise<IJobList> {
+    const call = { query, signal, at: Date.now() };
     this.calls.push(call);
     return this._answer(call, this.calls.length - 1);
+  }
+
+  getJob(id: number): Promise<IJob> {
+    this.gets.push(id);
+    const job = this.single.get(id);
+    return job ? Promise.resolve(job) : Promise.reject(httpError(404));
   }
 
   stopJob(id: number): Promise<void> {
@@ -172,6 +221,188 @@ export class FakeListApi {
     index: number
   ) => Promise<IJobList>;
 }
+
+/**
+ * A job store on a fake server: revisions, tombstones and `GET jobs` answers
+ * as the real one makes them, and the events it would push.
+ */
+export class FakeJobServer {
+  constructor(readonly store = 'store-1') {
+    this.fake = new FakeListApi(call =>
+      Promise.resolve(this.answer(call.query))
+    );
+  }
+
+  readonly fake: FakeListApi;
+  revision = 0;
+
+  /** Create or change a job (one revision). */
+  set(job: IJob): IJob {
+    this.revision++;
+    this._rows.set(job.id, { job, rev: this.revision });
+    return job;
+  }
+
+  /** Remove a job (one revision). */
+  remove(id: number): void {
+    this.revision++;
+    this._rows.delete(id);
+    this._removed.set(id, this.revision);
+  }
+
+  /** The store's jobs now, by id. */
+  get jobs(): IJob[] {
+    return [...this._rows.values()]
+      .map(row => row.job)
+      .sort((a, b) => a.id - b.id);
+  }
+
+  /** The answer of `GET jobs` for `query`. */
+  answer(query: IJobQuery): IJobList {
+    const since = query.since;
+    const incremental =
+      since !== undefined &&
+      since <= this.revision &&
+      (query.store === undefined || query.store === this.store);
+    const rows = [...this._rows.values()].filter(
+      row => !query.states || query.states.includes(row.job.state)
+    );
+    const total = rows.length;
+    let jobs = rows
+      .filter(row => !incremental || row.rev > since)
+      .map(row => row.job)
+      .sort((a, b) => (query.order === 'newest' ? b.id - a.id : a.id - b.id));
+    jobs = jobs.slice(query.offset ?? 0);
+    if (query.limit !== undefined) {
+      jobs = jobs.slice(0, query.limit);
+    }
+    const list: IJobList = {
+      schema_version: WIRE_SCHEMA_VERSION,
+      version: this.revision,
+      store: this.store,
+      total,
+      counts: countStates(this.jobs),
+      jobs
+    };
+    if (incremental) {
+      list.since = since;
+      list.removed = [...this._removed.entries()]
+        .filter(([, rev]) => rev > since)
+        .map(([id]) => id)
+        .sort((a, b) => a - b);
+    } else if (since !== undefined) {
+      list.full = true;
+    }
+    return list;
+  }
+
+  /** The event of the changes after `previous`, as the server pushes it. */
+  event(previous: number, reload = false): Event.Emission {
+    const changes = this.answer({ since: previous });
+    const event: IJobChanges = {
+      version: this.revision,
+      previous,
+      store: this.store,
+      reload,
+      jobs: reload ? [] : changes.jobs,
+      removed: reload ? [] : (changes.removed ?? []),
+      counts: changes.counts
+    };
+    return {
+      schema_id: JOB_CHANGES_SCHEMA_ID,
+      ...event
+    } as unknown as Event.Emission;
+  }
+
+  /** What the calls asked for, as `since=N`, `states=a,b`, `newest limit=N`. */
+  get asked(): string[] {
+    return this.fake.calls.map(({ query }) => {
+      const parts: string[] = [];
+      if (query.states) {
+        parts.push(`states=${query.states.join(',')}`);
+      }
+      if (query.order) {
+        parts.push(query.order);
+      }
+      if (query.limit !== undefined) {
+        parts.push(`limit=${query.limit}`);
+      }
+      if (query.since !== undefined) {
+        parts.push(`since=${query.since}`);
+      }
+      if (query.store !== undefined) {
+        parts.push(`store=${query.store}`);
+      }
+      return parts.join(' ');
+    });
+  }
+
+  get api(): JobsApi {
+    return this.fake.api;
+  }
+
+  private readonly _rows = new Map<number, { job: IJob; rev: number }>();
+  private readonly _removed = new Map<number, number>();
+}
+
+/** A job that has ended, as the server sends it. */
+export function endedJob(id: number, fields: Partial<IJob> = {}): IJob {
+  return makeJob({
+    id,
+    state: 'succeeded',
+    exit_code: 0,
+    exit_text: 'exit code 0',
+    ended_at: 1700000100 + id,
+    runtime: 3,
+    ...fields
+  });
+}
+
+/** An event source the test drives: open, close, and events. */
+export class FakeEventSource implements IEventSource {
+  started = false;
+  isDisposed = false;
+
+  get stream(): ISignal<this, Event.Emission> {
+    return this._stream;
+  }
+
+  get connected(): ISignal<this, void> {
+    return this._connected;
+  }
+
+  get disconnected(): ISignal<this, void> {
+    return this._disconnected;
+  }
+
+  start(): void {
+    this.started = true;
+  }
+
+  open(): void {
+    this._connected.emit();
+  }
+
+  close(): void {
+    this._disconnected.emit();
+  }
+
+  push(emission: Event.Emission): void {
+    this._stream.emit(emission);
+  }
+
+  dispose(): void {
+    this.isDisposed = true;
+    Signal.clearData(this);
+  }
+
+  private readonly _stream = new Signal<this, Event.Emission>(this);
+  private readonly _connected = new Signal<this, void>(this);
+  private readonly _disconnected = new Signal<this, void>(this);
+}
+
+/** Whether `job` has ended (re-exported for tests). */
+export { isFinished };
 
 /** One call of `readLog`. */
 export interface ILogCall extends ILogRequest {

@@ -19,7 +19,13 @@ import {
   outcome,
   wantsNotice
 } from '../src/notify';
-import { FakeListApi, makeJob, makeList } from './fakes';
+import {
+  FakeEventSource,
+  FakeJobServer,
+  makeJob,
+  sleep,
+  waitFor
+} from './fakes';
 
 const models: JobsModel[] = [];
 const watchers: JobEndWatcher[] = [];
@@ -30,17 +36,18 @@ afterEach(() => {
 });
 
 /**
- * A model whose server answers the lists in `reports`, one per `refresh()`,
- * and a watcher over it that records the ids of the jobs it reports ended.
+ * A model over a fake store whose jobs become those of `reports`, one report
+ * per `next()`: the first is the model's first load, each later one reaches
+ * it as the server's event of what changed. A watcher over the model records
+ * the ids of the jobs it reports ended.
  */
 function watched(
   reports: IJob[][],
   { loadFirst = false } = {}
 ): Promise<{ model: JobsModel; ended: number[]; next: () => Promise<void> }> {
-  const fake = new FakeListApi((_, index) =>
-    Promise.resolve(makeList(index + 1, reports[index]))
-  );
-  const model = new JobsModel({ api: fake.api });
+  const server = new FakeJobServer();
+  const events = new FakeEventSource();
+  const model = new JobsModel({ api: server.api, events });
   models.push(model);
   const ended: number[] = [];
   const watch = (): void => {
@@ -48,7 +55,26 @@ function watched(
     watcher.ended.connect((_, job) => ended.push(job.id));
     watchers.push(watcher);
   };
-  const next = (): Promise<void> => model.refresh();
+  let index = 0;
+  const next = async (): Promise<void> => {
+    const previous = server.revision;
+    const report = reports[index++];
+    const kept = new Set(report.map(job => job.id));
+    for (const job of server.jobs) {
+      if (!kept.has(job.id)) {
+        server.remove(job.id);
+      }
+    }
+    report.forEach(job => server.set(job));
+    if (!model.loaded) {
+      model.start();
+      events.open();
+      await waitFor(() => model.loaded, 3000, 'the first load');
+      return;
+    }
+    events.push(server.event(previous));
+    await sleep(0);
+  };
   if (loadFirst) {
     return next().then(() => {
       watch();
