@@ -32,6 +32,7 @@ CASES = [
     "queue",
     "limits",
     "server",
+    "logview",
     "tsp",
     "ray",
 ]
