@@ -2,9 +2,10 @@
 
 A real ``jupyter lab`` and headless Chromium (Playwright, Debian's ``/usr/bin/chromium``).
 A job writes about 50 MB/s of log lines (coloured numbers, 100 bytes a line) for 10 s
-with its log view open, and the page counts its main-thread long tasks (a
-``PerformanceObserver`` of type ``longtask``: tasks of 50 ms or more) and times its
-animation frames (the interval between two ``requestAnimationFrame`` callbacks).
+with its log view open (opened before the job starts writing: the job waits on a FIFO
+until then, and the open itself is a row of its own), and the page counts its
+main-thread long tasks (a ``PerformanceObserver`` of type ``longtask``: tasks of 50 ms or
+more) and times its animation frames (the interval between two ``requestAnimationFrame`` callbacks).
 Baseline: the same page for 10 s with the log view open on an ended job (nothing to
 follow), measured in the same run, before the load. A contention reference: the same job
 with its log view not open (the page shows the ended job's), so that a long task the
@@ -13,11 +14,12 @@ machine's load causes (the job, the server and the browser share 2 cores) reads 
 Rows: the number of long tasks under load (goal 0: "no main-thread task of 50 ms or more",
 the issue's 60 fps-class responsiveness), the longest long task and their p99 (0 when
 there is none), the frame interval p99 and max; and how much the view was given to draw
-(the bytes of its log requests per second, with the job's own rate as the baseline) and
-how long it took, once the job had ended, to show the log's end.
+(the bytes of its log requests per second, with the job's own rate as the baseline), how
+long it took, once the job had ended, to show the log's end, and how long the open
+command took.
 
 The job runs under a ``WorkerService`` in a separate process (the jobs' "kernel"), which
-prints the job's id when it starts and its exit code when it ends.
+prints the job's id when it starts and its exit code and log size when it ends.
 """
 
 from __future__ import annotations
