@@ -33,6 +33,7 @@ CASES = [
     "limits",
     "server",
     "push",
+    "logview",
     "tsp",
     "ray",
 ]

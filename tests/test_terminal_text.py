@@ -183,7 +183,7 @@ def test_tail_buffer_version_bumps_only_on_change() -> None:
     assert buffer.text() == ""
 
 
-# -- the cases shared with the TypeScript log view ------------------------------------------
+# -- the cases of tests/cases/terminal_text.json ------------------------------------------
 SHARED_CASES = json.loads(
     (Path(__file__).parent / "cases" / "terminal_text.json").read_text(encoding="utf-8")
 )["cases"]

@@ -1,4 +1,4 @@
-"""The REST API's URL patterns: the handlers of the ``*handler*.py`` modules."""
+"""The REST API's URL patterns: the handlers of the ``*handler*.py`` modules and ``log_download``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from jupyter_server.utils import url_path_join
 from .action_handlers import PauseHandler, RemoveHandler, RestartHandler
 from .handlers import JobListHandler, JobmagicHandler, LogHandler, StopHandler
 from .job_list import JobListBodies
+from .log_download import LogDownloadHandler
 from .usage_handler import UsageHandler, UsageReadings
 
 #: A URL pattern, its handler, and (for some) the handler's ``initialize`` arguments.
@@ -25,5 +26,6 @@ def api_handlers(base_url: str) -> list[Route]:
         (api + r"/([^/]+)/(pause|resume)", PauseHandler),
         (api + r"/([^/]+)/restart", RestartHandler),
         (api + r"/([^/]+)/log", LogHandler),
+        (api + r"/([^/]+)/log/download", LogDownloadHandler),
         (api + r"/([^/]+)/usage", UsageHandler, {"readings": UsageReadings()}),
     ]

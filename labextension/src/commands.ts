@@ -22,6 +22,7 @@ import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { IJob, isFinished } from './api';
 import { describeState } from './describe';
+import { LOG_TAB_CLASS } from './logview';
 import { JobsModel } from './model';
 import { noticeName } from './notify';
 import { JOB_ITEM_CLASS, jobIdFromContext } from './running';
@@ -49,9 +50,6 @@ export const CommandIDs = {
   /** Ask which job, then open its log. */
   openLogOf: 'jobmagic:open-log-of'
 } as const;
-
-/** The class of a job's log tab (set by `createLogPanel`). */
-export const LOG_TAB_CLASS = 'jp-JobmagicLogTab';
 
 /** The items whose context menu has the job commands. */
 const JOB_ITEM_SELECTOR = `.jp-RunningSessions-item.${JOB_ITEM_CLASS}`;

@@ -3,16 +3,21 @@
  * new byte through long-polls (`GET jobs/{id}/log?offset=N&follow=1`).
  *
  * Traffic stays bounded whatever the job's output rate: at most one request
- * per `minInterval`, and when the log has grown more than `windowBytes`
- * past what was read, the follower skips ahead to the last `windowBytes`.
- * A `Poll` drives the requests: it backs off after errors and stands by while
- * the page is hidden.
+ * per `minInterval`, each for at most `followBytes`, the next one only once
+ * the sink has shown what the last one brought (`ILogSink.shown`); and when
+ * the log has grown more than twice `followBytes` past what was read, the
+ * follower skips ahead to its last `followBytes` and tells the sink how much
+ * it skipped. A `Poll` drives the requests: it backs off after errors and
+ * stands by while the page is hidden.
  */
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { Poll } from '@lumino/polling';
 
 import { ILogChunk, JobsApi, isFinished } from './api';
+
+/** Bytes one follow request reads at most, unless told otherwise: 1 MiB. */
+export const DEFAULT_FOLLOW_BYTES = 256 * 1024;
 
 /** What the follower reports to its view. */
 export interface ILogSink {
@@ -23,6 +28,16 @@ export interface ILogSink {
   restart(offset: number): void;
   /** Decoded output to append. */
   append(text: string): void;
+  /**
+   * `bytes` of the log were skipped to keep up with the job: what follows
+   * comes after them.
+   */
+  skipped(bytes: number): void;
+  /**
+   * Resolves once what was appended so far is shown; the follower asks for
+   * more only then. A sink without it shows text as it is appended.
+   */
+  shown?(): Promise<void>;
   /** The job ended and its whole log was read. */
   end(): void;
   /** A problem worth showing (`null` when it went away). */
@@ -34,8 +49,13 @@ export interface ILogFollowerOptions {
   api: JobsApi;
   jobId: number;
   sink: ILogSink;
-  /** Bytes of log kept in view (and read at most per request). */
+  /** Bytes read at most from the end of the log when following starts. */
   windowBytes: number;
+  /**
+   * Bytes one follow request reads at most (`windowBytes` when it is
+   * smaller); the default is 1 MiB.
+   */
+  followBytes?: number;
   /** Shortest time between two follow requests, in milliseconds. */
   minInterval?: number;
 }
@@ -47,6 +67,10 @@ export class LogFollower implements IDisposable {
     this._jobId = options.jobId;
     this._sink = options.sink;
     this._window = Math.max(1024, options.windowBytes);
+    this._followBytes = Math.min(
+      this._window,
+      Math.max(1024, options.followBytes ?? DEFAULT_FOLLOW_BYTES)
+    );
     this._minInterval = options.minInterval ?? 100;
     this._poll = new Poll<void>({
       name: `jobmagic:log-${this._jobId}`,
@@ -141,6 +165,7 @@ export class LogFollower implements IDisposable {
       this._poll.dispose();
       return;
     }
+    await this._sink.shown?.();
     if (this._poll.tick !== tick) {
       return;
     }
@@ -174,40 +199,40 @@ export class LogFollower implements IDisposable {
       length: this._window,
       signal
     });
+    const data = start > 0 ? fromLineStart(chunk.data) : chunk.data;
     this._decoder = new TextDecoder();
-    this._offset = start;
-    this._sink.restart(start);
-    let data = chunk.data;
-    if (start > 0) {
-      // Start at a line boundary rather than in the middle of a line (or of
-      // a UTF-8 character); a single huge line is shown from where it was cut.
-      const newline = data.indexOf(0x0a);
-      if (newline >= 0 && newline < data.length - 1) {
-        data = data.subarray(newline + 1);
-      }
-    }
-    this._offset += chunk.data.length;
+    this._sink.restart(start + chunk.data.length - data.length);
+    this._offset = start + chunk.data.length;
+    this._logSize = chunk.logSize;
     this._sink.append(this._decode(data));
     return this._isComplete(chunk);
   }
 
-  /** Wait for and read bytes past the offset. Returns whether the log is complete. */
+  /**
+   * Wait for and read bytes past the offset, or, far behind a fast writer,
+   * skip to the last `followBytes` the log had at the last answer. Returns
+   * whether the log is complete.
+   */
   private async _follow(signal: AbortSignal): Promise<boolean> {
-    const offset = this._offset ?? 0;
+    const read = this._offset ?? 0;
+    const skip = this._logSize - read > 2 * this._followBytes;
+    const offset = skip ? this._logSize - this._followBytes : read;
     const chunk = await this._api.readLog(this._jobId, {
       offset,
-      length: this._window,
-      follow: true,
+      length: this._followBytes,
+      follow: !skip,
       signal
     });
-    if (chunk.logSize - offset > 2 * this._window) {
-      // Far behind a fast writer: skip to the end instead of reading it all.
-      this._offset = null;
-      return false;
+    let data = chunk.data;
+    if (skip) {
+      data = fromLineStart(data);
+      this._decoder = new TextDecoder();
+      this._sink.skipped(offset + chunk.data.length - data.length - read);
     }
     this._offset = offset + chunk.data.length;
-    if (chunk.data.length > 0) {
-      this._sink.append(this._decode(chunk.data));
+    this._logSize = chunk.logSize;
+    if (data.length > 0) {
+      this._sink.append(this._decode(data));
     }
     return this._isComplete(chunk);
   }
@@ -235,6 +260,9 @@ export class LogFollower implements IDisposable {
   private readonly _jobId: number;
   private readonly _sink: ILogSink;
   private readonly _window: number;
+  private readonly _followBytes: number;
+  /** The log's size in bytes at the last answer. */
+  private _logSize = 0;
   private readonly _minInterval: number;
   private _decoder = new TextDecoder();
   /** The next byte to read; `null` until the tail was read (or after a skip). */
@@ -243,4 +271,17 @@ export class LogFollower implements IDisposable {
   private _paused = false;
   private _disposed = false;
   private _request: AbortController | null = null;
+}
+
+/**
+ * `data` from the start of its first whole line: a read that starts in the
+ * middle of the log starts at a line boundary rather than in the middle of a
+ * line (or of a UTF-8 character). A single huge line is kept from where it
+ * was cut.
+ */
+function fromLineStart(data: Uint8Array): Uint8Array {
+  const newline = data.indexOf(0x0a);
+  return newline >= 0 && newline < data.length - 1
+    ? data.subarray(newline + 1)
+    : data;
 }

@@ -1,152 +1,70 @@
 /**
  * The "Job log" main-area panel: a status line (with the job's CPU and memory
- * use while it runs) and the live tail of a job's log, drawn as a terminal
- * would show it.
+ * use while it runs) and the live tail of a job's log in a read-only
+ * terminal, with Ctrl/Cmd-F to search it.
+ *
+ * The tail is bounded twice: the view reads at most the last `windowBytes`
+ * of the log and the terminal keeps at most its last `scrollback` lines.
+ * When earlier output is not shown, a notice says how much, with a link that
+ * downloads the whole log.
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
+import { URLExt } from '@jupyterlab/coreutils';
 import {
   ToolbarButton,
   stopIcon,
   terminalIcon
 } from '@jupyterlab/ui-components';
-import { IDisposable } from '@lumino/disposable';
 import { Message } from '@lumino/messaging';
-import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
+import type { Terminal } from '@xterm/xterm';
 
-import { IJob, IJobUsage, JobsApi, isFinished } from './api';
-import { SecondTicker } from './clock';
+import { IJob, isFinished } from './api';
+import { SecondTicker, graceLeft, isStopping } from './clock';
 import {
   briefState,
   describeUsage,
-  formatBytes,
   formatDuration,
-  jobLabel,
-  jobTooltip
+  jobTooltip,
+  stoppingText
 } from './describe';
 import { ILogSink, LogFollower } from './logfollower';
+import { LogSearchBox } from './logsearch';
+import { logTabLabel, omittedNotice, skippedLine } from './logtext';
 import { JobsModel } from './model';
-import { TerminalText } from './terminal';
-import { TerminalRenderer } from './terminaldom';
+import {
+  bodyVariables,
+  cssColourToHex,
+  searchDecorations
+} from './terminaltheme';
+import { UsageFollower } from './usagefollower';
+import { LogTerminal, SCROLLBACK_LINES } from './xtermview';
 
-/** Bytes of log kept in view unless told otherwise: 256 KiB. */
-export const DEFAULT_WINDOW_BYTES = 256 * 1024;
+/** Bytes of log the view reads unless told otherwise: the last 8 MiB. */
+export const DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024;
 
-/** How often a running job's usage is read while its log is shown, in ms. */
-export const USAGE_INTERVAL = 1000;
-
-/** Options for a `UsageFollower`. */
-export interface IUsageFollowerOptions {
-  api: Pick<JobsApi, 'getUsage'>;
-  jobId: number;
-  /** Called with each reading, and with null when there is none to show. */
-  onUsage: (usage: IJobUsage | null) => void;
-  /** Milliseconds between readings. */
-  interval?: number;
-}
-
-/**
- * A running job's usage, read every `interval` ms while `enabled`. A `Poll`
- * drives it: it backs off after a failed request and stands by while the
- * page is hidden. It stops by itself once the server says the job is no
- * longer running.
- */
-export class UsageFollower implements IDisposable {
-  constructor(options: IUsageFollowerOptions) {
-    this._api = options.api;
-    this._jobId = options.jobId;
-    this._onUsage = options.onUsage;
-    this._poll = new Poll<IJobUsage | null>({
-      name: `jobmagic:usage:${options.jobId}`,
-      auto: false,
-      factory: () => this._read(),
-      frequency: {
-        interval: options.interval ?? USAGE_INTERVAL,
-        backoff: true,
-        max: 30000
-      },
-      standby: 'when-hidden'
-    });
-  }
-
-  /** Whether readings are taken; turning it off forgets the last one. */
-  get enabled(): boolean {
-    return this._enabled;
-  }
-
-  set enabled(value: boolean) {
-    if (value === this._enabled || this.isDisposed) {
-      return;
-    }
-    this._enabled = value;
-    if (value) {
-      void this._poll.start();
-    } else {
-      this._abort?.abort();
-      this._abort = null;
-      void this._poll.stop();
-      this._onUsage(null);
-    }
-  }
-
-  get isDisposed(): boolean {
-    return this._poll.isDisposed;
-  }
-
-  dispose(): void {
-    this._abort?.abort();
-    this._poll.dispose();
-  }
-
-  private async _read(): Promise<IJobUsage | null> {
-    const abort = new AbortController();
-    this._abort = abort;
-    let usage: IJobUsage;
-    try {
-      usage = await this._api.getUsage(this._jobId, abort.signal);
-    } catch (reason) {
-      if (!abort.signal.aborted) {
-        this._onUsage(null);
-      }
-      throw reason; // the poll tries again later, backing off
-    }
-    if (abort.signal.aborted) {
-      return null; // turned off meanwhile: the answer is stale
-    }
-    if (!usage.running) {
-      this.enabled = false;
-      return null;
-    }
-    this._onUsage(usage);
-    return usage;
-  }
-
-  private readonly _api: Pick<JobsApi, 'getUsage'>;
-  private readonly _jobId: number;
-  private readonly _onUsage: (usage: IJobUsage | null) => void;
-  private readonly _poll: Poll<IJobUsage | null>;
-  private _abort: AbortController | null = null;
-  private _enabled = false;
-}
+/** The class of a log panel's tab (other parts select log tabs by it). */
+export const LOG_TAB_CLASS = 'jp-JobmagicLogTab';
 
 /** Options for a `JobLogView`. */
 export interface IJobLogViewOptions {
   model: JobsModel;
   jobId: number;
-  /** Bytes of log read first and kept in the DOM. */
+  /** Bytes of log read at most, from its end. */
   windowBytes?: number;
+  /** Lines the terminal keeps besides its screen. */
+  scrollback?: number;
 }
 
 /**
  * The live tail of one job's log. It follows the log only while it is
- * visible, and keeps at most `windowBytes` characters in the DOM.
+ * visible.
  */
 export class JobLogView extends Widget implements ILogSink {
   constructor(options: IJobLogViewOptions) {
     super();
     this.model = options.model;
     this.jobId = options.jobId;
-    const windowBytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
     this.addClass('jp-JobLog');
     this.node.dataset.jobId = String(this.jobId);
 
@@ -157,16 +75,39 @@ export class JobLogView extends Widget implements ILogSink {
     this._usage.hidden = true;
     this._problem.className = 'jp-JobLog-problem';
     this._status.append(this._state, this._details, this._usage, this._problem);
-    this._output.className = 'jp-JobLog-output';
+
     this._omitted.className = 'jp-JobLog-omitted';
-    this._terminal = new TerminalText({ maxChars: windowBytes });
-    this._renderer = new TerminalRenderer(this._terminal);
-    this._output.append(this._omitted, this._renderer.node);
-    this.node.append(this._status, this._output);
-    this._output.addEventListener('scroll', () => {
-      const { scrollHeight, scrollTop, clientHeight } = this._output;
-      this._stickToEnd = scrollHeight - scrollTop - clientHeight < 8;
+    this._omitted.hidden = true;
+    this._omittedText.className = 'jp-JobLog-omittedText';
+    const download = document.createElement('a');
+    download.className = 'jp-JobLog-download';
+    download.textContent = 'Download the full log';
+    // A plain link: the browser sends the page's Jupyter cookie with a GET.
+    download.href = URLExt.join(
+      this.model.api.serverSettings.baseUrl,
+      'jobmagic/api/jobs',
+      String(this.jobId),
+      'log/download'
+    );
+    download.download = '';
+    this._omitted.append(this._omittedText, ' ', download);
+
+    this._terminal = new LogTerminal({
+      scrollback: options.scrollback ?? SCROLLBACK_LINES,
+      onWritten: () => this._updateNotice(),
+      onThemeChanged: () => this._search.refresh()
     });
+    this._search = new LogSearchBox({
+      search: this._terminal.search,
+      decorations: () => searchDecorations(bodyVariables(), cssColourToHex),
+      onClose: () => this._terminal.focus()
+    });
+    this._output.className = 'jp-JobLog-output';
+    this._output.append(this._terminal.node, this._search.node);
+    this.node.append(this._status, this._omitted, this._output);
+    this.node.tabIndex = -1;
+    // In the capture phase: before xterm's own key handling in its textarea.
+    this.node.addEventListener('keydown', this._onKeyDown, true);
 
     this._usageFollower = new UsageFollower({
       api: this.model.api,
@@ -183,7 +124,7 @@ export class JobLogView extends Widget implements ILogSink {
       api: this.model.api,
       jobId: this.jobId,
       sink: this,
-      windowBytes
+      windowBytes: options.windowBytes ?? DEFAULT_WINDOW_BYTES
     });
     this._follower.paused = true;
   }
@@ -196,23 +137,47 @@ export class JobLogView extends Widget implements ILogSink {
     return this.model.job(this.jobId);
   }
 
+  /** The terminal that shows the log (for reading it: the view writes to it). */
+  get terminal(): Terminal {
+    return this._terminal.terminal;
+  }
+
+  /** The text the terminal holds, line by line (see `LogTerminal.bufferLines`). */
+  bufferLines(): string[] {
+    return this._terminal.bufferLines();
+  }
+
+  /** Show the search box (what Ctrl/Cmd-F does). */
+  openSearch(): void {
+    this._search.open();
+  }
+
   restart(offset: number): void {
+    this._omittedBytes = offset;
     this._terminal.reset();
-    this._renderer.clear();
-    this._omitted.textContent =
-      offset > 0 ? `… ${formatBytes(offset)} of earlier output not shown` : '';
     delete this.node.dataset.complete;
-    this._scheduleRender();
   }
 
   append(text: string): void {
     this._terminal.write(text);
-    this._scheduleRender();
+  }
+
+  skipped(bytes: number): void {
+    this._terminal.write(skippedLine(bytes));
+  }
+
+  shown(): Promise<void> {
+    return this._terminal.written();
   }
 
   end(): void {
-    // Marks the view for anyone (tests, styles) who asks whether the log is whole.
-    this.node.dataset.complete = 'true';
+    // Marks the view for anyone (tests, styles) who asks whether the log is
+    // whole, once the terminal holds all of it.
+    void this._terminal.written().then(() => {
+      if (!this.isDisposed) {
+        this.node.dataset.complete = 'true';
+      }
+    });
   }
 
   problem(message: string | null): void {
@@ -226,18 +191,38 @@ export class JobLogView extends Widget implements ILogSink {
     this._follower.dispose();
     this._usageFollower.dispose();
     this._ticker.dispose();
-    cancelAnimationFrame(this._frame);
+    this._search.dispose();
+    this._terminal.dispose();
     this.model.changed.disconnect(this._updateStatus);
     super.dispose();
   }
 
+  protected override onActivateRequest(msg: Message): void {
+    super.onActivateRequest(msg);
+    if (this._search.isOpen) {
+      this._search.input.focus();
+    } else {
+      this._terminal.focus();
+    }
+    if (!this.node.contains(document.activeElement)) {
+      this.node.focus();
+    }
+  }
+
+  protected override onResize(msg: Widget.ResizeMessage): void {
+    super.onResize(msg);
+    this._terminal.open();
+  }
+
   protected override onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
+    this._terminal.open();
     this._setVisible(true);
   }
 
   protected override onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
+    this._terminal.open();
     this._setVisible(this.isVisible);
   }
 
@@ -255,9 +240,33 @@ export class JobLogView extends Widget implements ILogSink {
     this._visible = visible;
     this._follower.paused = !visible;
     this._updateStatus();
-    if (visible) {
-      this._scheduleRender();
+  }
+
+  /** Ctrl/Cmd-F anywhere in the view opens its search box. */
+  private readonly _onKeyDown = (event: KeyboardEvent): void => {
+    const accel = event.ctrlKey || event.metaKey;
+    if (accel && !event.altKey && event.key.toLowerCase() === 'f') {
+      event.preventDefault();
+      event.stopPropagation();
+      this._search.open();
     }
+  };
+
+  /** Say what is not shown: bytes never read, lines the terminal dropped. */
+  private _updateNotice(): void {
+    const trimmed = this._terminal.isTrimmed;
+    const key = `${this._omittedBytes} ${trimmed}`;
+    if (key === this._noticeKey) {
+      return; // the common case: called after each batch, and nothing changed
+    }
+    this._noticeKey = key;
+    const text = omittedNotice({
+      bytes: this._omittedBytes,
+      trimmed,
+      maxLines: this._terminal.scrollback
+    });
+    this._omittedText.textContent = text;
+    this._omitted.hidden = !text;
   }
 
   private readonly _updateStatus = (): void => {
@@ -270,9 +279,12 @@ export class JobLogView extends Widget implements ILogSink {
       this._details.textContent = '';
       return;
     }
-    this._state.textContent = briefState(job);
+    // A stop under way: "stopping (4s left)", counted down by the ticker.
+    const stopping = isStopping(job);
+    const grace = graceLeft(job);
+    this._state.textContent = stopping ? stoppingText(grace) : briefState(job);
     this._state.dataset.state = job.state;
-    this._state.className = `jp-JobLog-state jp-mod-${job.state}`;
+    this._state.className = `jp-JobLog-state jp-mod-${stopping ? 'stopping' : job.state}`;
     const details: string[] = [];
     if (job.pid !== null && !isFinished(job.state)) {
       details.push(`pid ${job.pid}`);
@@ -289,47 +301,33 @@ export class JobLogView extends Widget implements ILogSink {
       details.push(job.error);
     }
     this._details.textContent = details.join(' · ');
-    this._status.title = jobTooltip(job);
+    this._status.title = jobTooltip(job, grace);
   };
-
-  /** Draw at most once per animation frame, whatever the rate of output. */
-  private _scheduleRender(): void {
-    if (this._frame || !this._visible) {
-      return;
-    }
-    this._frame = requestAnimationFrame(() => {
-      this._frame = 0;
-      this._render();
-    });
-  }
-
-  private _render(): void {
-    this._renderer.render();
-    if (this._stickToEnd) {
-      this._output.scrollTop = this._output.scrollHeight;
-    }
-  }
 
   private readonly _status = document.createElement('div');
   private readonly _state = document.createElement('span');
   private readonly _details = document.createElement('span');
   private readonly _usage = document.createElement('span');
   private readonly _problem = document.createElement('span');
-  private readonly _output = document.createElement('div');
   private readonly _omitted = document.createElement('div');
-  private readonly _terminal: TerminalText;
-  private readonly _renderer: TerminalRenderer;
+  private readonly _omittedText = document.createElement('span');
+  private readonly _output = document.createElement('div');
+  private readonly _terminal: LogTerminal;
+  private readonly _search: LogSearchBox;
   private readonly _follower: LogFollower;
   private readonly _usageFollower: UsageFollower;
   private readonly _ticker = new SecondTicker(() => this._updateStatus());
-  private _frame = 0;
+  /** Bytes at the start of the log the view did not read. */
+  private _omittedBytes = 0;
+  /** What the notice says now, as its inputs: bytes and trimmed. */
+  private _noticeKey = '';
   private _visible = false;
-  private _stickToEnd = true;
 }
 
 /**
  * A main-area panel around a `JobLogView`, with a toolbar button that stops
- * the job while it runs.
+ * the job while it runs. Its tab has the class `LOG_TAB_CLASS` and the job's
+ * id as `data-jobmagic-job`.
  */
 export function createLogPanel(
   options: IJobLogViewOptions
@@ -340,13 +338,10 @@ export function createLogPanel(
   panel.addClass('jp-JobLogPanel');
   panel.title.icon = terminalIcon;
   panel.title.closable = true;
-  panel.title.className += ' jp-JobmagicLogTab';
+  panel.title.className = `${panel.title.className} ${LOG_TAB_CLASS}`.trim();
   // Lumino writes each key as is into `data-KEY`, and HTML lowercases it: the
   // key is spelled as the attribute, which reads back as `dataset.jobmagicJob`.
-  panel.title.dataset = {
-    ...panel.title.dataset,
-    'jobmagic-job': String(options.jobId)
-  };
+  panel.title.dataset = { 'jobmagic-job': String(options.jobId) };
   const stop = new ToolbarButton({
     icon: stopIcon,
     label: 'Stop',
@@ -360,8 +355,7 @@ export function createLogPanel(
   });
   panel.toolbar.addItem('stop', stop);
   const update = (job: IJob | undefined): void => {
-    const label = job ? jobLabel(job) : `job ${options.jobId}`;
-    panel.title.label = `Log: ${truncate(label, 40)}`;
+    panel.title.label = logTabLabel(options.jobId, job);
     panel.title.caption = job ? jobTooltip(job) : `Job ${options.jobId}`;
     stop.enabled = !!job && !isFinished(job.state);
   };
@@ -372,8 +366,4 @@ export function createLogPanel(
   );
   update(content.job);
   return panel;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }

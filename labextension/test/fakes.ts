@@ -517,6 +517,10 @@ export class RecordingSink implements ILogSink {
     this.text += text;
   }
 
+  skipped(bytes: number): void {
+    this.events.push(`skipped ${bytes}`);
+  }
+
   end(): void {
     this.events.push('end');
     this.ended = true;

@@ -59,10 +59,11 @@ describe('LogFollower', () => {
     }
     const follower = follow(fake, sink);
     await waitFor(() => fake.waiting === 1);
-    const start = fake.size - 1024;
-    assert.equal(sink.events[0], `restart ${start}`);
     assert.ok(sink.text.endsWith('line 299\n'));
     assert.match(sink.text, /^line \d+\n/, 'starts with a whole line');
+    assert.ok(sink.text.length < 1024);
+    // The restart names the first byte shown: all before it is left out.
+    assert.equal(sink.events[0], `restart ${fake.size - sink.text.length}`);
     follower.dispose();
   });
 
@@ -121,24 +122,61 @@ describe('LogFollower', () => {
     assert.ok(follows.length <= 11, `${follows.length} follow requests`);
   });
 
-  it('skips ahead when far behind a fast writer', async () => {
+  it('skips ahead, and says how much, when far behind a fast writer', async () => {
     const fake = new FakeLogApi();
     const sink = new RecordingSink();
     fake.write('start\n');
-    const follower = follow(fake, sink, 200);
+    const follower = follow(fake, sink, 50);
     await waitFor(() => fake.waiting === 1);
-    // More than twice the window arrives between two requests.
-    fake.write('a'.repeat(100) + '\n');
-    await sleep(20);
-    fake.write(`${'b'.repeat(99)}\n`.repeat(30));
-    await waitFor(
-      () => sink.events.filter(e => e.startsWith('restart')).length === 2,
-      3000,
-      'a restart at the tail'
+    // Far more than twice a follow request's 1 KiB arrives at once: 60
+    // lines of 100 bytes.
+    const line = (i: number): string =>
+      `${String(i).padStart(2, '0')}${'b'.repeat(97)}\n`;
+    fake.write(Array.from({ length: 60 }, (_, i) => line(i)).join(''));
+    await waitFor(() => sink.text.endsWith(line(59)), 3000, 'the last line');
+    const skips = sink.events.filter(e => e.startsWith('skipped'));
+    assert.equal(skips.length, 1);
+    assert.equal(
+      sink.events.filter(e => e.startsWith('restart')).length,
+      1,
+      'a skip does not start over'
     );
-    assert.equal(sink.events.at(-2), `restart ${fake.size - 1024}`);
-    assert.ok(sink.text.endsWith('b\n'));
-    assert.ok(!sink.text.includes('start'));
+    assert.ok(sink.text.startsWith('start\n'));
+    // What was shown and what was skipped make the whole log, and what
+    // follows the skip starts with a whole line.
+    const skipped = Number(skips[0].split(' ')[1]);
+    assert.equal(sink.text.length + skipped, fake.size);
+    const after = sink.events.slice(sink.events.indexOf(skips[0]) + 1);
+    assert.match(after[0], /^append "\d\db{97}\\n/);
+    const requests = fake.calls.length;
+    assert.equal(fake.calls.filter(call => !call.follow).length, 3);
+    assert.ok(requests <= 6, `${requests} requests`);
+    follower.dispose();
+  });
+
+  it('asks for more only once the sink has shown what it has', async () => {
+    let release = (): void => {};
+    class SlowSink extends RecordingSink {
+      shown(): Promise<void> {
+        return new Promise(resolve => {
+          release = resolve;
+        });
+      }
+    }
+    const fake = new FakeLogApi();
+    const sink = new SlowSink();
+    fake.write('one\n');
+    const follower = follow(fake, sink);
+    await waitFor(() => sink.text === 'one\n');
+    fake.write('two\n');
+    await sleep(100);
+    assert.equal(fake.calls.length, 2, 'the tail (two reads), nothing more');
+    release();
+    await waitFor(() => sink.text === 'one\ntwo\n');
+    assert.deepEqual(
+      fake.calls.slice(2, 3).map(call => [call.offset, call.follow]),
+      [[4, true]]
+    );
     follower.dispose();
   });
 
