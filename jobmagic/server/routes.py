@@ -1,4 +1,4 @@
-"""The REST API's URL patterns: the handlers of the ``*handler*.py`` modules and ``log_download``."""
+"""The REST API's URL patterns: the handlers of ``*handler*.py`` and ``log_download.py``."""
 
 from __future__ import annotations
 
