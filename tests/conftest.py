@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from jupyter_client import BlockingKernelClient, KernelManager
     from playwright.sync_api import Page
 
+    from jobmagic.engine.service import WorkerService
+
 # pytester runs the harness's own tests (tests/test_harness.py) in a child pytest.
 pytest_plugins = ["pytester"]
 
@@ -224,6 +226,19 @@ def jobmagic_home(
     reset = getattr(service_module, "_reset_service_for_tests", None)
     if reset is not None:
         reset()
+
+
+@pytest.fixture
+def service(jobmagic_home: Path) -> Iterator[WorkerService]:
+    """A WorkerService of this test process on the test's job home: the home a lab or
+    notebook server of the test serves. (Modules that need another kind override it.)"""
+    from jobmagic.engine.service import WorkerService
+
+    svc = WorkerService(home=jobmagic_home)
+    try:
+        yield svc
+    finally:
+        svc.shutdown()
 
 
 @pytest.fixture(scope="session")

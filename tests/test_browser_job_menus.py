@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import test_browser_sidebar
 from helpers import python_cmd
 from test_browser_notify import exits_when_released, make_fifo, wait_until_listed
 from test_browser_sidebar import UI_TIMEOUT, job_item, open_lab, open_running_sidebar
@@ -26,9 +25,6 @@ if TYPE_CHECKING:
     from jobmagic.engine.worker import Worker
 
 pytestmark = [pytest.mark.browser]
-
-# pytest finds fixtures by name in the test's module: this is that module's own.
-service = test_browser_sidebar.service
 
 
 def log_tab(page: Page, worker: Worker) -> Locator:

@@ -16,7 +16,6 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,18 +41,6 @@ SCROLLBACK = 5000
 VIEW = (
     "[...window.jupyterapp.shell.widgets('main')].find(w => w.id === `jobmagic-log-${id}`).content"
 )
-
-
-@pytest.fixture
-def service() -> Iterator[WorkerService]:
-    """A WorkerService of this test process (same job home as the lab server)."""
-    from jobmagic.engine.service import WorkerService
-
-    svc = WorkerService()
-    try:
-        yield svc
-    finally:
-        svc.shutdown()
 
 
 def open_log(page: Page, job_id: int | None) -> Locator:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,18 +31,6 @@ PLUGIN_ID = "jobmagic:plugin"
 BUNDLE_PATH = "/lab/extensions/jobmagic/"
 #: Prints a known line, then blocks until the test writes to the FIFO named by argv[1].
 WAITING_JOB = "import sys; print('hello from the job', flush=True); open(sys.argv[1]).read()"
-
-
-@pytest.fixture
-def service() -> Iterator[WorkerService]:
-    """A WorkerService of this test process (same job home as the notebook server)."""
-    from jobmagic.engine.service import WorkerService
-
-    svc = WorkerService()
-    try:
-        yield svc
-    finally:
-        svc.shutdown()
 
 
 class PageProblems:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import test_browser_sidebar
 from helpers import python_cmd, wait_until
 from test_browser_sidebar import (
     UI_TIMEOUT,
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser]
 
-# pytest finds fixtures by name in the test's module: this is that module's own.
-service = test_browser_sidebar.service
 
 #: The longest a toast may take after a job's exit (the issue's goal).
 TOAST_TIMEOUT = 2_000  # ms

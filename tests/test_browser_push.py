@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,18 +37,6 @@ pytestmark = [pytest.mark.browser]
 
 #: Where jobmagic's API lives (its frontend's files are under /lab/extensions/jobmagic/).
 JOBMAGIC = "/jobmagic/api/"
-
-
-@pytest.fixture
-def service() -> Iterator[WorkerService]:
-    """A WorkerService of this test process (same job home as the lab server)."""
-    from jobmagic.engine.service import WorkerService
-
-    svc = WorkerService()
-    try:
-        yield svc
-    finally:
-        svc.shutdown()
 
 
 class JobmagicRequests:

@@ -43,18 +43,6 @@ UI_TIMEOUT = 10_000  # ms
 SLEEPER = python_cmd("import signal; print('ready', flush=True); signal.pause()")
 
 
-@pytest.fixture
-def service() -> Iterator[WorkerService]:
-    """A WorkerService of this test process (same job home as the lab server)."""
-    from jobmagic.engine.service import WorkerService
-
-    svc = WorkerService()
-    try:
-        yield svc
-    finally:
-        svc.shutdown()
-
-
 def open_lab(page: Page, server: LabServer) -> None:
     """Load JupyterLab and wait until it has restored its layout."""
     page.goto(f"{server.url}lab?token={server.token}")

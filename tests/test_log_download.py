@@ -10,7 +10,6 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,18 +29,6 @@ RANDOM_BYTES = 3 * 1024 * 1024 + 17
 RANDOM_JOB = python_cmd(
     f"import random, sys; sys.stdout.buffer.write(random.Random(16).randbytes({RANDOM_BYTES}))"
 )
-
-
-@pytest.fixture
-def service() -> Iterator[WorkerService]:
-    """A WorkerService of this test process (same job home as the lab server)."""
-    from jobmagic.engine.service import WorkerService
-
-    svc = WorkerService()
-    try:
-        yield svc
-    finally:
-        svc.shutdown()
 
 
 def download(
