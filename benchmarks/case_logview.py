@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import BenchError, Context, engine_missing, fresh_dir
+from benchmarks.jupyter_app import jupyter_app
 from benchmarks.report import Goal, Row, percentile
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 RATE = 50e6  # bytes per second the job writes
 SECONDS = 10.0  # how long it writes; also how long the idle page is measured
-LAB_START = 120.0  # seconds jupyter lab gets to listen and the page to load
 CATCH_UP = 60.0  # seconds the view gets to show the log's end once the job has ended
 
 #: Prints "ready", waits until its FIFO (argv[1]) is opened, then writes RATE bytes/s of
@@ -165,71 +163,13 @@ def _ended(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, int]:
     return int(line[1]), int(line[2])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _lab(ctx: Context, workdir: Path) -> Iterator[tuple[str, Path]]:
     """A running ``jupyter lab``; yields its URL with the token, and the job home."""
-    home, root, jupyter = workdir / "home", workdir / "root", workdir / "jupyter"
-    for path in (root, jupyter / "config", jupyter / "data", jupyter / "runtime"):
-        path.mkdir(parents=True)
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to open the log view
-        f"--LabApp.workspaces_dir={jupyter / 'workspaces'}",
-        f"--LabApp.user_settings_dir={jupyter / 'settings'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    env = {
-        **ctx.env(home),
-        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-    }
-    log = (workdir / "lab.log").open("wb")
-    process = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=workdir,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + LAB_START
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise BenchError("jupyter lab did not listen") from None
-                threading.Event().wait(0.1)
-        yield f"http://127.0.0.1:{port}/lab?token={token}", home
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        log.close()
+    home = workdir / "home"
+    # window.jupyterapp, to open the log view.
+    with jupyter_app(ctx, workdir, home, args=["--LabApp.expose_app_in_browser=True"]) as app:
+        yield app.url("lab"), home
 
 
 def _open_log(page: Any, job_id: int) -> float:

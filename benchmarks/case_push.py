@@ -21,19 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.harness import BenchError, Context, engine_missing, fresh_dir
+from benchmarks.harness import Context, engine_missing, fresh_dir
+from benchmarks.jupyter_app import jupyter_app
 from benchmarks.report import Goal, Row, percentile
 
 if TYPE_CHECKING:
@@ -42,7 +37,6 @@ if TYPE_CHECKING:
 JOBS = 30
 WARM_UP = 3  # jobs released first, not measured
 CHROMIUM = Path("/usr/bin/chromium")
-SERVER_START = 120.0  # seconds the lab server gets to answer
 UI_WAIT = 10_000  # ms the page gets to show one change
 _KERNEL_MAIN = "import sys; from benchmarks.case_push import kernel; kernel(*sys.argv[1:])"
 
@@ -108,77 +102,11 @@ def kernel(home: str, fifo_dir: str, jobs: str) -> None:
         service.shutdown(timeout=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 - our own server
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def _lab(ctx: Context, workdir: Path, home: Path) -> Iterator[tuple[int, str]]:
     """A ``jupyter lab`` on a free port of 127.0.0.1: yields (port, token)."""
-    root, jupyter = workdir / "root", workdir / "jupyter"
-    for path in (root, jupyter / "config", jupyter / "runtime"):
-        path.mkdir(parents=True)
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.workspaces_dir={jupyter / 'workspaces'}",
-        f"--LabApp.user_settings_dir={jupyter / 'settings'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    env = {
-        **ctx.env(home),
-        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-    }
-    log = (workdir / "lab.log").open("wb")
-    process = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=workdir,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + SERVER_START
-        status = f"http://127.0.0.1:{port}/api/status?token={token}"
-        while not _answers(status):
-            if time.monotonic() > deadline or process.poll() is not None:
-                tail = (workdir / "lab.log").read_text(errors="replace")[-500:]
-                raise BenchError(f"jupyter lab did not start: {tail}")
-            threading.Event().wait(0.1)
-        yield port, token
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        log.close()
+    with jupyter_app(ctx, workdir, home, args=["--LabApp.expose_app_in_browser=True"]) as app:
+        yield app.port, app.token
 
 
 def _measure(ctx: Context, workdir: Path) -> tuple[list[float], list[float]]:

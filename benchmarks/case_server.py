@@ -25,18 +25,17 @@ import http.client
 import os
 import queue
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import BenchError, Context, engine_missing, fresh_dir
+from benchmarks.jupyter_app import jupyter_app
 from benchmarks.report import Goal, Row, median, percentile
 
 JOBS = 500
@@ -50,7 +49,6 @@ WARM_UP = 3.0
 LONG_POLL = 2  # seconds: the ?timeout= of the clients' long-polls
 JOB = "echo one; sleep 0.2; echo two; sleep 0.2; echo three; sleep 0.2; echo four"
 API = "/jobmagic/api/jobs"
-SERVER_START = 90.0  # seconds the server gets to listen
 CHURN_TIMEOUT = 120.0  # seconds the 500 jobs get, start to end
 _CHURN_MAIN = "import sys; from benchmarks.case_server import churn; churn(*sys.argv[1:])"
 
@@ -99,7 +97,6 @@ class Server:
     port: int
     token: str
     process: subprocess.Popen[bytes]
-    output: list[str] = field(default_factory=list)
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -112,90 +109,19 @@ class Server:
         return reply.status, dict(reply.getheaders()), body
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _drain(stream, lines: list[str], ready: threading.Event) -> None:
-    for raw in stream:
-        line = raw.decode(errors="replace").rstrip()
-        lines.append(line)
-        if "is running at" in line:
-            ready.set()
-    ready.set()  # it exited before it was ready
-
-
 @contextlib.contextmanager
-def _server(ctx: Context, workdir: Path, lag_log: Path):
-    home, root, jupyter = workdir / "home", workdir / "root", workdir / "jupyter"
-    for path in (root, jupyter / "config", jupyter / "data", jupyter / "runtime"):
-        path.mkdir(parents=True)
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "server",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        '--ServerApp.jpserver_extensions={"jobmagic": True}',
-        # JupyterLab's server extension loads too where it is installed: its own dirs.
-        f"--LabApp.workspaces_dir={jupyter / 'workspaces'}",
-        f"--LabApp.user_settings_dir={jupyter / 'settings'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    env = {
-        **ctx.env(home),
-        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-        "JUPYTER_DATA_DIR": str(jupyter / "data"),
-        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-        "JOBMAGIC_LOOP_LAG_LOG": str(lag_log),
-    }
-    process = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=workdir,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    server = Server(port, token, process)
-    ready = threading.Event()
-    drainer = threading.Thread(target=_drain, args=(process.stdout, server.output, ready))
-    drainer.start()
-    try:
-        if not ready.wait(SERVER_START) or process.poll() is not None:
-            raise BenchError("jupyter server did not start: " + " | ".join(server.output[-5:]))
-        # "is running at" comes just before the loop binds the port.
-        deadline = time.monotonic() + SERVER_START
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=5).close()
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise BenchError("jupyter server did not listen") from None
-                threading.Event().wait(0.05)
-        yield server, home
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        drainer.join(10)
-        process.stdout.close()
+def _server(ctx: Context, workdir: Path, lag_log: Path) -> Iterator[tuple[Server, Path]]:
+    """A ``jupyter server`` with the loop-lag probe on; yields it and the job home."""
+    home = workdir / "home"
+    with jupyter_app(
+        ctx,
+        workdir,
+        home,
+        app="server",
+        args=['--ServerApp.jpserver_extensions={"jobmagic": True}'],
+        env={"JOBMAGIC_LOOP_LAG_LOG": str(lag_log)},
+    ) as app:
+        yield Server(app.port, app.token, app.process), home
 
 
 def _sample(server: Server, stop: threading.Event, jobs: list[float], status: list[float]) -> None:
