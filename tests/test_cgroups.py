@@ -505,7 +505,7 @@ def test_a_job_knows_its_own_name_in_jobmagic_job(svc: WorkerService) -> None:
 
 
 def test_the_status_file_keeps_its_exit_status_whatever_a_stop_appends(tmp_path: Path) -> None:
-    from jobmagic.backends.local.wrapper import leave_stop_marker, read_status_file
+    from jobmagic.backends.local.status_file import leave_stop_marker, read_status_file
 
     status = tmp_path / "1.status"
     status.write_bytes(b"")

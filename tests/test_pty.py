@@ -22,7 +22,7 @@ from engine_helpers import alive, group_members, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
-from jobmagic.backends.local.wrapper import SIMPLE_COMMAND_CHARS, run_mode
+from jobmagic.backends.local.shell import SIMPLE_COMMAND_CHARS, run_mode
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -575,8 +575,10 @@ _DYING_KERNEL = textwrap.dedent(
     """
     import os, sys
     from jobmagic.engine.service import WorkerService
-    job = WorkerService(home=sys.argv[1]).start(sys.argv[2], detach=True)
-    print(job.id, job.pid, flush=True)
+    service = WorkerService(home=sys.argv[1])
+    job = service.start(sys.argv[2], detach=True)
+    spawner = (service.store.get(job.id).backend_ref.get("spawner") or [job.pid])[0]
+    print(job.id, job.pid, spawner, flush=True)
     os._exit(0)
     """
 )
@@ -609,7 +611,8 @@ def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
     )
     assert init.stdout is not None
     try:
-        job_id, pid = map(int, init.stdout.readline().split())  # the kernel is dead now
+        # The kernel is dead now; its spawner (the leader's parent) outlives it.
+        job_id, pid, spawner = map(int, init.stdout.readline().split())
         before = get_json(server, API)
         job = job_in(before, job_id)
         assert (job["state"], job["orphaned"]) == ("running", True)
@@ -623,9 +626,10 @@ def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
             listing = get_json(server, f"{API}?wait_for={version}")
             version, job = listing["version"], job_in(listing, job_id)
         assert (job["state"], job["stop_requested_by"]) == ("stopped", "ui")
-        # Our init reaps the job's processes as they end; the wrapper (the leader) too.
+        # Our init reaps the spawner, which exits once it has reaped the leader (and the
+        # job's processes it was left as their subreaper).
         reaped = set()
-        while pid not in reaped:
+        while spawner not in reaped:
             reaped.add(int(init.stdout.readline().split()[1]))
         assert group_members(pid) == []
     finally:

@@ -388,6 +388,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self.watcher.unwatch_file(self._store_watch)
             self.watcher.close()
             self._ends.close()  # the ends the writer still had: written here
+            self.executors.close()
             _live_services.discard(self)
 
     @property
