@@ -62,6 +62,16 @@ def flush_watcher(service: WorkerService) -> None:
     assert done.wait(10), "the watcher thread is stuck"
 
 
+def flush_writer(service: WorkerService) -> None:
+    """Return once the end writer's thread has done what it was given before this call.
+
+    (It prunes old jobs and runs the queue after the ends it writes.)
+    """
+    done = threading.Event()
+    assert service._ends.call(done.set), "the service is shut down"
+    assert done.wait(10), "the end writer's thread is stuck"
+
+
 class OtherKernel:
     """Another Python process with its own service: it starts a job and then lives on
     (until ``close``) or dies at once without cleaning up (``die=True``).
