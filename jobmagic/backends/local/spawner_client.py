@@ -22,6 +22,7 @@ import array
 import contextlib
 import itertools
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from .status_file import read_status_file
 
 #: The spawner program, run by file path (it imports nothing of jobmagic).
 SPAWNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
+#: How long a spawner that is exiting (its sockets closed) is waited for, at most (seconds).
+EXIT_WAIT = 2.0
 #: Why a job's exit status is unknown when its spawner died before it ended.
 SPAWNER_KILLED = "its jobmagic spawner was killed, so its exit status is unknown"
 
@@ -339,16 +342,31 @@ class _SpawnerProcess:
             self._close_sockets()
         for leader in leaders:
             leader.spawner_lost()
-        # Its end of the sockets closes as it exits: reaped now, or soon by subprocess.
-        with contextlib.suppress(OSError):
-            self.popen.poll()
+        # Its end of the sockets closed as it exits: it is a zombie at once.
+        self._reap(EXIT_WAIT)
 
     def close(self) -> None:
-        """Close our ends: the spawner records the ends of the jobs it runs, then exits."""
+        """Close our ends: the spawner records the ends of the jobs it runs, then exits.
+
+        With none running it exits at once, and is reaped here; else it is left to the
+        ``subprocess`` module, which reaps what it dropped at its next start of a process.
+        """
         with self._lock:
-            if not self._closed:
-                self._close_sockets()
+            if self._closed:
+                return
+            idle = not self._leaders
+            self._close_sockets()
+        self._reap(EXIT_WAIT if idle else 0)
+
+    def _reap(self, timeout: float) -> None:
+        """Reap the spawner once it has exited, waiting up to ``timeout`` seconds (a pidfd)."""
         with contextlib.suppress(OSError):
+            if timeout > 0 and self.popen.poll() is None:
+                pidfd = os.pidfd_open(self.pid)
+                try:
+                    select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
             self.popen.poll()
 
     def _close_sockets(self) -> None:
