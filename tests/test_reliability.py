@@ -27,7 +27,7 @@ from engine_helpers import OtherKernel, alive, read_until
 from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
-from jobmagic.backends.local.process import MAX_ARG_STRLEN
+from jobmagic.backends.local.shell import MAX_ARG_STRLEN
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_store import JobStore

@@ -26,7 +26,9 @@ from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
 from jobmagic.backends.local import spawner_client
-from jobmagic.backends.local.spawner_client import SPAWNER_KILLED
+from jobmagic.backends.local.leaders import SPAWNER_KILLED
+from jobmagic.backends.local.process import LocalExecutor
+from jobmagic.backends.local.status_file import await_status
 from jobmagic.core.process_identity import process_start_time
 
 pytestmark = pytest.mark.timeout(60)
@@ -214,12 +216,20 @@ def test_a_spawner_exits_when_its_kernel_shuts_down(svc: WorkerService, fifo: Pa
     spawner = spawner_of(svc, 1)
     kept = svc.start(waiting_job(fifo, 0), detach=True)
     read_until(kept, READY)
-    status = Path(svc.store.get(kept.id or 0).backend_ref["status"])  # type: ignore[union-attr]
+    record = svc.store.get(kept.id or 0)
+    assert record is not None
     svc.shutdown()
     assert alive(spawner), "a detached job keeps its spawner"
     say_go(fifo)
     wait_exit(spawner)  # its last job has ended, and its kernel has let it go
-    assert status.read_text() == "0\n", "it recorded the end first"
+    # Its end is on disk for whoever looks next (and the look removes its cgroup).
+    executor = LocalExecutor(svc.store.home)
+    try:
+        outcome = executor.probe(record.backend_ref)
+    finally:
+        executor.close()
+    assert outcome is not None
+    assert outcome.exit_code == 0
 
 
 # -- what the spawner does for its jobs ------------------------------------------------------
@@ -254,6 +264,8 @@ def test_the_spawner_has_no_listening_socket_and_its_files_are_private(
     status_dir = svc.store.home / "status"
     assert stat.S_IMODE(status_dir.stat().st_mode) == 0o700
     status_file = status_dir / f"{job.log_path.stem}.status"
+    # Written just after the spawner told the kernel: waited for as a reader would.
+    assert await_status(str(status_file), (spawner, process_start_time(spawner) or 0)) == 0
     assert stat.S_IMODE(status_file.stat().st_mode) == 0o600
     assert status_file.read_text() == "0\n"
 

@@ -29,10 +29,10 @@ from jobmagic.errors import LaunchError, StoreError
 from .cgroup_layout import detect, refusal
 from .cgroups import NAME_PREFIX, JobCgroup
 from .execution import LocalExecution, limit_failure
-from .leaders import FollowedLeader, GoneLeader, Spawned, WrapperChild
+from .leaders import SPAWNER_KILLED, FollowedLeader, GoneLeader, WrapperChild
 from .procinfo import ProcessGroups, group_remains, group_usage
-from .shell import job_argv, job_environment
-from .spawner_client import SPAWNER_KILLED, Spawner, SpawnerUnavailable
+from .shell import check_exec_size, job_argv, job_environment
+from .spawner_client import Spawner, SpawnerUnavailable
 from .status_file import (
     await_status,
     prepare_status_file,
@@ -164,7 +164,6 @@ class LocalExecutor:
                     + (f" ({exc.filename})" if exc.filename else "")
                 ) from None
         try:
-            prepare_status_file(status_path)
             log_fd = create_private_file(log_path)
         except OSError as exc:
             remove_status_files(status_path)
@@ -226,11 +225,12 @@ class LocalExecutor:
                     status_path=status_path,
                     log_path=log_path,
                     groups=self._groups,
-                    leader=Spawned(leader),
+                    leader=leader,
                     spawner=spawner,
                     cgroup=cgroup,
                     containment=containment,
                 )
+        prepare_status_file(Path(status_path))  # the wrapper's `>` keeps its mode: 0600
         popen = spawn(
             spec.command,
             log_fd=log_fd,
@@ -370,46 +370,6 @@ def _working_directory() -> str | None:
         return os.getcwd()
     except FileNotFoundError:
         return None
-
-
-#: Linux's limit on one argument or environment string, terminating NUL included.
-MAX_ARG_STRLEN = 32 * (os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096)
-# What the job script adds around the command, generously (its text, paths, words).
-_WRAPPER_OVERHEAD = 8192
-
-
-def check_exec_size(spec: JobSpec) -> None:
-    """Raise ValueError when ``spec`` is larger than ``execve`` can pass to the job script."""
-    command = len(os.fsencode(spec.command)) + 1
-    if command > MAX_ARG_STRLEN:
-        raise ValueError(
-            f"the command is {command - 1:,} bytes; this system runs commands of at most "
-            f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
-        )
-    total = command + _WRAPPER_OVERHEAD
-    # Bytes as execve sees them; the kernel's own environment as bytes (os.environb),
-    # which needs no encoding: this runs at every start.
-    merged = job_environment(spec.env)
-    environ = (
-        {os.fsencode(key): os.fsencode(value) for key, value in merged.items()}
-        if merged is not None
-        else os.environb
-    )
-    for key, value in environ.items():
-        size = len(key) + len(value) + 2
-        if size > MAX_ARG_STRLEN:
-            raise ValueError(
-                f"the environment variable {os.fsdecode(key)} is {size - 2:,} bytes; this "
-                f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
-            )
-        total += size + 8  # and its pointer
-    arg_max = os.sysconf("SC_ARG_MAX")
-    if arg_max > 0 and total > arg_max:
-        raise ValueError(
-            f"the command and its environment take {total:,} bytes; this system starts "
-            f"programs with at most {arg_max:,}: put the command in a script file, or "
-            "pass less environment"
-        )
 
 
 def _raise_open_file_limit() -> None:

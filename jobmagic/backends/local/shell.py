@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from jobmagic.core.spec import JobSpec
 from jobmagic.text.terminal import decode, read_tail
 
 #: The pty relay, run by file path (it imports nothing of jobmagic).
@@ -213,6 +214,48 @@ def job_environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
     merged = dict(os.environ)
     merged.update(env)
     return merged
+
+
+# -- what execve takes -------------------------------------------------------------
+
+#: Linux's limit on one argument or environment string, terminating NUL included.
+MAX_ARG_STRLEN = 32 * (os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096)
+# What the job script adds around the command, generously (its text, paths, words).
+_WRAPPER_OVERHEAD = 8192
+
+
+def check_exec_size(spec: JobSpec) -> None:
+    """Raise ValueError when ``spec`` is larger than ``execve`` can pass to the job script."""
+    command = len(os.fsencode(spec.command)) + 1
+    if command > MAX_ARG_STRLEN:
+        raise ValueError(
+            f"the command is {command - 1:,} bytes; this system runs commands of at most "
+            f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
+        )
+    total = command + _WRAPPER_OVERHEAD
+    # Bytes as execve sees them; the kernel's own environment as bytes (os.environb),
+    # which needs no encoding: this runs at every start.
+    merged = job_environment(spec.env)
+    environ = (
+        {os.fsencode(key): os.fsencode(value) for key, value in merged.items()}
+        if merged is not None
+        else os.environb
+    )
+    for key, value in environ.items():
+        size = len(key) + len(value) + 2
+        if size > MAX_ARG_STRLEN:
+            raise ValueError(
+                f"the environment variable {os.fsdecode(key)} is {size - 2:,} bytes; this "
+                f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
+            )
+        total += size + 8  # and its pointer
+    arg_max = os.sysconf("SC_ARG_MAX")
+    if arg_max > 0 and total > arg_max:
+        raise ValueError(
+            f"the command and its environment take {total:,} bytes; this system starts "
+            f"programs with at most {arg_max:,}: put the command in a script file, or "
+            "pass less environment"
+        )
 
 
 # -- what the shell said -----------------------------------------------------------------

@@ -8,27 +8,30 @@ ends of jobs on ``EVENTS_FD``. Every message is a 4-byte big-endian length and a
 object; a request to start a job carries the job's open log as its one descriptor
 (``SCM_RIGHTS``).
 
-Why a process of its own: spawning from a small process is cheap however large the
-kernel is, and a process that outlives the kernel can still record how its jobs end.
-Each job is ``posix_spawn``-ed (a vfork: no copy of this process, and no Python runs in
-the child), in a new session, with the log as its stdout and stderr, stdin on
-``/dev/null`` and the signals Python ignores back to their defaults. Its program is the
-job script (``shell.JOB_SCRIPT`` run by ``/bin/sh``), which joins the job's cgroup and
-runs the command; it is the job's process group leader, and ``posix_spawn`` returns only
-once it runs, so the answer that names its pid comes when a stop can already reach it.
+Why a process of its own: a job's status must reach the disk when no kernel is alive,
+so the job's parent must outlive the kernel; as that parent, the spawner lets the job's
+own script lead the job, with no wrapper shell and no fork around the command. Each job
+is ``posix_spawn``-ed (a vfork: no copy of this process, and no Python runs in the
+child), in a new session, with the log as its stdout and stderr, stdin on ``/dev/null``
+and the signals Python ignores back to their defaults. Its program is the job script
+(``shell.JOB_SCRIPT`` run by ``/bin/sh``), which joins the job's cgroup and runs the
+command; it is the job's process group leader, and ``posix_spawn`` returns only once it
+runs, so the answer that names its pid comes when a stop can already reach it.
 
 The spawner is the parent of every job's leader and a child subreaper, so that processes
-a job orphans stay in its tree (not init's) while they live; it reaps them all. When a
-leader exits, the spawner writes its status to the job's status file, one line, the
-shell's ``$?`` (128+N for "killed by signal N"), then tells the kernel (its pid, start
-time, status and CPU seconds). Once the kernel has gone (its end of the sockets closed:
-a shutdown or a crash) the spawner goes on recording the jobs it runs, and exits when the
-last has ended. It ignores nothing and catches nothing but SIGCHLD: a ``kill`` ends it
-like any process, and its kernel then starts a new one for the next job.
+a job orphans stay in its tree (not init's) while they live; it reaps them all. Just
+after a leader's start (its answer sent) it makes the job's status file (0600); when the
+leader exits, it tells the kernel (its pid, start time, status and CPU seconds), then
+writes the status into that file, one line, the shell's ``$?`` (128+N for "killed by
+signal N"). Once the kernel has gone (its end of the sockets closed: a shutdown or a
+crash) the spawner goes on recording the jobs it runs, and exits when the last has ended.
+It ignores nothing and catches nothing but SIGCHLD: a ``kill`` ends it like any process,
+and its kernel then starts a new one for the next job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -128,11 +131,21 @@ def shell_status(wait_status: int) -> int:
     return SIGNAL_BASE - code if code < 0 else code
 
 
-def write_status(path: str, status: int) -> None:
-    """Write ``status`` as the status file's one line (the kernel made the file, 0600).
+def make_status_file(path: str) -> None:
+    """Make the job's (empty) status file 0600, in the job home's private ``status/``.
 
-    Truncated first: a stop's mark written before the end goes. Never created here, and
-    never through a link: a removed job's file stays removed.
+    Made once the kernel has its answer (the job runs meanwhile), before its end can be
+    seen: the end is then written into it, never into a file made anew, so a status
+    file removed with its job stays removed.
+    """
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+
+
+def write_status(path: str, status: int) -> None:
+    """Write ``status`` as the status file's one line (truncated first: a stop's mark goes).
+
+    Never through a link, and never into a file that is gone.
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -210,6 +223,8 @@ class Spawner:
             except OSError:
                 self._kernel_gone()
                 return
+            if "pid" in answer:
+                make_status_file(str(message["status"]))
 
     def _tell(self, message: dict[str, Any]) -> None:
         """Send an end to the kernel, or keep it until the kernel can take it."""
@@ -293,7 +308,8 @@ class Spawner:
             if job is None:
                 continue  # an orphan a job left to us: reaped, nothing to record
             status = shell_status(wait_status)
-            write_status(job.status_path, status)
+            # The kernel first: it is waiting. Whoever else finds the leader gone before
+            # the file is written waits for it while we live (status_file.await_status).
             self._tell(
                 {
                     "pid": pid,
@@ -302,6 +318,7 @@ class Spawner:
                     "cpu": usage.ru_utime + usage.ru_stime,
                 }
             )
+            write_status(job.status_path, status)
 
 
 def become_subreaper() -> None:

@@ -28,21 +28,18 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
-from jobmagic.core.process_identity import open_pidfd, process_start_time
+from jobmagic.core.process_identity import process_start_time
 
-from ..base import Callback, Cancellable, Reactor
+from ..base import Cancellable, Reactor
+from .leaders import SpawnedLeader
 from .spawner import Connection, frame
-from .status_file import read_status_file
 
 #: The spawner program, run by file path (it imports nothing of jobmagic).
 SPAWNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
 #: How long a spawner that is exiting (its sockets closed) is waited for, at most (seconds).
 EXIT_WAIT = 2.0
-#: Why a job's exit status is unknown when its spawner died before it ended.
-SPAWNER_KILLED = "its jobmagic spawner was killed, so its exit status is unknown"
 
 
 class SpawnFailed(OSError):
@@ -51,120 +48,6 @@ class SpawnFailed(OSError):
 
 class SpawnerUnavailable(OSError):
     """Raised when no spawner can run here (it cannot be started, or dies at once)."""
-
-
-class SpawnedLeader:
-    """A job's leader as the spawner reports it: its end, once the spawner saw it. Thread-safe.
-
-    ``status`` is the shell's ``$?`` for it once it has ended (None: unknown, because the
-    spawner died first and left no status file); ``cpu_seconds`` its CPU time, from its
-    rusage, when the spawner reaped it.
-    """
-
-    def __init__(
-        self,
-        pid: int,
-        start: int | None,
-        status_path: str,
-        read_ends_on: Callable[[Reactor], None],
-    ) -> None:
-        self.pid = pid
-        self.start = start
-        self.status_path = status_path
-        self._read_ends_on = read_ends_on  # its spawner's: read the ends on a reactor
-        # Guards every field below: the end comes on a reactor's thread, the watch from
-        # the launching one.
-        self._lock = threading.Lock()
-        self._ended = False
-        self.status: int | None = None
-        self.cpu_seconds: float | None = None
-        self.lost = False  # the spawner died before it told us the end
-        self._reactor: Reactor | None = None
-        self._callback: Callback | None = None
-        self._pidfd: int | None = None
-        self._pidfd_watch: Cancellable | None = None
-
-    def watch(self, reactor: Reactor, callback: Callback) -> None:
-        """Call ``callback`` from ``reactor`` once the leader has ended (soon if it had)."""
-        self._read_ends_on(reactor)
-        with self._lock:
-            self._reactor, self._callback = reactor, callback
-            ended = self._ended
-            follow = self.lost and not ended and self._pidfd is not None
-        if ended:
-            reactor.call_later(0, callback)
-        elif follow:
-            self._follow_pidfd()
-
-    def ended(
-        self, status: int | None, cpu_seconds: float | None, on: Reactor | None = None
-    ) -> None:
-        """The end is known: tell the watcher, if one waits (directly when ``on`` is its reactor).
-
-        ``on``: the reactor whose thread this runs on, if any.
-        """
-        with self._lock:
-            if self._ended:
-                return
-            self._ended = True
-            self.status, self.cpu_seconds = status, cpu_seconds
-            reactor, callback = self._reactor, self._callback
-            pidfd, self._pidfd = self._pidfd, None
-        if pidfd is not None:
-            os.close(pidfd)
-        if reactor is None or callback is None:
-            return
-        if reactor is on:
-            callback()
-        else:
-            reactor.call_later(0, callback)
-
-    def spawner_lost(self) -> None:
-        """The spawner died before telling this leader's end: follow the leader itself."""
-        with self._lock:
-            if self._ended:
-                return
-            self.lost = True
-        try:
-            pidfd = open_pidfd(self.pid, self.start)
-        except OSError:  # out of descriptors: not followed, its end taken as it is now
-            pidfd = None
-        if pidfd is None:  # gone already: its status is on disk, or nobody knows it
-            self.ended(read_status_file(self.status_path), None)
-            return
-        with self._lock:
-            self._pidfd = pidfd
-            watching = self._reactor is not None
-        if watching:
-            self._follow_pidfd()
-
-    def _follow_pidfd(self) -> None:
-        with self._lock:
-            reactor, pidfd = self._reactor, self._pidfd
-        if reactor is None or pidfd is None:
-            return
-        watch = reactor.watch_readable(pidfd, self._pidfd_readable)
-        with self._lock:
-            self._pidfd_watch = watch
-
-    def _pidfd_readable(self) -> None:
-        with self._lock:
-            self._pidfd_watch = None
-            reactor = self._reactor
-        # Reparented and reaped by another (init), unseen by the spawner: a status is on
-        # disk only if the spawner wrote it before it died.
-        self.ended(read_status_file(self.status_path), None, on=reactor)
-
-    def close(self) -> None:
-        """Stop following the leader (it runs on)."""
-        with self._lock:
-            watch, self._pidfd_watch = self._pidfd_watch, None
-            pidfd, self._pidfd = self._pidfd, None
-            self._callback = None
-        if watch is not None:
-            watch.cancel()
-        if pidfd is not None:
-            os.close(pidfd)
 
 
 class _SpawnerProcess:

@@ -1,10 +1,12 @@
 """A local job's status file: how it ended, on disk for whoever finds it ended.
 
-``<home>/status/<id>-<generation>.status``, made empty (0600) by the launch. When the job's
-leader ends, whoever started it writes one line, the shell's ``$?`` (0-255; 128+N means
-"killed by signal N"): the spawner (``spawner.py``) that reaped the leader, or the wrapper
-(``wrapper.py``) around the command. A stop appends ``STOP_MARK`` before it signals: a
-wrapper that is still starting up finds the file not empty and runs nothing.
+``<home>/status/<id>-<generation>.status`` (0600), made empty when the job starts. When
+the job's leader ends, whoever started it writes one line, the shell's ``$?`` (0-255;
+128+N means "killed by signal N"): the spawner (``spawner.py``) that reaped the leader,
+which made the file just after the leader's start, or the wrapper (``wrapper.py``) around
+the command, for which the launch made it. A stop appends ``STOP_MARK`` before it signals
+(never making the file): a wrapper that is still starting up finds the file not empty and
+runs nothing.
 
 The spawner writes the status just after the leader's exit, so a process that saw the
 leader exit (a pidfd, ``/proc``) may look before it is written; while the spawner that
@@ -39,11 +41,11 @@ STOP_MARK = b"stop\n"
 #: The longest ``probe`` waits for a live spawner to write a status it owes (seconds):
 #: it writes one within microseconds of the leader's exit, unless it is stopped.
 STATUS_WAIT = 2.0
-_WRITTEN = inotify_simple.flags.CLOSE_WRITE | inotify_simple.flags.MODIFY
+_WRITTEN = inotify_simple.flags.CLOSE_WRITE | inotify_simple.flags.MOVED_TO
 
 
 def prepare_status_file(path: Path) -> None:
-    """Create the (empty) status file 0600: the writers' truncation keeps its mode."""
+    """Create the (empty) status file 0600 for a wrapper: its ``>`` keeps the mode."""
     os.close(create_private_file(path))
 
 
@@ -134,10 +136,11 @@ def spawner_of(ref: object) -> tuple[int, int] | None:
 
 
 def _watch_status(path: str) -> inotify_simple.INotify | None:
+    """An inotify on the status file's directory (the spawner makes the file at the end)."""
     notify = inotify_simple.INotify(nonblocking=True)
     try:
-        notify.add_watch(path, _WRITTEN)
-    except OSError:  # the file is gone (the job was removed): nothing will be written
+        notify.add_watch(os.path.dirname(path) or ".", _WRITTEN)
+    except OSError:  # the job home is gone: nothing will be written
         notify.close()
         return None
     return notify
