@@ -81,6 +81,7 @@ class JobLifecycle:
         self._ends = ends if ends is not None else EndRecorder(store, watcher)
         self.spec = spec
         self._store = store
+        self._log_path = store.log_path(job_id)
         self._executor = executor
         self._watcher = watcher
         self._feed = feed
@@ -120,7 +121,7 @@ class JobLifecycle:
     @property
     def log_path(self) -> Path:
         """The job's log file."""
-        return self._store.log_path(self.job_id)
+        return self._log_path
 
     # -- launching -----------------------------------------------------------------------
     def launch(self, extra_env: Mapping[str, str] | None = None) -> None:

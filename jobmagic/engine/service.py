@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Unpack
 
 from jobmagic.backends.base import Executor
@@ -303,7 +304,8 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self, worker: Worker, job_id: int, spec: JobSpec, executor: Executor
     ) -> JobLifecycle:
         """Make ``worker`` this service's job ``job_id``: its lifecycle and output feed."""
-        feed = self._feed(worker, job_id)
+        log_path = self.store.log_path(job_id)
+        feed = self._feed(worker, job_id, log_path)
         lifecycle = JobLifecycle(
             job_id,
             spec,
@@ -320,7 +322,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         worker.bind(
             JobBinding(
                 job_id,
-                self.store.log_path(job_id),
+                log_path,
                 feed,
                 self.logger,
                 lifecycle=lifecycle,
@@ -334,9 +336,9 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self._workers[job_id] = worker
         return lifecycle
 
-    def _feed(self, worker: Worker, job_id: int) -> OutputFeed:
+    def _feed(self, worker: Worker, job_id: int, log_path: Path | None = None) -> OutputFeed:
         return OutputFeed(
-            self.store.log_path(job_id),
+            log_path or self.store.log_path(job_id),
             job_id,
             worker,
             self.watcher,

@@ -31,7 +31,7 @@ from .cgroups import NAME_PREFIX, JobCgroup
 from .execution import LocalExecution, limit_failure
 from .leaders import SPAWNER_KILLED, FollowedLeader, GoneLeader, WrapperChild
 from .procinfo import ProcessGroups, group_remains, group_usage
-from .shell import check_exec_size, job_argv, job_environment
+from .shell import check_exec_size, job_argv, job_environment, kernel_environment
 from .spawner_client import Spawner, SpawnerUnavailable
 from .status_file import (
     await_status,
@@ -205,7 +205,7 @@ class LocalExecutor:
         procs = cgroup.procs_files if cgroup is not None else None
         cwd = spec.cwd or _working_directory()
         if self._spawner is not None and cwd is not None:
-            env = job_environment(spec.env) or dict(os.environ)
+            env = job_environment(spec.env) or kernel_environment()
             try:
                 leader, spawner = self._spawner.spawn(
                     job_argv(spec.command, spec.shell, spec.pty, procs, address_space),

@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -216,6 +217,44 @@ def job_environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
     return merged
 
 
+class _Snapshot:
+    """The kernel's environment as a job gets it, read once per change of it."""
+
+    __slots__ = ("decoded", "largest", "raw", "size")
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self.raw = raw
+        self.decoded = {os.fsdecode(key): os.fsdecode(value) for key, value in raw.items()}
+        sizes = [len(key) + len(value) + 2 for key, value in raw.items()]
+        self.size = sum(sizes) + 8 * len(sizes)  # and a pointer each
+        self.largest = max(zip(sizes, raw, strict=True), default=(0, b""))
+
+
+# Guards _snapshot: jobs start from any thread.
+_snapshot_lock = threading.Lock()
+_snapshot: _Snapshot | None = None
+
+
+def kernel_environment() -> dict[str, str]:
+    """The kernel's environment now, as a dict that is the same object until it changes.
+
+    Read again only when ``os.environ`` changed (its bytes compared, no decoding): every
+    start needs it, and decoding each variable of it costs more than the rest of a start's
+    own Python. Callers must not change the dict.
+    """
+    return _current_snapshot().decoded
+
+
+def _current_snapshot() -> _Snapshot:
+    global _snapshot
+    raw: dict[bytes, bytes] | None = getattr(os.environb, "_data", None)
+    with _snapshot_lock:
+        snapshot = _snapshot
+        if snapshot is None or raw is None or raw != snapshot.raw:
+            snapshot = _snapshot = _Snapshot(dict(raw if raw is not None else os.environb))
+        return snapshot
+
+
 # -- what execve takes -------------------------------------------------------------
 
 #: Linux's limit on one argument or environment string, terminating NUL included.
@@ -233,22 +272,24 @@ def check_exec_size(spec: JobSpec) -> None:
             f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
         )
     total = command + _WRAPPER_OVERHEAD
-    # Bytes as execve sees them; the kernel's own environment as bytes (os.environb),
-    # which needs no encoding: this runs at every start.
+    # Bytes as execve sees them; the kernel's own environment's sizes are read once per
+    # change of it (this runs at every start).
     merged = job_environment(spec.env)
-    environ = (
-        {os.fsencode(key): os.fsencode(value) for key, value in merged.items()}
-        if merged is not None
-        else os.environb
-    )
-    for key, value in environ.items():
-        size = len(key) + len(value) + 2
-        if size > MAX_ARG_STRLEN:
-            raise ValueError(
-                f"the environment variable {os.fsdecode(key)} is {size - 2:,} bytes; this "
-                f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
-            )
-        total += size + 8  # and its pointer
+    if merged is None:
+        snapshot = _current_snapshot()
+        largest, name = snapshot.largest
+        total += snapshot.size
+    else:
+        entries = [(os.fsencode(key), os.fsencode(value)) for key, value in merged.items()]
+        largest, name = max(
+            ((len(key) + len(value) + 2, key) for key, value in entries), default=(0, b"")
+        )
+        total += sum(len(key) + len(value) + 10 for key, value in entries)
+    if largest > MAX_ARG_STRLEN:
+        raise ValueError(
+            f"the environment variable {os.fsdecode(name)} is {largest - 2:,} bytes; this "
+            f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
+        )
     arg_max = os.sysconf("SC_ARG_MAX")
     if arg_max > 0 and total > arg_max:
         raise ValueError(
