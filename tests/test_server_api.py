@@ -34,6 +34,7 @@ from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.store import wire
+from jobmagic.store.job_store import JobStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -575,10 +576,8 @@ _DYING_KERNEL = textwrap.dedent(
     """
     import os, sys
     from jobmagic.engine.service import WorkerService
-    service = WorkerService(home=sys.argv[1])
-    job = service.start(sys.argv[2], detach=True)
-    spawner = (service.store.get(job.id).backend_ref.get("spawner") or [job.pid])[0]
-    print(job.id, job.pid, spawner, flush=True)
+    job = WorkerService(home=sys.argv[1]).start(sys.argv[2], detach=True)
+    print(job.id, job.pid, flush=True)
     os._exit(0)
     """
 )
@@ -602,6 +601,29 @@ _INIT = textwrap.dedent(
 )
 
 
+def _leader_parent(home: Path, job_id: int, pid: int) -> int:
+    """The pid of the job's leader's parent as our init sees it go: its spawner (which
+    exits once it has reaped the leader, and what the job left to it), or the leader
+    itself when no spawner started it (its wrapper leads it)."""
+    store = JobStore(home)
+    try:
+        record = store.get(job_id)
+    finally:
+        store.close()
+    assert record is not None
+    assert record.backend_ref is not None
+    parent: int = (record.backend_ref.get("spawner") or [pid])[0]
+    return parent
+
+
+def _wait_reaped(init: subprocess.Popen[str], pid: int) -> None:
+    """Return once our init has reaped ``pid``."""
+    assert init.stdout is not None
+    reaped = set()
+    while pid not in reaped:
+        reaped.add(int(init.stdout.readline().split()[1]))
+
+
 def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
     command = python_cmd("import time; time.sleep(300)")
     init = subprocess.Popen(
@@ -611,8 +633,7 @@ def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
     )
     assert init.stdout is not None
     try:
-        # The kernel is dead now; its spawner (the leader's parent) outlives it.
-        job_id, pid, spawner = map(int, init.stdout.readline().split())
+        job_id, pid = map(int, init.stdout.readline().split())  # the kernel is dead now
         before = get_json(server, API)
         job = job_in(before, job_id)
         assert (job["state"], job["orphaned"]) == ("running", True)
@@ -626,11 +647,7 @@ def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
             listing = get_json(server, f"{API}?wait_for={version}")
             version, job = listing["version"], job_in(listing, job_id)
         assert (job["state"], job["stop_requested_by"]) == ("stopped", "ui")
-        # Our init reaps the spawner, which exits once it has reaped the leader (and the
-        # job's processes it was left as their subreaper).
-        reaped = set()
-        while spawner not in reaped:
-            reaped.add(int(init.stdout.readline().split()[1]))
+        _wait_reaped(init, _leader_parent(server.home, job_id, pid))
         assert group_members(pid) == []
     finally:
         if init.poll() is None:
