@@ -48,15 +48,18 @@ class EndRecorder:
     store, watcher:
         The service's.
     after:
-        Runs on the writer thread after each batch of ends is written (the service
-        prunes and runs its queue there); None: nothing.
+        Runs on the writer thread after each batch of ends is written, with the ids of
+        its jobs (the service prunes and runs its queue there); None: nothing.
 
     Its writer thread runs from the start (a service has this one and its watcher,
     however many jobs it runs); ``close`` writes what is left and ends it.
     """
 
     def __init__(
-        self, store: JobStore, watcher: Watcher, after: Callable[[], None] | None = None
+        self,
+        store: JobStore,
+        watcher: Watcher,
+        after: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._store = store
         self._watcher = watcher
@@ -162,7 +165,7 @@ class EndRecorder:
         if not self._watcher.call_soon(go_on):
             go_on()  # the watcher has closed: here, or never
         if self._after is not None:
-            _run_task(self._after)
+            _run_task(functools.partial(self._after, list(pending)))
 
     def _write_now(self, entries: dict[int, tuple[Settle, bool, Then]]) -> None:
         ends, failure = self._write(entries)

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -315,7 +315,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             feed=feed,
             default_grace=self._default_grace,
             on_change=functools.partial(self._emit, "state", worker),
-            on_end=self._after_end,
+            on_end=functools.partial(self._after_end, job_id),
             describe_wait=functools.partial(self._describe_wait, job_id),
             ends=self._ends,
         )
@@ -387,17 +387,17 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         return iter(self.list())
 
     # -- stopping and removing -----------------------------------------------------
-    def _after_end(self) -> None:
-        """A job of this service has ended: run the queue, retry what was not recorded, prune.
+    def _after_end(self, job_id: int) -> None:
+        """Job ``job_id`` has ended: run the queue, retry what was not recorded, prune.
 
         An end the writer thread wrote had that done there, after its batch.
         """
         if threading.current_thread() in (self.watcher.thread, self._ends.thread):
             return
-        self._after_ends()
+        self._after_ends([job_id])
 
-    def _after_ends(self) -> None:
-        """Ends were recorded (the writer thread, or the thread that recorded them)."""
+    def _after_ends(self, job_ids: Sequence[int]) -> None:
+        """These jobs' ends were recorded (the writer thread, or the thread that did it)."""
         if self.scheduler.queued:
             # Their slots go on at once (other kernels hear of it through the store).
             try:
@@ -412,7 +412,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         # ownerless queued one).
         self.scheduler.store_changed()
         try:
-            self._prune()
+            self._prune_after(job_ids)
         except StoreError as exc:
             _log.warning("jobmagic could not prune old jobs: %s", exc)
 

@@ -107,11 +107,13 @@ class _SpawnerProcess:
         return [self.pid, self.start]
 
     def alive(self) -> bool:
-        """False once it has exited (or this end was closed)."""
+        """False once it was seen to have gone (or this end was closed).
+
+        Not a ``waitpid`` per start: a spawner that died unseen refuses the next request
+        (``EPIPE``), and another is started for it.
+        """
         with self._lock:
-            if self._closed:
-                return False
-        return self.popen.poll() is None
+            return not self._closed
 
     def spawn(self, request: dict[str, Any], log_fd: int) -> SpawnedLeader:
         """Send one start request (spawner lock held); the leader it started.
