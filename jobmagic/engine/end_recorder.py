@@ -162,10 +162,12 @@ class EndRecorder:
         ends, failure = self._write(pending)
         thens = [(pending[job_id][2], end) for job_id, end in ends]
         go_on = functools.partial(_go_on, thens, failure)
-        if not self._watcher.call_soon(go_on):
-            go_on()  # the watcher has closed: here, or never
+        # What follows the ends (the next jobs of a queue, retention) runs before the
+        # watcher hears of them: the threads do not then contend for the interpreter.
         if self._after is not None:
             _run_task(functools.partial(self._after, list(pending)))
+        if not self._watcher.call_soon(go_on):
+            go_on()  # the watcher has closed: here, or never
 
     def _write_now(self, entries: dict[int, tuple[Settle, bool, Then]]) -> None:
         ends, failure = self._write(entries)
