@@ -186,7 +186,10 @@ class Spawner:
         while self.control is not None or self.jobs:
             for fd, events in self.poller.poll():
                 if fd == self.wake_r:
+                    # Drained first: a SIGCHLD from now on wakes the next poll again.
+                    # (Each wait4 looks at every child: only after a SIGCHLD.)
                     self._drain_wakeups()
+                    self.reap()
                 elif self.events is not None and fd == self.events.fileno():
                     if events & (select.POLLHUP | select.POLLERR):
                         self._kernel_gone()
@@ -194,7 +197,6 @@ class Spawner:
                         self._flush()
                 elif self.control is not None and fd == self.control.sock.fileno():
                     self._serve()
-            self.reap()  # a SIGCHLD may have come between the poll and now
 
     def _drain_wakeups(self) -> None:
         try:
