@@ -397,7 +397,13 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self._after_ends([job_id])
 
     def _after_ends(self, job_ids: Sequence[int]) -> None:
-        """These jobs' ends were recorded (the writer thread, or the thread that did it)."""
+        """These jobs' ends were recorded (the writer thread, or the thread that did it).
+
+        Nothing once the service shuts down: no job starts any more, and a shutdown that
+        stops ten thousand queued jobs must not run a queue pass (or a prune) for each.
+        """
+        if self.closed:
+            return
         if self.scheduler.queued:
             # Their slots go on at once (other kernels hear of it through the store).
             try:
