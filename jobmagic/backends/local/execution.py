@@ -34,7 +34,7 @@ from typing import Any
 
 from jobmagic.core.limits import Usage, format_size
 from jobmagic.core.outcome import Outcome
-from jobmagic.core.process_identity import process_start_time
+from jobmagic.core.process_identity import process_start_time, same_process
 
 from ..base import Callback, Cancellable, Reactor
 from .cgroups import JobCgroup
@@ -44,7 +44,6 @@ from .procinfo import (
     group_usage,
     kill_leftovers,
     marked_processes,
-    signal_job,
     signal_leftovers,
 )
 from .shell import diagnose
@@ -146,9 +145,11 @@ class LocalExecution:
             self._terminated = True
             if self._ended:
                 return
-        # The marker first: a wrapper still starting up checks it before the command.
-        # (A spawned job runs before anyone learns its pid: for it the mark does nothing.)
-        leave_stop_marker(self._status_path)
+        # The marker first: a wrapper still starting up checks it before the command. A
+        # spawned job runs before anyone learns its pid: it needs none (a thousand file
+        # writes fewer in a stop_all).
+        if self._spawner is None:
+            leave_stop_marker(self._status_path)
         self._signal(signal.SIGCONT, signal.SIGTERM)  # a paused job must run to shut down
 
     def kill(self) -> None:
@@ -174,11 +175,13 @@ class LocalExecution:
 
     def _signal(self, *signals: int) -> None:
         """Send ``signals``, in order, to the whole job: its group and those that left it."""
-        for sig in signals:
-            if self._leader.our_child:
+        # Our own child's group is ours; another's leader is checked once for all signals.
+        if self._leader.our_child or same_process(self._pid, self._start):
+            for sig in signals:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self._pid, sig)
-            elif not signal_job(self._pid, self._start, self._pid, sig):
+        else:
+            for sig in signals:
                 # The leader is gone: what is left of its group, if the group is still its.
                 signal_leftovers(self._pid, self._start, self._pid, sig)
         if self._cgroup is None:
