@@ -228,9 +228,10 @@ class LocalExecution:
         # was killed), the job is its group's members.
         with self._lock:
             members_first = self._terminated or self._leaderless
-        if members_first and self._watch_members():
-            return
-        self._complete()
+        if not members_first:
+            self._complete()
+        elif not self._watch_members():
+            self._complete(emptied=True)
 
     def _watch_members(self) -> bool:
         """Watch the group's live processes (reactor thread); True while any is left."""
@@ -265,13 +266,15 @@ class LocalExecution:
             more = bool(self._draining)
         os.close(pidfd)
         if not more and not self._watch_members():
-            self._complete()
+            self._complete(emptied=True)
 
-    def _complete(self) -> None:
+    def _complete(self, emptied: bool = False) -> None:
         """Kill what the command left in its group, then tell the holder it ended.
 
         With a cgroup, the job has ended once the cgroup is empty: the killed processes
         are waited for (their pidfds), so that no process of an ended job is alive.
+        ``emptied``: the caller just found no member left (a cgroup's is not read again:
+        nobody is left in it to fork).
         """
         if self._leader.our_child:
             # Before the leader is reaped: until then the group id cannot be reused.
@@ -280,9 +283,10 @@ class LocalExecution:
         else:
             kill_leftovers(self._pid, self._start, self._pid)
         if self._cgroup is not None:
-            self._cgroup.kill()
-            if self._watch_members():
-                return  # _member_exited comes back here once they are gone
+            if not emptied:
+                self._cgroup.kill()
+                if self._watch_members():
+                    return  # _member_exited comes back here once they are gone
         elif self._terminated:
             self._signal_escaped(signal.SIGKILL)  # a stop: what left the group goes too
         with self._lock:
