@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from jobmagic.core.process_identity import process_start_time, stat_fields
 from jobmagic.engine.service import WorkerService
@@ -61,11 +62,27 @@ def flush_watcher(service: WorkerService) -> None:
     assert done.wait(10), "the watcher thread is stuck"
 
 
+def flush_writer(service: WorkerService) -> None:
+    """Return once the end writer's thread has done what it was given before this call.
+
+    (It prunes old jobs and runs the queue after the ends it writes.)
+    """
+    done = threading.Event()
+    assert service._ends.call(done.set), "the service is shut down"
+    assert done.wait(10), "the end writer's thread is stuck"
+
+
 class OtherKernel:
     """Another Python process with its own service: it starts a job and then lives on
-    (until ``close``) or dies at once without cleaning up (``die=True``)."""
+    (until ``close``) or dies at once without cleaning up (``die=True``).
 
-    def __init__(self, home: Path, command: str, *, die: bool = False) -> None:
+    ``job`` is ``{"id", "pid", "spawner"}``: the job, its leader, and the pid of the
+    spawner that started it (None: its wrapper did, ``spawner=False``).
+    """
+
+    def __init__(
+        self, home: Path, command: str, *, die: bool = False, spawner: bool = True
+    ) -> None:
         end = "os._exit(0)" if die else "sys.stdin.read()"
         code = (
             "import json, os, re, sys\nfrom jobmagic import WorkerService\n"
@@ -75,10 +92,14 @@ class OtherKernel:
             "for chunk in w.stream():\n"
             "    seen += chunk\n"
             "    if re.search(rb'ready[^\\n]*\\n', seen): break\n"  # the whole line
-            "print(json.dumps({'id': w.id, 'pid': w.pid}), flush=True)\n"
+            "ref = svc.store.get(w.id).backend_ref or {}\n"
+            "spawner = (ref.get('spawner') or [None])[0]\n"
+            "print(json.dumps({'id': w.id, 'pid': w.pid, 'spawner': spawner}), flush=True)\n"
             f"{end}\n"
         )
         env = {**os.environ, "JOBMAGIC_HOME": str(home)}
+        if not spawner:
+            env["JOBMAGIC_SPAWNER"] = "off"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code],
             stdin=subprocess.PIPE,
@@ -89,7 +110,7 @@ class OtherKernel:
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 30)
         assert ready, "the other kernel did not start its job"
-        self.job: dict[str, int] = json.loads(self.process.stdout.readline())
+        self.job: dict[str, Any] = json.loads(self.process.stdout.readline())
         if die:
             self.process.wait(10)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import alive, read_until
-from helpers import python_cmd
+from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
 from jobmagic.backends.local.cgroup_layout import CgroupLayout, detect
@@ -68,19 +68,28 @@ def cgroup_paths(pid: int) -> dict[str, str]:
     return paths
 
 
-def live_pids_in_proc(marker: str) -> list[int]:
-    """Live processes whose command line contains ``marker`` (read from /proc)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+def escaped_sleeps() -> list[int]:
+    """The pids of ESCAPES's four ``sleep 100N`` once all of them run.
+
+    Its ``ready`` line comes 0.2 s after it started them, which a loaded machine may not
+    give ``python3`` to get to its ``exec``: waited for here, on ``/proc``.
+    """
+    wanted = [f"sleep 100{n} ".encode() for n in range(4)]
+
+    def running() -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if cmdline in wanted and alive(int(entry.name)):
+                found.append(int(entry.name))
+        return found if len(found) == len(wanted) else []
+
+    return wait_until(running, 20, message="the four sleeps of ESCAPES run")
 
 
 # -- limits ------------------------------------------------------------------------------
@@ -211,10 +220,10 @@ ESCAPES = (
 def test_stop_kills_processes_that_left_the_process_group(svc: WorkerService) -> None:
     job = svc.start(ESCAPES)
     read_until(job, re.compile(rb"ready\n"))
+    sleeps = escaped_sleeps()
     cgroup = cgroup_of(svc, job.id)
     members = cgroup.members()
-    assert len(members) == 4, members  # sleep 1000, 1001, 1002, 1003
-    assert len(live_pids_in_proc("sleep 100")) >= 4
+    assert sorted(members) == sorted(sleeps), members  # sleep 1000 (the job's leader), 1001-1003
     job.stop(timeout=5)
     assert job.state is JobState.STOPPED
     assert cgroup.members() == []
@@ -416,9 +425,10 @@ def test_cgroup_v2_contains_a_job_even_without_controllers(
         job = service.start(ESCAPES)
         read_until(job, re.compile(rb"ready\n"))
         assert job.containment == "cgroup v2"
+        sleeps = escaped_sleeps()
         cgroup = cgroup_of(service, job.id)
         members = cgroup.members()
-        assert len(members) == 4
+        assert sorted(members) == sorted(sleeps)
         job.stop(timeout=5)
         assert [pid for pid in members if alive(pid)] == []
         assert not os.path.exists(cgroup.dirs[0])
@@ -487,11 +497,10 @@ def test_without_cgroups_a_stop_finds_what_left_the_group_and_says_so(
 ) -> None:
     job = svc.start(ESCAPES)
     read_until(job, re.compile(rb"ready\n"))
-    escaped = [pid for pid in live_pids_in_proc("sleep 100") if pid != job.pid]
-    assert len(escaped) >= 4
+    sleeps = escaped_sleeps()  # the job's leader (sleep 1000), and three more
     job.stop(timeout=5)
     assert job.state is JobState.STOPPED
-    assert wait_gone(escaped) == []
+    assert wait_gone(sleeps) == []
     assert job.error == (
         "the stop also killed 2 process(es) that had left the job's process group "
         "(setsid, a double fork): with no cgroup here, such processes can escape a job"
@@ -505,7 +514,7 @@ def test_a_job_knows_its_own_name_in_jobmagic_job(svc: WorkerService) -> None:
 
 
 def test_the_status_file_keeps_its_exit_status_whatever_a_stop_appends(tmp_path: Path) -> None:
-    from jobmagic.backends.local.wrapper import leave_stop_marker, read_status_file
+    from jobmagic.backends.local.status_file import leave_stop_marker, read_status_file
 
     status = tmp_path / "1.status"
     status.write_bytes(b"")

@@ -22,7 +22,7 @@ from engine_helpers import alive, group_members, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
-from jobmagic.backends.local.wrapper import SIMPLE_COMMAND_CHARS, run_mode
+from jobmagic.backends.local.shell import SIMPLE_COMMAND_CHARS, run_mode
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -136,7 +136,7 @@ def test_shutdown_output_written_after_the_commands_shell_ended_is_kept(
 
 
 def test_stop_right_after_start_delivers_sigterm(svc: WorkerService) -> None:
-    # A SIGTERM that lands while the wrapper or the relay starts up must not be lost.
+    # A SIGTERM that lands while the job script or the relay starts up must not be lost.
     for attempt in range(20):
         w = svc.start("sleep 100", pty=True)
         started = time.monotonic()
@@ -216,7 +216,7 @@ def test_a_missing_shell_is_reported(svc: WorkerService, pty: bool) -> None:
     assert w.error == "command not found: /nonexistent/sh"
 
 
-# -- how the wrapper runs a command ------------------------------------------------------------
+# -- how the job script runs a command ---------------------------------------------------------
 @pytest.mark.parametrize("command", ["x" * (1 << 20), "echo " + "'a b' " * (1 << 18)])
 @pytest.mark.parametrize("pty", [True, False], ids=["pty", "no-pty"])
 def test_run_mode_is_fast_for_a_huge_command(command: str, pty: bool) -> None:

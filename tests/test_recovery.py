@@ -211,7 +211,7 @@ def test_job_that_ends_while_no_kernel_lives_shows_its_true_exit_code(
     job = start_job(first, f"echo started; read go < {shlex.quote(str(fifo))}; exit 7")
     first.crash()
     say_go(fifo)
-    wait_exit(job["pid"], 10)  # the wrapper has written the exit status and ended
+    wait_exit(job["pid"], 10)  # it has ended; its spawner, which outlives the kernel, records it
 
     second = start_kernel()
     seen = second.json(

@@ -27,7 +27,7 @@ from engine_helpers import OtherKernel, alive, read_until
 from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
-from jobmagic.backends.local.process import MAX_ARG_STRLEN
+from jobmagic.backends.local.shell import MAX_ARG_STRLEN
 from jobmagic.core.spec import JobSpec
 from jobmagic.errors import JobmagicError, JobNotFound, StoreError
 from jobmagic.store.job_store import JobStore
@@ -383,11 +383,14 @@ def _program_pid(svc: WorkerService, job_id: int) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.parametrize("started_by", ["spawner", "wrapper"])
 @pytest.mark.parametrize("owner", ["live kernel", "dead kernel"])
 def test_stopping_a_foreign_job_escalates_to_sigkill_and_waits(
-    svc: WorkerService, jobmagic_home: Path, owner: str
+    svc: WorkerService, jobmagic_home: Path, owner: str, started_by: str
 ) -> None:
-    other = OtherKernel(jobmagic_home, STUBBORN, die=owner == "dead kernel")
+    other = OtherKernel(
+        jobmagic_home, STUBBORN, die=owner == "dead kernel", spawner=started_by == "spawner"
+    )
     try:
         job = svc.get(other.job["id"])
         assert not job.owned
@@ -397,9 +400,11 @@ def test_stopping_a_foreign_job_escalates_to_sigkill_and_waits(
         job.stop(timeout=0.5)  # wait=True
         assert time.monotonic() - started < 10
         assert not alive(program)
-        # The owner reaps its wrapper (-9); an orphan's wrapper dies with its group before
-        # it can write a status, so nobody knows the code.
-        code = -signal.SIGKILL if owner == "live kernel" else None
+        # The owner's spawner, which outlives its kernel, records the status (-9); so
+        # does a live owner that reaps its wrapper. An orphan's wrapper dies with its
+        # group before it can write a status, so nobody knows the code.
+        known = owner == "live kernel" or started_by == "spawner"
+        code = -signal.SIGKILL if known else None
         assert (job.state, job.exit_code) == (JobState.STOPPED, code)
     finally:
         other.close()
@@ -498,10 +503,11 @@ def test_ids_beyond_what_the_store_holds_name_no_job(svc: WorkerService) -> None
 
 
 # -- 9. a wrapper killed while its job was orphaned ----------------------------------------
+# (Jobs run under a wrapper where no spawner can; tests/test_spawner.py kills a spawner.)
 def test_a_job_whose_wrapper_was_killed_while_orphaned_stays_running_and_stoppable(
     svc: WorkerService, jobmagic_home: Path
 ) -> None:
-    other = OtherKernel(jobmagic_home, SLEEPER, die=True)
+    other = OtherKernel(jobmagic_home, SLEEPER, die=True, spawner=False)
     job_id, wrapper = other.job["id"], other.job["pid"]
     program = _program_pid(svc, job_id)
     os.kill(wrapper, signal.SIGKILL)
@@ -515,7 +521,7 @@ def test_a_job_whose_wrapper_was_killed_while_orphaned_stays_running_and_stoppab
     assert not alive(program)
     assert job.state is JobState.STOPPED
     # And one adopted instead of stopped ends when its program does.
-    other = OtherKernel(jobmagic_home, SLEEPER, die=True)
+    other = OtherKernel(jobmagic_home, SLEEPER, die=True, spawner=False)
     program = _program_pid(svc, other.job["id"])
     os.kill(other.job["pid"], signal.SIGKILL)
     wait_until(lambda: not alive(other.job["pid"]), 10)

@@ -34,6 +34,7 @@ from jobmagic.core.state import JobState
 from jobmagic.engine.service import WorkerService
 from jobmagic.engine.worker import Worker
 from jobmagic.store import wire
+from jobmagic.store.job_store import JobStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -600,6 +601,29 @@ _INIT = textwrap.dedent(
 )
 
 
+def _leader_parent(home: Path, job_id: int, pid: int) -> int:
+    """The pid of the job's leader's parent as our init sees it go: its spawner (which
+    exits once it has reaped the leader, and what the job left to it), or the leader
+    itself when no spawner started it (its wrapper leads it)."""
+    store = JobStore(home)
+    try:
+        record = store.get(job_id)
+    finally:
+        store.close()
+    assert record is not None
+    assert record.backend_ref is not None
+    parent: int = (record.backend_ref.get("spawner") or [pid])[0]
+    return parent
+
+
+def _wait_reaped(init: subprocess.Popen[str], pid: int) -> None:
+    """Return once our init has reaped ``pid``."""
+    assert init.stdout is not None
+    reaped = set()
+    while pid not in reaped:
+        reaped.add(int(init.stdout.readline().split()[1]))
+
+
 def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
     command = python_cmd("import time; time.sleep(300)")
     init = subprocess.Popen(
@@ -623,10 +647,7 @@ def test_stopping_an_orphaned_job_records_stopped(server: Server) -> None:
             listing = get_json(server, f"{API}?wait_for={version}")
             version, job = listing["version"], job_in(listing, job_id)
         assert (job["state"], job["stop_requested_by"]) == ("stopped", "ui")
-        # Our init reaps the job's processes as they end; the wrapper (the leader) too.
-        reaped = set()
-        while pid not in reaped:
-            reaped.add(int(init.stdout.readline().split()[1]))
+        _wait_reaped(init, _leader_parent(server.home, job_id, pid))
         assert group_members(pid) == []
     finally:
         if init.poll() is None:

@@ -28,6 +28,8 @@ from test_server_api import (
     _INIT,
     API,
     Server,
+    _leader_parent,
+    _wait_reaped,
     finish_pending,
     get_json,
     job_in,
@@ -93,13 +95,12 @@ def test_a_locked_store_holds_the_list_not_the_server(server: Server, tmp_path: 
         job_id, pid = map(int, init.stdout.readline().split())  # the kernel is dead now
         job = job_in(get_json(server, API), job_id)
         assert (job["state"], job["orphaned"]) == ("running", True)
+        parent = _leader_parent(server.home, job_id, pid)
 
         locker.execute("BEGIN IMMEDIATE")  # what a kernel's long write looks like
         with fifo.open("w") as go:  # the job ends...
             go.write("go\n")
-        reaped = set()
-        while pid not in reaped:  # ...and our init has reaped it (the wrapper last)
-            reaped.add(int(init.stdout.readline().split()[1]))
+        _wait_reaped(init, parent)  # ...and its end is on disk
         pending = start_pending(server, API)  # reconciles first: it waits for the lock
 
         waits = [_jupyter_status(server) for _ in range(3)]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, flush_watcher, is_zombie, read_until
+from engine_helpers import alive, flush_writer, is_zombie, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, WorkerService
@@ -238,7 +238,7 @@ def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path
             w = svc.start(f"echo {i}")
             w.wait()
             done.append(w)
-        flush_watcher(svc)  # pruning runs on the watcher thread after each job's end
+        flush_writer(svc)  # pruning runs on the end writer's thread after each job's end
         kept = [r.id for r in svc.store.list()]
         assert kept == [running.id] + [w.id for w in done[2:]]
         for pruned in done[:2]:
@@ -262,7 +262,7 @@ def test_retention_by_log_bytes_keeps_what_fits(tmp_path: Path) -> None:
             w = svc.start("head -c 1000 /dev/zero")
             w.wait()
             done.append(w)
-        flush_watcher(svc)
+        flush_writer(svc)
         assert [r.id for r in svc.store.list()] == [big_running.id] + [w.id for w in done[2:]]
         assert sum(r.log_size for r in svc.store.list() if r.state.is_finished) == 2000
     finally:
@@ -272,7 +272,7 @@ def test_retention_by_log_bytes_keeps_what_fits(tmp_path: Path) -> None:
 def test_prune_at_the_limit_removes_nothing(svc: WorkerService) -> None:
     for _ in range(3):
         svc.start("echo x").wait()
-    flush_watcher(svc)
+    flush_writer(svc)
     assert svc.store.prune(keep_finished=3, max_log_bytes=6) == []
     assert len(svc.store.list()) == 3
     queued = svc.store.create(JobSpec("never started"))

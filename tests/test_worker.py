@@ -180,7 +180,8 @@ def test_stopped_job_reports_its_programs_own_exit(
 
 
 def test_stop_right_after_start_delivers_sigterm(svc: WorkerService) -> None:
-    # A SIGTERM that reaches the wrapper before it has forked the command must not be lost:
+    # A SIGTERM that reaches the job while it starts up (its script, before the command) must
+    # not be lost:
     # `sleep` dies of SIGTERM at once, it is not left for SIGKILL after the grace period.
     for attempt in range(20):
         w = svc.start("sleep 100")

@@ -64,6 +64,15 @@ class Executors(Mapping[str, Executor]):
                 executor = self._made[backend] = create_executor(backend, self._home)
             return executor
 
+    def close(self) -> None:
+        """Release what the executors hold (the local one's spawner exits after its jobs)."""
+        with self._lock:
+            made = list(self._made.values())
+        for executor in made:
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
+
     def __getitem__(self, backend: str) -> Executor:
         if backend not in BACKENDS:
             raise KeyError(backend)

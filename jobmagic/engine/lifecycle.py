@@ -25,10 +25,11 @@ from jobmagic.core.limits import Usage
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, check_transition, final_state
 from jobmagic.errors import JobmagicError, LaunchError, StoreError
-from jobmagic.store.job_store import JobStore
+from jobmagic.store.job_store import End, JobStore
 from jobmagic.store.pauses import check_pausable, pause_and_record
 
 from .end_recorder import EndRecorder
+from .launched import Launched
 from .output_feed import OutputFeed
 from .watcher import Watcher
 
@@ -80,6 +81,7 @@ class JobLifecycle:
         self._ends = ends if ends is not None else EndRecorder(store, watcher)
         self.spec = spec
         self._store = store
+        self._log_path = store.log_path(job_id)
         self._executor = executor
         self._watcher = watcher
         self._feed = feed
@@ -119,7 +121,7 @@ class JobLifecycle:
     @property
     def log_path(self) -> Path:
         """The job's log file."""
-        return self._store.log_path(self.job_id)
+        return self._log_path
 
     # -- launching -----------------------------------------------------------------------
     def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
@@ -134,41 +136,67 @@ class JobLifecycle:
             When it was already started.
         """
         with self._lock:
-            if self._stopped_while_queued is not None and not self._launched:
+            launched = self._launch_execution(extra_env)
+            if launched is None:
                 return
-            if self._launched or self._state is not JobState.QUEUED:
-                raise JobmagicError(f"job {self.job_id} was already started")
-            self._launched = True
-            self._queue_reason = None
-            try:
-                spec = self.spec
-                if extra_env:
-                    spec = dataclasses.replace(spec, env={**spec.env, **extra_env})
-                execution = self._executor.launch(self.job_id, spec, self.log_path)
-            except LaunchError as exc:
-                failure: str | None = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a job that cannot start ends FAILED
-                _log.exception("jobmagic could not start job %s", self.job_id)
-                failure = f"could not start: {exc}"
-            else:
-                failure = None
-                self._running(execution, time.time())
-        if failure is not None:
-            self._finish(JobState.FAILED, None, failure)
+            if launched.execution is not None:
+                self._running(launched.execution, launched.started_at)
+        if launched.execution is None:
+            self._finish(JobState.FAILED, None, launched.failure)
             return
         try:
-            self._store.update(
-                self.job_id,
-                state=JobState.RUNNING,
-                pid=self.pid,
-                started_at=self.started_at,
-                backend_ref=execution.ref,
-                containment=self.containment,
-            )
+            self._store.update(self.job_id, **launched.columns())
         except StoreError as exc:
             with self._lock:
                 self.error = f"the job runs but its record could not be saved: {exc}"
-        self._begin(execution)
+        self._begin(launched.execution)
+
+    def launch_unrecorded(self) -> Launched | None:
+        """Start the job's execution for a caller that records it (in the job's first write).
+
+        The job stays QUEUED here until :meth:`launch_recorded`: its listeners hear that
+        it was added before they hear it runs. None when it was stopped while queued.
+
+        Raises
+        ------
+        JobmagicError
+            When it was already started.
+        """
+        with self._lock:
+            return self._launch_execution(None)
+
+    def launch_recorded(self, launched: Launched) -> None:
+        """The store holds ``launched.columns()``: the job runs (or it failed to start)."""
+        if launched.execution is None:
+            with self._lock:
+                self._launched = self._ending = True
+            end = (JobState.FAILED, None, launched.failure, launched.started_at, None)
+            self._recorded(end, None)
+            return
+        with self._lock:
+            self._running(launched.execution, launched.started_at)
+        self._begin(launched.execution)
+
+    def _launch_execution(self, extra_env: Mapping[str, str] | None) -> Launched | None:
+        """Have the executor start the job (lock held); None when it was stopped first."""
+        if self._stopped_while_queued is not None and not self._launched:
+            return None
+        if self._launched or self._state is not JobState.QUEUED:
+            raise JobmagicError(f"job {self.job_id} was already started")
+        self._launched = True
+        self._queue_reason = None
+        try:
+            spec = self.spec
+            if extra_env:
+                spec = dataclasses.replace(spec, env={**spec.env, **extra_env})
+            execution = self._executor.launch(self.job_id, spec, self.log_path)
+        except LaunchError as exc:
+            return Launched(None, time.time(), str(exc))
+        except Exception as exc:  # noqa: BLE001 - a job that cannot start ends FAILED
+            _log.exception("jobmagic could not start job %s", self.job_id)
+            return Launched(None, time.time(), f"could not start: {exc}")
+        self._execution = execution  # a stop from now on reaches it
+        return Launched(execution, time.time())
 
     def wait_in_queue(self, reason: str | None) -> None:
         """The queue says why the job cannot start yet (None: for a slot of its group)."""
@@ -306,7 +334,11 @@ class JobLifecycle:
                 self._stop_recorded = True
             if self._state.is_finished:
                 return
-            queued = self._state is JobState.QUEUED and self._stopped_while_queued is None
+            queued = (
+                self._state is JobState.QUEUED
+                and not self._launched
+                and self._stopped_while_queued is None
+            )
             if queued:
                 self._stopped_while_queued = by
             if self._stop is None and self._execution is not None:
@@ -326,10 +358,18 @@ class JobLifecycle:
             self.wait(None)
 
     def _record_stop(self, by: str, grace: float | None) -> None:
+        """Record who asked the job to stop (a timeout's, on the writer thread)."""
         with self._lock:
             if self._stop_recorded:
                 return
             self._stop_recorded = True
+        if threading.current_thread() is self._watcher.thread and self._ends.call(
+            functools.partial(self._write_stop, by, grace)
+        ):
+            return
+        self._write_stop(by, grace)
+
+    def _write_stop(self, by: str, grace: float | None) -> None:
         with contextlib.suppress(StoreError):
             self._store.request_stop(self.job_id, by, grace)
 
@@ -338,24 +378,33 @@ class JobLifecycle:
 
     # -- ending ----------------------------------------------------------------------------
     def _on_exit(self) -> None:
-        """The execution has ended (watcher thread): read how, record the end."""
+        """The execution has ended (watcher thread): read how, record the end.
+
+        When nobody here asked it to stop, someone else may have (the Jobs sidebar,
+        another kernel): the store says so, read on the end writer's thread.
+        """
         execution = self._execution
         assert execution is not None
         outcome = execution.outcome()
         stop = self._stop
-        stopped_by = stop.requested_by if stop is not None else None
-        if stopped_by is None:
-            # Someone else (the Jobs sidebar, another kernel) may have asked it to stop.
-            with contextlib.suppress(StoreError):
-                record = self._store.get(self.job_id)
-                if record is not None:
-                    stopped_by = record.stop_requested_by
-        state, error = final_state(outcome.exit_code, stopped_by, self.spec.timeout)
-        if state is JobState.FAILED and outcome.reason is not None:
-            error = outcome.reason
-        if outcome.note is not None:
-            error = f"{error}; {outcome.note}" if error else outcome.note
-        self._finish(state, outcome.exit_code, error, outcome.usage)
+        stopped_here = stop.requested_by if stop is not None else None
+        ended_at = time.time()
+
+        def settle(stopped_by: str | None) -> End:
+            state, error = final_state(
+                outcome.exit_code, stopped_here or stopped_by, self.spec.timeout
+            )
+            if state is JobState.FAILED and outcome.reason is not None:
+                error = outcome.reason
+            if outcome.note is not None:
+                error = f"{error}; {outcome.note}" if error else outcome.note
+            return (state, outcome.exit_code, error, ended_at, outcome.usage)
+
+        with self._lock:
+            if self._ending:
+                return
+            self._ending = True
+        self._ends.settle(self.job_id, settle, self._recorded, ask_store=stopped_here is None)
 
     def _finish(
         self,
@@ -368,23 +417,12 @@ class JobLifecycle:
             if self._ending:
                 return  # it ended another way first (e.g. stopped while its launch failed)
             self._ending = True
-        ended_at = time.time()
-        self._ends.record(
-            self.job_id,
-            (state, exit_code, error, ended_at, usage),
-            functools.partial(self._recorded, state, exit_code, error, ended_at, usage),
-        )
+        end = (state, exit_code, error, time.time(), usage)
+        self._ends.record(self.job_id, end, self._recorded)
 
-    def _recorded(  # noqa: PLR0917 - the end, as _finish made it
-        self,
-        state: JobState,
-        exit_code: int | None,
-        error: str | None,
-        ended_at: float,
-        usage: Usage | None,
-        failure: str | None,
-    ) -> None:
+    def _recorded(self, end: End, failure: str | None) -> None:
         """The end is in the store (or ``failure`` says why not): everyone hears of it."""
+        state, exit_code, error, ended_at, usage = end
         if failure is not None:
             error = f"{error}; " if error else ""
             error += f"the job's end could not be recorded: {failure}"

@@ -65,8 +65,8 @@ class QueueOperations:
             """The service's ``get``."""
             ...
 
-        def add(self, worker: Worker, *, restarted_from: int | None = None) -> Worker:
-            """The service's ``add``."""
+        def _add_and_start(self, worker: Worker, *, restarted_from: int | None = None) -> Worker:
+            """The service's ``add(worker).start()`` in one store write."""
             ...
 
     def restart(self, id_or_name: int | str, *, detach: bool | None = None) -> Worker:
@@ -92,7 +92,7 @@ class QueueOperations:
         spec = spec_here(record, "restart it again")
         if detach is not None:
             spec = dataclasses.replace(spec, detach=detach)
-        return self.add(Worker.from_spec(spec), restarted_from=record.id).start()
+        return self._add_and_start(Worker.from_spec(spec), restarted_from=record.id)
 
     def restart_failed(self, group: str | None = None) -> list[Worker]:
         """Restart every FAILED job (of ``group``) that was not restarted before."""
@@ -189,12 +189,12 @@ class QueueOperations:
         )
 
     def _on_store_change(self) -> None:
-        """The store changed (watcher thread): the queue may move, a job may be paused.
+        """The store changed (end writer thread): the queue may move, a job may be paused.
 
         Not when the change was this process's own (its connection's ``data_version``
         did not move): a thousand job ends of its own would cost a thousand queue and
         pause reads. What its own ends free is looked at once per round instead
-        (``_prune_now``).
+        (``_after_ends``).
         """
         try:
             version = self.store.data_version()

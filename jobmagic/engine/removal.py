@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobmagic.backends.registry import Executors
 from jobmagic.core.events import EventKind
+from jobmagic.core.files import file_size
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, StoreError
 from jobmagic.store.job_store import JobStore
@@ -33,6 +35,9 @@ class Removal:
     max_log_bytes: int
     _lock: threading.RLock
     _workers: dict[int, Worker]
+    #: What the retention limits leave (finished jobs, log bytes) as of the last look at
+    #: the store, less this service's ends since; None: not looked yet. Guarded by _lock.
+    _retention_left: tuple[int, int] | None = None
 
     if TYPE_CHECKING:
 
@@ -81,6 +86,28 @@ class Removal:
         with self._lock:
             self._workers.pop(worker.id, None)
         self._emit("removed", worker)
+
+    def _prune_after(self, ended: Sequence[int]) -> None:
+        """Prune after these jobs' ends, once they may have taken the store past a limit.
+
+        The store is read when the ends of this service since its last look may exceed
+        what the limits had left then (jobs, log bytes): a job's end costs no query while
+        the store is far from its limits. Other processes' ends count at the next look.
+        """
+        spent = sum(file_size(self.store.log_path(job_id)) for job_id in ended)
+        with self._lock:
+            left = self._retention_left
+            if left is not None:
+                left = self._retention_left = (left[0] - len(ended), left[1] - spent)
+        if left is not None and left[0] >= 0 and left[1] >= 0:
+            return
+        self._prune()
+        ((count, total),) = self.store.read(
+            "SELECT count(*), coalesce(sum(log_size), 0) FROM jobs"
+            " WHERE state IN ('succeeded', 'failed', 'stopped')"
+        )
+        with self._lock:
+            self._retention_left = (self.keep_finished - count, self.max_log_bytes - total)
 
     def _prune(self) -> None:
         removed = prune(self.store, self.executors, self.keep_finished, self.max_log_bytes)

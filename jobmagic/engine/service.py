@@ -10,8 +10,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Unpack
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Unpack
 
 from jobmagic.backends.base import Executor
 from jobmagic.backends.registry import Executors
@@ -28,6 +29,7 @@ from jobmagic.store.reconcile import reconcile
 from .adoption import Adoption
 from .binding import JobBinding
 from .end_recorder import EndRecorder
+from .launched import Launched
 from .lifecycle import JobLifecycle
 from .output_feed import OutputFeed, SharedHandlers
 from .pools import check_request
@@ -93,8 +95,10 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self.max_log_bytes = max_log_bytes
         self.store = JobStore(home)
         self.watcher = Watcher()
-        self._ends = EndRecorder(self.store, self.watcher)
-        self._prune_due = False  # a prune is scheduled for the end of this watcher round
+        # The watcher never uses the store: ends, prunes, queue passes after them and what
+        # other processes' writes call for run on the end recorder's writer thread.
+        self._ends = EndRecorder(self.store, self.watcher, after=self._after_ends)
+        self._store_change_due = False  # a look at the store is handed to the writer
         #: The GPU pool's devices; None: ``JOBMAGIC_GPUS``, else ``nvidia-smi -L``.
         self.gpus: list[str] | None = None
         #: Named pools and how many units each has (``{"license": 2}``).
@@ -119,7 +123,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self._default_grace = lambda: self.stop_timeout  # one for every job: read at each stop
         self._shared_handlers = SharedHandlers(self.logger)
         self._listeners = Listeners[Worker]()
-        # Guards _workers, _closed and _prune_due.
+        # Guards _workers, _closed and _store_change_due.
         self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}
         self._closed = False
@@ -141,7 +145,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         self._pause_epoch = pause_epoch(self.store)
         self._data_version: int | None = None  # the store's, as the store watch last saw it
         self._store_watch = self.watcher.watch_file(
-            str(self.store.changed_path), self._on_store_change
+            str(self.store.changed_path), self._store_written
         )
         _live_services.add(self)
 
@@ -171,10 +175,19 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         StoreError
             The job store cannot be written (disk full, read-only, deleted).
         """
-        return self.add(Worker(command, **options)).start()
+        return self._add_and_start(Worker(command, **options))
 
     def add(self, worker: Worker, *, restarted_from: int | None = None) -> Worker:
         """Give ``worker`` an id in the store and make it one of this service's jobs."""
+        executor, spec = self._accepted(worker)
+        record = self.store.create(spec, restarted_from=restarted_from, session=self.session)
+        self._create_log(record.id)
+        self._bind_owned(worker, record.id, spec, executor)
+        self._emit("added", worker)
+        return worker
+
+    def _accepted(self, worker: Worker) -> tuple[Executor, JobSpec]:
+        """Check what ``add`` checks before anything is recorded; the job's executor and spec."""
         self._check_open()
         if worker.id is not None:
             raise JobmagicError(f"job {worker.id} already belongs to a service")
@@ -187,14 +200,81 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
                 raise ValueError(f"after: there is no job {job_id} to wait for")
         if executor.pooled and (spec.gpus or spec.resources):
             check_request(spec.gpus, spec.resources, *self.pools())
-        record = self.store.create(spec, restarted_from=restarted_from, session=self.session)
-        self._create_log(record.id)
-        self._bind_owned(worker, record.id, spec, executor)
+        return executor, spec
+
+    def _add_and_start(self, worker: Worker, *, restarted_from: int | None = None) -> Worker:
+        """``add(worker).start()``, recorded in one store write when it can start at once.
+
+        A job that waits for nothing (no ``after``, devices or pool units) in a group that
+        starts jobs at once is launched inside the transaction that records it: its record
+        is written once, already RUNNING (or FAILED when it cannot start). Not while
+        someone listens to this service's events: a listener hears that a job was added
+        while it is QUEUED, before it runs (and may stop it then), which takes the record
+        to exist first, and a second write when the job starts.
+        """
+        executor, spec = self._accepted(worker)
+        if spec.after or spec.gpus or spec.resources or len(self._listeners):
+            record = self.store.create(spec, restarted_from=restarted_from, session=self.session)
+            self._create_log(record.id)
+            self._bind_owned(worker, record.id, spec, executor)
+            self._emit("added", worker)
+            return worker.start()
+        made: list[tuple[JobLifecycle, Launched | None, str | None]] = []
+
+        def launch(job_id: int) -> dict[str, Any]:
+            """Inside the job's first write: its log, its lifecycle, its launch."""
+            no_log = self._make_log(job_id)
+            lifecycle = self._bind_owned(worker, job_id, spec, executor)
+            if no_log is not None:
+                failed = Launched(None, time.time(), f"cannot create its log: {no_log}")
+                made.append((lifecycle, failed, no_log))
+                return failed.columns()
+            launched = lifecycle.launch_unrecorded()
+            made.append((lifecycle, launched, None))
+            return launched.columns() if launched is not None else {}
+
+        try:
+            job_id = self.store.create_started(
+                spec, restarted_from=restarted_from, session=self.session, start=launch
+            )
+        except BaseException:
+            for lifecycle, launched, _ in made:
+                self._unmake(worker, executor, lifecycle, launched)
+            raise
+        if not made:  # its group runs no job at once: it waits in the queue
+            self._create_log(job_id)
+            self._bind_owned(worker, job_id, spec, executor)
+            self._emit("added", worker)
+            return worker.start()
+        lifecycle, launched, no_log = made[0]
         self._emit("added", worker)
+        if launched is not None:
+            lifecycle.launch_recorded(launched)
+        if no_log is not None:
+            raise StoreError(f"cannot create the job's log {self.store.log_path(job_id)}: {no_log}")
         return worker
 
-    def _create_log(self, job_id: int) -> None:
-        """Create the new job's empty log (stream() of a queued job waits on it)."""
+    def _unmake(
+        self,
+        worker: Worker,
+        executor: Executor,
+        lifecycle: JobLifecycle,
+        launched: Launched | None,
+    ) -> None:
+        """Undo a launch whose record could not be written: nothing unrecorded runs on."""
+        with self._lock:
+            self._workers.pop(lifecycle.job_id, None)
+        execution = launched.execution if launched is not None else None
+        if execution is not None:
+            execution.kill()  # SIGKILL to its whole group: it never ran for anyone
+            execution.close()
+            executor.discard(lifecycle.job_id, execution.ref)
+        with contextlib.suppress(OSError):
+            os.unlink(self.store.log_path(lifecycle.job_id))
+        _log.debug("jobmagic: job %s was not recorded, and was not left running", worker)
+
+    def _make_log(self, job_id: int) -> str | None:
+        """Create the new job's empty log; None, or why it could not be made."""
         path = self.store.log_path(job_id)
         try:
             try:
@@ -207,16 +287,25 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
                 _log.warning("jobmagic: moved an earlier job's log %s aside to %s", path, stale)
                 fd = create_private_file(path, new=True)
         except OSError as exc:
-            with contextlib.suppress(StoreError):
-                self.store.finish(job_id, JobState.FAILED, None, f"cannot create its log: {exc}")
-            raise StoreError(f"cannot create the job's log {path}: {exc.strerror or exc}") from None
+            return str(exc.strerror or exc)
         os.close(fd)
+        return None
+
+    def _create_log(self, job_id: int) -> None:
+        """Create the new job's empty log (stream() of a queued job waits on it)."""
+        failure = self._make_log(job_id)
+        if failure is None:
+            return
+        with contextlib.suppress(StoreError):
+            self.store.finish(job_id, JobState.FAILED, None, f"cannot create its log: {failure}")
+        raise StoreError(f"cannot create the job's log {self.store.log_path(job_id)}: {failure}")
 
     def _bind_owned(
         self, worker: Worker, job_id: int, spec: JobSpec, executor: Executor
     ) -> JobLifecycle:
         """Make ``worker`` this service's job ``job_id``: its lifecycle and output feed."""
-        feed = self._feed(worker, job_id)
+        log_path = self.store.log_path(job_id)
+        feed = self._feed(worker, job_id, log_path)
         lifecycle = JobLifecycle(
             job_id,
             spec,
@@ -226,14 +315,14 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             feed=feed,
             default_grace=self._default_grace,
             on_change=functools.partial(self._emit, "state", worker),
-            on_end=self._after_end,
+            on_end=functools.partial(self._after_end, job_id),
             describe_wait=functools.partial(self._describe_wait, job_id),
             ends=self._ends,
         )
         worker.bind(
             JobBinding(
                 job_id,
-                self.store.log_path(job_id),
+                log_path,
                 feed,
                 self.logger,
                 lifecycle=lifecycle,
@@ -247,9 +336,9 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self._workers[job_id] = worker
         return lifecycle
 
-    def _feed(self, worker: Worker, job_id: int) -> OutputFeed:
+    def _feed(self, worker: Worker, job_id: int, log_path: Path | None = None) -> OutputFeed:
         return OutputFeed(
-            self.store.log_path(job_id),
+            log_path or self.store.log_path(job_id),
             job_id,
             worker,
             self.watcher,
@@ -298,10 +387,25 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         return iter(self.list())
 
     # -- stopping and removing -----------------------------------------------------
-    def _after_end(self) -> None:
-        """A job of this service has ended: run the queue, retry what was not recorded, prune."""
+    def _after_end(self, job_id: int) -> None:
+        """Job ``job_id`` has ended: run the queue, retry what was not recorded, prune.
+
+        An end the writer thread wrote had that done there, after its batch.
+        """
+        if threading.current_thread() in (self.watcher.thread, self._ends.thread):
+            return
+        self._after_ends([job_id])
+
+    def _after_ends(self, job_ids: Sequence[int]) -> None:
+        """These jobs' ends were recorded (the writer thread, or the thread that did it).
+
+        Nothing once the service shuts down: no job starts any more, and a shutdown that
+        stops ten thousand queued jobs must not run a queue pass (or a prune) for each.
+        """
+        if self.closed:
+            return
         if self.scheduler.queued:
-            # Its slot goes on at once (other kernels hear of it through the store).
+            # Their slots go on at once (other kernels hear of it through the store).
             try:
                 self.scheduler.run()
             except StoreError as exc:
@@ -309,26 +413,27 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         if self.store.unsaved:
             self._retry_later()
             return
-        with self._lock:
-            if self._prune_due:
-                return  # the ends of one round are pruned for once
-            self._prune_due = True
-        if threading.current_thread() is self.watcher.thread:
-            self.watcher.call_later(0, self._prune_now)
-        else:
-            self._prune_now()
-
-    def _prune_now(self) -> None:
-        with self._lock:
-            self._prune_due = False
         # The store-change watch skips this process's own writes (see _on_store_change):
         # what these ends freed may let a job start that is not this kernel's (an
         # ownerless queued one).
         self.scheduler.store_changed()
         try:
-            self._prune()
+            self._prune_after(job_ids)
         except StoreError as exc:
             _log.warning("jobmagic could not prune old jobs: %s", exc)
+
+    def _store_written(self) -> None:
+        """The store's change file was touched (watcher thread): look at it on the writer."""
+        with self._lock:
+            if self._store_change_due:
+                return
+            self._store_change_due = True
+        self._ends.call(self._store_change)
+
+    def _store_change(self) -> None:
+        with self._lock:
+            self._store_change_due = False
+        self._on_store_change()
 
     def _retry_later(self) -> None:
         """Retry writing unrecorded job ends on a timer, backing off up to a minute."""
@@ -337,7 +442,11 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
                 return
             delay = self._retry_delay
             self._retry_delay = min(MAX_RETRY_DELAY, delay * 2)
-            self._retry_timer = self.watcher.call_later(delay, self._retry_unsaved)
+            self._retry_timer = self.watcher.call_later(delay, self._retry_on_writer)
+
+    def _retry_on_writer(self) -> None:
+        """The retry's time has come (watcher thread): the writer's thread retries."""
+        self._ends.call(self._retry_unsaved)
 
     def _retry_unsaved(self) -> None:
         with self._lock:
@@ -388,6 +497,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
             self.watcher.unwatch_file(self._store_watch)
             self.watcher.close()
             self._ends.close()  # the ends the writer still had: written here
+            self.executors.close()
             _live_services.discard(self)
 
     @property

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,32 @@ class JobStore:
         JobNameInUse
             When a queued or running job already has ``spec.name``.
         """
+        job_id = self.create_started(spec, restarted_from=restarted_from, session=session)
+        record = self.get(job_id)
+        assert record is not None
+        return record
+
+    def create_started(
+        self,
+        spec: JobSpec,
+        *,
+        restarted_from: int | None = None,
+        session: str | None = None,
+        start: Callable[[int], Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Record a new job of ``spec`` (see :meth:`create`), started in the same write.
+
+        ``start(job_id)`` runs inside the transaction when the job's group starts jobs at
+        once (no limit, not paused) and returns the columns to set with it (a launched
+        job's: RUNNING, its pid, its backend's reference); it must not use the store. A
+        job it is not called for stays QUEUED. One transaction, one commit: the record is
+        written once, and readers never see it half made. Returns the job's id.
+
+        Raises
+        ------
+        JobNameInUse
+            When a queued or running job already has ``spec.name``.
+        """
         owner, owner_pid, owner_start = this_process_owner()
         try:
             with self._write() as db:
@@ -221,18 +247,23 @@ class JobStore:
                 )
                 job_id = cursor.lastrowid
                 assert job_id is not None
+                fields: dict[str, Any] = {"log_path": str(self.log_path(job_id))}
+                if start is not None and _starts_at_once(db, spec.group):
+                    fields.update(start(job_id))
+                unknown = set(fields) - set(COLUMNS)
+                if unknown:
+                    raise ValueError(f"unknown job record fields: {sorted(unknown)}")
                 db.execute(
-                    "UPDATE jobs SET log_path = ? WHERE id = ?",
-                    (str(self.log_path(job_id)), job_id),
+                    f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in fields)}"
+                    " WHERE id = ?",
+                    (*(_column_value(value) for value in fields.values()), job_id),
                 )
         except sqlite3.IntegrityError as exc:
             raise JobNameInUse(
                 f"a running job is already named {spec.name!r}; choose another name "
                 "or stop that job first"
             ) from exc
-        record = self.get(job_id)
-        assert record is not None
-        return record
+        return job_id
 
     def log_path(self, job_id: int) -> Path:
         """Where the log of job ``job_id`` lives: ``<home>/logs/<id>-<generation>.log``.
@@ -456,6 +487,12 @@ class JobStore:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+
+def _starts_at_once(db: sqlite3.Connection, group: str) -> bool:
+    """True when group ``group`` has no limit and is not paused (``JobQueue.starts_at_once``)."""
+    row = db.execute("SELECT parallel, paused FROM groups WHERE name = ?", (group,)).fetchone()
+    return row is None or (int(row[0]) == 0 and not int(row[1]))
 
 
 def bump_queue_epoch(db: sqlite3.Connection) -> None:

@@ -1,1 +1,1 @@
-"""The local backend: jobs as process groups on this machine, under a small shell wrapper."""
+"""The local backend: jobs as process groups on this machine, started by a spawner process."""

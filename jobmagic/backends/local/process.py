@@ -1,16 +1,18 @@
-"""The local backend: a job is a process group on this machine, led by the wrapper.
+"""The local backend: a job is a process group on this machine, led by its job script.
 
 ``LocalExecutor.launch`` makes the job's cgroup where the machine gives one
-(``cgroup_layout.py``, ``cgroups.py``), then spawns the wrapper (``wrapper.py``) in a new
-session with the job's log as its stdout and stderr; ``attach`` finds a running job again
-from its stored reference (the wrapper's pid and start time, the process group, the
-status file, the cgroup); ``probe`` reads how a job nobody watched ended. The running job
-itself is a ``LocalExecution`` (``execution.py``).
+(``cgroup_layout.py``, ``cgroups.py``), then has the kernel's spawner (``spawner.py``,
+``spawner_client.py``) start the job's leader in a new session with the job's log as its
+stdout and stderr (where no spawner can run: the wrapper, ``wrapper.py``); ``attach``
+finds a running job again from its stored reference (the leader's pid and start time, the
+process group, the status file, the cgroup, the spawner); ``probe`` reads how a job
+nobody watched ended. The running job itself is a ``LocalExecution`` (``execution.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 from collections.abc import Mapping
@@ -27,15 +29,23 @@ from jobmagic.errors import LaunchError, StoreError
 from .cgroup_layout import detect, refusal
 from .cgroups import NAME_PREFIX, JobCgroup
 from .execution import LocalExecution, limit_failure
+from .leaders import SPAWNER_KILLED, FollowedLeader, GoneLeader, WrapperChild
 from .procinfo import ProcessGroups, group_remains, group_usage
-from .wrapper import (
-    job_environment,
+from .shell import check_exec_size, job_argv, job_environment, kernel_environment
+from .spawner_client import Spawner, SpawnerUnavailable
+from .status_file import (
+    await_status,
     prepare_status_file,
     read_status_file,
     remove_status_files,
-    spawn,
+    spawner_of,
     status_written_at,
 )
+from .wrapper import spawn
+
+_log = logging.getLogger("jobmagic")
+#: Whether local jobs are started by a spawner (``auto``) or each by a wrapper (``off``).
+_SPAWNER_VARIABLE = "JOBMAGIC_SPAWNER"
 
 
 class LocalExecutor:
@@ -48,12 +58,16 @@ class LocalExecutor:
     cgroups:
         Where jobs get cgroups: ``auto``, ``v2``, ``v1`` or ``off`` (see
         ``cgroup_layout.detect``); None reads ``JOBMAGIC_CGROUPS``.
+    spawner:
+        Whether jobs are started by a spawner process (True), or each under a wrapper
+        the kernel spawns itself (False: slower; see ``wrapper.py``); None reads
+        ``JOBMAGIC_SPAWNER`` (``auto``, the default, or ``off``).
     """
 
     name = "local"
     pooled = True
 
-    def __init__(self, home: Path, cgroups: str | None = None) -> None:
+    def __init__(self, home: Path, cgroups: str | None = None, spawner: bool | None = None) -> None:
         try:
             self.status_dir = private_dir(home / "status")
         except UnsafePath as exc:
@@ -62,6 +76,10 @@ class LocalExecutor:
         # share one scan of /proc.
         self._groups = ProcessGroups()
         self.cgroups, self._why_no_cgroups = detect(cgroups)
+        if spawner is None:
+            spawner = os.environ.get(_SPAWNER_VARIABLE, "auto").strip().lower() != "off"
+        # Started with the first job (a server that only follows jobs never starts one).
+        self._spawner: Spawner | None = Spawner() if spawner else None
         _raise_open_file_limit()
 
     def prepared(self, spec: JobSpec) -> JobSpec:
@@ -118,7 +136,7 @@ class LocalExecutor:
         )
 
     def status_path(self, log_path: Path) -> Path:
-        """Where the wrapper of the job logging to ``log_path`` writes its exit status.
+        """Where the exit status of the job logging to ``log_path`` is written.
 
         Named after the log (``<id>-<store generation>``), so that a store started afresh
         never shares a status file with an earlier store's job.
@@ -146,7 +164,6 @@ class LocalExecutor:
                     + (f" ({exc.filename})" if exc.filename else "")
                 ) from None
         try:
-            prepare_status_file(status_path)
             log_fd = create_private_file(log_path)
         except OSError as exc:
             remove_status_files(status_path)
@@ -156,16 +173,14 @@ class LocalExecutor:
                 f"cannot create the job's files in {log_path.parent}: {exc.strerror or exc}"
             ) from None
         try:
-            popen = spawn(
-                spec.command,
-                log_fd=log_fd,
-                status_path=str(status_path),
-                shell=spec.shell,
-                cwd=spec.cwd,
-                env=spec.env,
-                pty=spec.pty,
-                cgroup_procs=cgroup.procs_files if cgroup is not None else None,
-                address_space_kib=address_space,
+            return self._start(
+                spec,
+                log_path,
+                log_fd,
+                str(status_path),
+                cgroup=cgroup,
+                containment=containment,
+                address_space=address_space,
             )
         except OSError as exc:
             remove_status_files(status_path)
@@ -174,13 +189,66 @@ class LocalExecutor:
             raise LaunchError(f"could not start: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
+
+    def _start(
+        self,
+        spec: JobSpec,
+        log_path: Path,
+        log_fd: int,
+        status_path: str,
+        *,
+        cgroup: JobCgroup | None,
+        containment: str,
+        address_space: int | None,
+    ) -> LocalExecution:
+        """Start the job's leader: by the spawner, or (where there is none) the wrapper."""
+        procs = cgroup.procs_files if cgroup is not None else None
+        cwd = spec.cwd or _working_directory()
+        if self._spawner is not None and cwd is not None:
+            env = job_environment(spec.env) or kernel_environment()
+            try:
+                leader, spawner = self._spawner.spawn(
+                    job_argv(spec.command, spec.shell, spec.pty, procs, address_space),
+                    env=env,
+                    extra_env={"JOBMAGIC_JOB": os.path.basename(status_path)[: -len(".status")]},
+                    cwd=cwd,
+                    status_path=status_path,
+                    log_fd=log_fd,
+                )
+            except SpawnerUnavailable as exc:
+                _log.warning("jobmagic cannot start its spawner (%s): jobs start slower", exc)
+                self._spawner = None
+            else:
+                return LocalExecution(
+                    pid=leader.pid,
+                    start=leader.start,
+                    status_path=status_path,
+                    log_path=log_path,
+                    groups=self._groups,
+                    leader=leader,
+                    spawner=spawner,
+                    cgroup=cgroup,
+                    containment=containment,
+                )
+        prepare_status_file(Path(status_path))  # the wrapper's `>` keeps its mode: 0600
+        popen = spawn(
+            spec.command,
+            log_fd=log_fd,
+            status_path=status_path,
+            shell=spec.shell,
+            cwd=spec.cwd,
+            env=spec.env,
+            pty=spec.pty,
+            cgroup_procs=procs,
+            address_space_kib=address_space,
+        )
         return LocalExecution(
             pid=popen.pid,
             start=process_start_time(popen.pid),
-            status_path=str(status_path),
+            status_path=status_path,
             log_path=log_path,
             groups=self._groups,
-            popen=popen,
+            leader=WrapperChild(popen, status_path),
             cgroup=cgroup,
             containment=containment,
         )
@@ -190,30 +258,46 @@ class LocalExecutor:
         if ref is None:
             return None
         pid, start = ref.get("pid"), ref.get("start")
+        status_path = str(ref.get("status", ""))
+        spawner = spawner_of(ref)
         pidfd = open_pidfd(pid, start)
-        if pidfd is None and not _wrapper_killed(ref):
+        if pidfd is None and (spawner is not None or not _wrapper_killed(ref)):
             return None
         assert pid is not None
         return LocalExecution(
             pid=pid,
             start=start,
-            status_path=str(ref.get("status", "")),
+            status_path=status_path,
             log_path=None,
             groups=self._groups,
-            pidfd=pidfd,
-            leaderless=pidfd is None,
+            leader=GoneLeader() if pidfd is None else FollowedLeader(pidfd, status_path, spawner),
+            spawner=list(spawner) if spawner is not None else None,
             cgroup=JobCgroup.from_ref(ref.get("cgroup")),
         )
 
     def probe(self, ref: Mapping[str, Any] | None) -> Outcome | None:
-        """The exit status the wrapper wrote, once its process is gone; None while it runs."""
+        """The exit status written for the job, once its leader is gone; None while it runs.
+
+        A spawner writes the status just after the leader's exit: while it lives and has
+        not, this waits for it (up to ``status_file.STATUS_WAIT`` seconds, then None).
+        """
         if ref is None:
             return Outcome(None)
-        if same_process(ref.get("pid"), ref.get("start")) or _wrapper_killed(ref):
+        spawner = spawner_of(ref)
+        if same_process(ref.get("pid"), ref.get("start")) or (
+            spawner is None and _wrapper_killed(ref)
+        ):
             return None
         status_path = str(ref.get("status", ""))
         cgroup = JobCgroup.from_ref(ref.get("cgroup"))
         exit_code = read_status_file(status_path) if status_path else None
+        unknown = None
+        if exit_code is None and status_path and spawner is not None:
+            exit_code = await_status(status_path, spawner)
+            if exit_code is None:
+                if same_process(*spawner):
+                    return None  # it owes the status still (stopped?): ask again later
+                unknown = SPAWNER_KILLED
         usage = reason = None
         if cgroup is not None:
             usage = cgroup.totals()
@@ -222,7 +306,10 @@ class LocalExecutor:
         if not status_path:
             return Outcome(None, reason=reason, usage=usage)
         return Outcome(
-            exit_code, ended_at=status_written_at(status_path), reason=reason, usage=usage
+            exit_code,
+            ended_at=status_written_at(status_path),
+            reason=unknown or reason,
+            usage=usage,
         )
 
     def usage(self, ref: Mapping[str, Any] | None) -> Usage | None:
@@ -239,6 +326,11 @@ class LocalExecutor:
         if not same_process(ref.get("pid"), ref.get("start")):
             return None
         return group_usage(self._groups, ref.get("pid"))
+
+    def close(self) -> None:
+        """Let the spawner go: it records the ends of the jobs it runs, then exits."""
+        if self._spawner is not None:
+            self._spawner.close()
 
     def discard(self, job_id: int, ref: Mapping[str, Any] | None) -> None:  # noqa: ARG002 - the protocol's; the ref names the files
         """Delete a removed job's status file, stop marker and (empty) cgroup."""
@@ -268,43 +360,16 @@ def _wrapper_killed(ref: Mapping[str, Any]) -> bool:
     return group_remains(ref.get("pid"), ref.get("start"), ref.get("pgid"))
 
 
-MAX_ARG_STRLEN = 32 * (os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096)
-# What the wrapper adds around the command, generously (its script, paths, words).
-_WRAPPER_OVERHEAD = 8192
+def _working_directory() -> str | None:
+    """The working directory a job without ``cwd`` runs in (ours); None if it was deleted.
 
-
-def check_exec_size(spec: JobSpec) -> None:
-    """Raise ValueError when ``spec`` is larger than ``execve`` can pass to the wrapper."""
-    command = len(os.fsencode(spec.command)) + 1
-    if command > MAX_ARG_STRLEN:
-        raise ValueError(
-            f"the command is {command - 1:,} bytes; this system runs commands of at most "
-            f"{MAX_ARG_STRLEN - 1:,} bytes: put it in a script file and run that"
-        )
-    total = command + _WRAPPER_OVERHEAD
-    # Bytes as execve sees them; the kernel's own environment as bytes (os.environb),
-    # which needs no encoding: this runs at every start.
-    merged = job_environment(spec.env)
-    environ = (
-        {os.fsencode(key): os.fsencode(value) for key, value in merged.items()}
-        if merged is not None
-        else os.environb
-    )
-    for key, value in environ.items():
-        size = len(key) + len(value) + 2
-        if size > MAX_ARG_STRLEN:
-            raise ValueError(
-                f"the environment variable {os.fsdecode(key)} is {size - 2:,} bytes; this "
-                f"system passes at most {MAX_ARG_STRLEN - 2:,}: put the value in a file instead"
-            )
-        total += size + 8  # and its pointer
-    arg_max = os.sysconf("SC_ARG_MAX")
-    if arg_max > 0 and total > arg_max:
-        raise ValueError(
-            f"the command and its environment take {total:,} bytes; this system starts "
-            f"programs with at most {arg_max:,}: put the command in a script file, or "
-            "pass less environment"
-        )
+    (The spawner cannot start a job in a directory it cannot name: the wrapper, which
+    inherits ours, can.)
+    """
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
 
 
 def _raise_open_file_limit() -> None:

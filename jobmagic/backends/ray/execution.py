@@ -33,7 +33,7 @@ from jobmagic.core.outcome import Outcome
 from jobmagic.errors import JobmagicError
 
 from ..base import Callback, Cancellable, Reactor
-from ..local.wrapper import diagnose
+from ..local.shell import diagnose
 from .log_mirror import LogMirror, RayLineFilter, without_ray_lines
 from .loop import run_soon, session, tell
 from .rest import NOT_FOUND, TERMINAL, JobsApi, RayRefused, RayUnreachable
