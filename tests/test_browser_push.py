@@ -234,7 +234,9 @@ def test_ten_thousand_finished_jobs_load_small_and_fast_and_a_change_is_small(
     resource timing) plus the sidebar's drawing (from the click that opens the Running
     sidebar to the newest job's item in it). (Opened by a click, not restored open by a
     reload: JupyterLab's Running panel then draws the items it had before the model
-    loaded, if its list is not yet mounted when the model's change comes.)
+    loaded, if its list is not yet mounted when the model's change comes.) Last, a job's
+    end that prunes 9,000 old jobs (the retention limit, 1,000 finished) costs the page
+    one request.
     """
     from playwright.sync_api import expect
 
@@ -245,6 +247,7 @@ def test_ten_thousand_finished_jobs_load_small_and_fast_and_a_change_is_small(
         made = insert_finished_jobs(store, 10_000, ended_before=time.time())
     finally:
         store.close()
+    service.keep_finished = 20_000  # one job's change is one job's, no prune
     newest = item_selector(made[-1])
     asked = JobmagicRequests(browser_page)
     frames = EventFrames(browser_page)
@@ -286,6 +289,16 @@ def test_ten_thousand_finished_jobs_load_small_and_fast_and_a_change_is_small(
     assert change
     assert max(sizes) < 2048
     assert asked.since(mark) == []
+
+    # A prune of 9,000 jobs in one write: one event says "reload", one request follows.
+    more = browser_page.locator(".jp-JobmagicMore .jp-RunningSessions-itemLabel")
+    expect(more).to_have_text("9991 more finished", timeout=UI_TIMEOUT)
+    service.keep_finished = 1000
+    mark = len(asked.requests)
+    assert service.start("true", name="pruning").wait(30) == 0
+    expect(more).to_have_text("990 more finished", timeout=UI_TIMEOUT)
+    (catch_up,) = asked.since(mark)
+    assert "since=" in catch_up, catch_up
 
 
 @pytest.mark.timeout(300)

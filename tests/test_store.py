@@ -252,6 +252,26 @@ def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path
         svc.shutdown()
 
 
+def test_a_lower_limit_set_while_the_service_runs_holds_from_the_next_end(
+    tmp_path: Path,
+) -> None:
+    # (As `%config JobMagics.keep_finished = 2` does in a kernel.)
+    svc = WorkerService(logger=quiet_logger(), keep_finished=100)
+    try:
+        done = [svc.start(f"echo {i}") for i in range(4)]
+        for w in done:
+            w.wait()
+        flush_writer(svc)
+        assert len(svc.store.list()) == 4
+        svc.keep_finished = 2
+        last = svc.start("echo last")
+        last.wait()
+        flush_writer(svc)
+        assert [r.id for r in svc.store.list()] == [done[3].id, last.id]
+    finally:
+        svc.shutdown()
+
+
 def test_retention_by_log_bytes_keeps_what_fits(tmp_path: Path) -> None:
     svc = WorkerService(logger=quiet_logger(), max_log_bytes=2500)
     try:
@@ -278,6 +298,27 @@ def test_prune_at_the_limit_removes_nothing(svc: WorkerService) -> None:
     queued = svc.store.create(JobSpec("never started"))
     assert [r.id for r in svc.store.prune(keep_finished=0, max_log_bytes=0)] == [1, 2, 3]
     assert [r.id for r in svc.store.list()] == [queued.id]
+
+
+def test_prune_of_many_jobs_removes_the_oldest_in_batches_with_their_logs(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "home")
+    try:
+        ids = [store.create(JobSpec(f"echo {i}")).id for i in range(1203)]
+        store.finish_many(dict.fromkeys(ids, (JobState.SUCCEEDED, 0, None, 1.0, None)))
+        for i in ids:
+            store.log_path(i).write_bytes(b"x")
+        queued = store.create(JobSpec("never started"))
+        removed = store.prune(keep_finished=2, max_log_bytes=1 << 30)
+        assert [r.id for r in removed] == ids[:-2]
+        assert [r.id for r in store.list()] == [*ids[-2:], queued.id]
+        assert sorted(p.name for p in store.log_path(ids[0]).parent.iterdir()) == sorted(
+            store.log_path(i).name for i in ids[-2:]
+        )
+        # Just past the limit: only the oldest goes.
+        store.finish(queued.id, JobState.FAILED, 1, None)
+        assert [r.id for r in store.prune(keep_finished=2, max_log_bytes=1 << 30)] == [ids[-2]]
+    finally:
+        store.close()
 
 
 # -- damaged, foreign and newer files ------------------------------------------------------

@@ -36,8 +36,9 @@ class Removal:
     _lock: threading.RLock
     _workers: dict[int, Worker]
     #: What the retention limits leave (finished jobs, log bytes) as of the last look at
-    #: the store, less this service's ends since; None: not looked yet. Guarded by _lock.
-    _retention_left: tuple[int, int] | None = None
+    #: the store, less this service's ends since, and the limits (keep_finished,
+    #: max_log_bytes) it was worked out for; None: not looked yet. Guarded by _lock.
+    _retention_left: tuple[int, int, tuple[int, int]] | None = None
 
     if TYPE_CHECKING:
 
@@ -95,22 +96,25 @@ class Removal:
         the store is far from its limits. Other processes' ends count at the next look.
         """
         spent = sum(file_size(self.store.log_path(job_id)) for job_id in ended)
+        limits = (self.keep_finished, self.max_log_bytes)  # (the kernel's settings may change)
         with self._lock:
             left = self._retention_left
-            if left is not None:
-                left = self._retention_left = (left[0] - len(ended), left[1] - spent)
+            if left is not None and left[2] == limits:
+                left = self._retention_left = (left[0] - len(ended), left[1] - spent, limits)
+            else:
+                left = None
         if left is not None and left[0] >= 0 and left[1] >= 0:
             return
-        self._prune()
+        self._prune(*limits)
         ((count, total),) = self.store.read(
             "SELECT count(*), coalesce(sum(log_size), 0) FROM jobs"
             " WHERE state IN ('succeeded', 'failed', 'stopped')"
         )
         with self._lock:
-            self._retention_left = (self.keep_finished - count, self.max_log_bytes - total)
+            self._retention_left = (limits[0] - count, limits[1] - total, limits)
 
-    def _prune(self) -> None:
-        removed = prune(self.store, self.executors, self.keep_finished, self.max_log_bytes)
+    def _prune(self, keep_finished: int, max_log_bytes: int) -> None:
+        removed = prune(self.store, self.executors, keep_finished, max_log_bytes)
         with self._lock:
             gone = [self._workers.pop(i) for i in removed if i in self._workers]
         for old in gone:

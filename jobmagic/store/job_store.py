@@ -41,6 +41,8 @@ from .records import (
 
 #: The largest id SQLite can hold; a larger number names no job.
 MAX_ID = (1 << 63) - 1
+#: The most ids one statement names (SQLite's oldest limit on parameters is 999).
+_SQL_BATCH = 500
 #: One job's end as ``finish_many`` takes it: (state, exit code, error, ended_at, usage).
 End = tuple[JobState, int | None, str | None, float, Usage | None]
 
@@ -471,16 +473,36 @@ class JobStore:
             ).fetchone()
         if count <= keep_finished and total <= max_log_bytes:
             return []
-        removed: builtins.list[JobRecord] = []
-        for record in self._query(
-            f"SELECT {SELECT_COLUMNS} FROM jobs WHERE {finished} ORDER BY id"
-        ):
-            if count <= keep_finished and total <= max_log_bytes:
-                break
-            self.delete(record.id)
-            removed.append(record)
-            count -= 1
-            total -= record.log_size
+        # One transaction (two kernels pruning at once remove each job once), and only the
+        # oldest jobs are read: a store just past its limit costs a row or two, not a
+        # decoded record per finished job.
+        with self._write() as db:
+            count, total = db.execute(
+                f"SELECT count(*), coalesce(sum(log_size), 0) FROM jobs WHERE {finished}"
+            ).fetchone()
+            doomed: builtins.list[int] = []
+            oldest = db.execute(f"SELECT id, log_size FROM jobs WHERE {finished} ORDER BY id")
+            for job_id, log_size in oldest:
+                if count <= keep_finished and total <= max_log_bytes:
+                    break
+                doomed.append(job_id)
+                count -= 1
+                total -= log_size or 0
+            oldest.close()
+            removed: builtins.list[JobRecord] = []
+            for start in range(0, len(doomed), _SQL_BATCH):
+                batch = doomed[start : start + _SQL_BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = db.execute(
+                    f"SELECT {SELECT_COLUMNS} FROM jobs WHERE id IN ({marks}) ORDER BY id", batch
+                ).fetchall()
+                removed.extend(JobRecord.from_row(row) for row in rows)
+                db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", batch)
+            if removed:
+                bump_queue_epoch(db)  # a job that waited for one of these will never start
+        for record in removed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log_path(record.id))
         return removed
 
     def close(self) -> None:
