@@ -169,6 +169,23 @@ class ChangeFeed:
         """
         await self._reconciles.wait()
 
+    async def settled(self) -> None:
+        """Return once the version is up to date for a request made now.
+
+        While the feed watches every running job and every kernel that owns jobs (after
+        ``start``), a job that ended unrecorded is reconciled when its watch fires: a
+        request then waits only for the watches, the reconcile under way and one look at
+        the store, not for a reconcile of its own (one per request: a sidebar asking
+        twenty times a second read every running job's process twenty times a second).
+        Without the watches, it reconciles.
+        """
+        if self._exits is None:
+            await self.reconcile()
+            return
+        await self._process_watches.idle()
+        await self._reconciles.idle()
+        await self.refresh()
+
     def reconcile_soon(self) -> None:
         """Ask for a reconcile from a callback, without waiting for it."""
         self._reconciles.soon()

@@ -54,6 +54,14 @@ class CoalescedPass:
         # Shielded: the future is shared, a caller that is cancelled must not cancel it.
         await asyncio.shield(self._ask())
 
+    async def idle(self) -> None:
+        """Return once no run is asked for or under way: at once when none is.
+
+        Never cancels a run, and never raises what a run raised (its callers hear that).
+        """
+        while self._runner is not None:
+            await asyncio.wait({self._runner})
+
     def soon(self) -> None:
         """Ask for a run that nobody waits for (from a callback); its errors are logged."""
         if self._closed:
