@@ -161,6 +161,33 @@ def test_the_schema_takes_real_jobs_and_refuses_a_wrong_one(store: JobStore) -> 
         checked.validate(wrong)
 
 
+def test_events_are_made_only_while_someone_would_hear_them() -> None:
+    import logging
+
+    from jupyter_events import EventLogger
+
+    from jobmagic.server.job_events import listened_to
+
+    async def heard(event: Any, /, *args: Any) -> None:
+        pass
+
+    logger = EventLogger()
+    logger.register_event_schema(SCHEMA_PATH)
+    assert listened_to(logger) is False  # (what a server with no page open has)
+    other = "https://events.jobmagic.dev/test-other"
+    logger.register_event_schema(
+        {"$id": other, "version": "1", "type": "object", "properties": {}}
+    )
+    logger.add_listener(schema_id=other, listener=heard)
+    assert listened_to(logger) is False
+    logger.add_listener(listener=heard)  # every schema: a page's /api/events/subscribe
+    assert listened_to(logger) is True
+    logger.remove_listener(listener=heard)
+    assert listened_to(logger) is False
+    logger.register_handler(logging.NullHandler())  # an events log file, say
+    assert listened_to(logger) is True
+
+
 # --------------------------------------------------------------------------- GET jobs
 
 

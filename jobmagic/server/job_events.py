@@ -87,6 +87,11 @@ class JobEvents:
         previous = self._emitted
         if previous is None:
             return
+        if not listened_to(self._event_logger):
+            # Nobody would hear it (no page is open): no pass over the store. A page that
+            # subscribes later loads first, at a version the next event starts from.
+            self._emitted = self._feed.version
+            return
         store = self._feed.store
         event = await self._feed.store_thread.run(_changes_event, store, previous, self._max_jobs)
         if event is None:
@@ -94,6 +99,20 @@ class JobEvents:
         # Moved before the emit: if it fails, clients see the next event's gap and ask.
         self._emitted = event["version"]
         self._event_logger.emit(schema_id=JOB_CHANGES_SCHEMA_ID, data=event)
+
+
+def listened_to(event_logger: EventLogger) -> bool:
+    """Whether an event of ours would reach anyone: a handler, or a listener of its schema.
+
+    What ``EventLogger.emit`` looks at first (it drops an event nobody hears). It keeps
+    that in attributes of its own; a logger without them counts as listened to.
+    """
+    if getattr(event_logger, "handlers", True):
+        return True
+    return any(
+        getattr(event_logger, name, {None: True}).get(JOB_CHANGES_SCHEMA_ID)
+        for name in ("_modified_listeners", "_unmodified_listeners")
+    )
 
 
 def _changes_event(store: JobStore, previous: int, max_jobs: int) -> dict[str, Any] | None:
