@@ -110,6 +110,9 @@ class ChangeFeed:
         self._owner_watches: dict[Owner, Callable[[], None]] = {}
         # job id -> the job's execution, watched for its end.
         self._executions: dict[int, Execution] = {}
+        # Running jobs whose watch could not be made (out of descriptors): while there
+        # are any, each request reconciles.
+        self._unwatched: set[int] = set()
         self._unwatch_files: list[Callable[[], None]] = []
 
     @property
@@ -179,7 +182,7 @@ class ChangeFeed:
         twenty times a second read every running job's process twenty times a second).
         Without the watches, it reconciles.
         """
-        if self._exits is None:
+        if self._exits is None or self._unwatched:
             await self.reconcile()
             return
         await self._process_watches.idle()
@@ -266,6 +269,7 @@ class ChangeFeed:
             self._owner_watches.pop(owner)()
         for job_id in [i for i in self._executions if i not in running]:
             self._executions.pop(job_id).close()
+        self._unwatched &= running.keys()
         gone = False
         for record in running.values():
             if record.id not in self._executions:
@@ -285,13 +289,15 @@ class ChangeFeed:
         try:
             execution = executor.attach(record.backend_ref)
         except OSError as exc:
-            # Out of descriptors: this end will be noticed at the next request.
+            # Out of descriptors: this end is noticed by the requests' reconciles.
             self._log.warning("jobmagic: cannot watch job %s: %s", record.id, exc)
+            self._unwatched.add(record.id)
             return False
+        self._unwatched.discard(record.id)
         if execution is None:
             return True
         self._executions[record.id] = execution
-        execution.on_exit(reactor, self._ended_callback(record.id))
+        execution.on_exit(reactor, self._ended_callback(record))
         return False
 
     def _watch_owner(self, owner: Owner, exits: ProcessExits) -> bool:
@@ -306,12 +312,17 @@ class ChangeFeed:
         self._owner_watches[owner] = cancel
         return False
 
-    def _ended_callback(self, job_id: int) -> Callable[[], None]:
+    def _ended_callback(self, record: JobRecord) -> Callable[[], None]:
+        owner = (record.owner_pid, record.owner_start)
+
         def ended() -> None:
-            execution = self._executions.pop(job_id, None)
+            execution = self._executions.pop(record.id, None)
             if execution is not None:
                 execution.close()
-            self._reconciles.soon()
+            # A live owner records the end itself (reconcile leaves its jobs alone); if it
+            # dies first, its own watch asks for the reconcile.
+            if not same_process(*owner):
+                self._reconciles.soon()
 
         return ended
 
