@@ -175,9 +175,7 @@ def test_events_are_made_only_while_someone_would_hear_them() -> None:
     logger.register_event_schema(SCHEMA_PATH)
     assert listened_to(logger) is False  # (what a server with no page open has)
     other = "https://events.jobmagic.dev/test-other"
-    logger.register_event_schema(
-        {"$id": other, "version": "1", "type": "object", "properties": {}}
-    )
+    logger.register_event_schema({"$id": other, "version": "1", "type": "object", "properties": {}})
     logger.add_listener(schema_id=other, listener=heard)
     assert listened_to(logger) is False
     logger.add_listener(listener=heard)  # every schema: a page's /api/events/subscribe
