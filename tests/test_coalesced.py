@@ -65,6 +65,27 @@ def test_idle_waits_for_the_run_under_way_and_the_one_asked_during_it() -> None:
     assert asyncio.run(main()) == [(2, False), 2]
 
 
+def test_idle_does_not_wait_for_runs_asked_for_after_it() -> None:
+    async def main() -> tuple[int, bool]:
+        gated = Gated()
+        passes = CoalescedPass(asyncio.get_running_loop(), gated, _log, "test pass")
+        passes.soon()
+        await gated.began.wait()
+        gated.began.clear()
+        idle = asyncio.ensure_future(passes.idle())
+        await asyncio.sleep(0)
+        passes.soon()  # after idle() was called
+        gated.gate.set()
+        await asyncio.wait_for(idle, 5)  # the first run ended: the second is not waited for
+        await gated.began.wait()
+        runs, still_running = gated.runs, passes._runner is not None
+        gated.gate.set()
+        passes.close()
+        return runs, still_running
+
+    assert asyncio.run(main()) == (2, True)
+
+
 def test_idle_neither_raises_a_runs_error_nor_cancels_it_when_cancelled() -> None:
     async def main() -> tuple[bool, int, str]:
         gated = Gated()

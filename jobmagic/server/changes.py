@@ -282,7 +282,7 @@ class ChangeFeed:
             self._reconciles.soon()  # gone already: its record may need finishing
 
     def _watch_execution(self, record: JobRecord, reactor: LoopReactor) -> bool:
-        """Watch a running job's execution for its end; True when it has ended already."""
+        """Watch a running job's execution for its end; True when it needs a reconcile."""
         executor = self._executors.get(record.backend)
         if executor is None:
             return False  # a backend this server does not have: its owner records the end
@@ -295,7 +295,8 @@ class ChangeFeed:
             return False
         self._unwatched.discard(record.id)
         if execution is None:
-            return True
+            # Ended already: its owner records that, unless the owner is gone too.
+            return not same_process(record.owner_pid, record.owner_start)
         self._executions[record.id] = execution
         execution.on_exit(reactor, self._ended_callback(record))
         return False

@@ -47,6 +47,8 @@ class CoalescedPass:
         # Whether soon() asked for the next run (its errors are then logged here).
         self._next_in_background = False
         self._runner: asyncio.Task[None] | None = None
+        # The future of the run under way; None between runs.
+        self._current: asyncio.Future[None] | None = None
         self._closed = False
 
     async def wait(self) -> None:
@@ -55,12 +57,15 @@ class CoalescedPass:
         await asyncio.shield(self._ask())
 
     async def idle(self) -> None:
-        """Return once no run is asked for or under way: at once when none is.
+        """Return once the runs asked for before this call have ended: at once when none is.
 
-        Never cancels a run, and never raises what a run raised (its callers hear that).
+        Not the runs asked for later (passes asked for without end would never let it
+        return). Never cancels a run, and never raises what a run raised (its callers
+        hear that).
         """
-        while self._runner is not None:
-            await asyncio.wait({self._runner})
+        last = self._next or self._current
+        if last is not None:
+            await asyncio.wait({last})
 
     def soon(self) -> None:
         """Ask for a run that nobody waits for (from a callback); its errors are logged."""
@@ -93,6 +98,7 @@ class CoalescedPass:
         try:
             while self._next is not None:
                 done, self._next = self._next, None
+                self._current = done
                 in_background, self._next_in_background = self._next_in_background, False
                 try:
                     await self._run_pass()
@@ -108,4 +114,4 @@ class CoalescedPass:
                 else:
                     done.set_result(None)
         finally:
-            self._runner = None
+            self._runner = self._current = None

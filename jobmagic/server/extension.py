@@ -126,8 +126,8 @@ class JobmagicServer(LoggingConfigurable):
         return max(0.0, min(requested, limit))
 
     async def get(self, job_id: int) -> JobRecord | None:
-        """Return the job's record, reconciled first (so an orphan that ended reads as ended)."""
-        await self.feed.reconcile()
+        """Return the job's record once the feed is settled (an orphan that ended reads so)."""
+        await self.feed.settled()
         return await self.store_thread.run(self.store.get, job_id)
 
     def close(self) -> None:
