@@ -317,7 +317,11 @@ class OutputFeed:
         wanted = (self._reader_waiting or handlers_waiting) and self._running
         if wanted and self._file_watch is None:
             try:
-                self._file_watch = self._watcher.watch_file(str(self._log_path), self._on_written)
+                # One-shot: _on_written ends the watch anyway, and a one-shot watch costs a
+                # writer at full speed one event, not one per write() until we read them.
+                self._file_watch = self._watcher.watch_file(
+                    str(self._log_path), self._on_written, once=True
+                )
             except FileNotFoundError:
                 return False
         elif not wanted and self._file_watch is not None:
