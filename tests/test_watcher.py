@@ -170,3 +170,8 @@ def test_a_lost_event_queue_calls_every_watch_back(counted: CountedWatcher, tmp_
     write_interleaved([quiet], 1)  # ... so this one is lost, the queue says only that
     release.set()
     assert calls.wait_for(1)
+    counted.settle()
+    write_interleaved([quiet], 1)  # the one-shot watch is over, called back once
+    counted.settle()
+    assert calls.count == 1
+    assert len(counted.watcher._files) == len(busy)

@@ -270,7 +270,8 @@ class Watcher:
 
     def _dispatch_file_events(self) -> None:
         wds = {event.wd for event in self._inotify.read(timeout=0)}
-        if _OVERFLOW_WD in wds:
+        overflowed = _OVERFLOW_WD in wds
+        if overflowed:
             # The queue overflowed and events were lost: any file may have been written.
             with self._lock:
                 wds = set(self._files)
@@ -281,6 +282,9 @@ class Watcher:
                     # The kernel dropped this watch with its one event: forget it whole.
                     self._oneshot.discard(wd)
                     self._files.pop(wd, None)
+                    if overflowed:  # it may not have fired: end it here
+                        with contextlib.suppress(OSError):
+                            self._inotify.rm_watch(wd)
                 else:  # shared with persistent watches: only the one-shot ones end
                     for watch in watches:
                         if watch.once:
