@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from engine_helpers import alive, flush_watcher, group_members, read_until
 from helpers import python_cmd
 
 from jobmagic import JobState, Worker, WorkerService
+from jobmagic.engine.output_feed import EMIT_INTERVAL
 from jobmagic.errors import JobmagicError
 
 pytestmark = pytest.mark.timeout(60)
@@ -529,6 +531,53 @@ def test_a_tail_only_handler_is_spared_output_it_would_throw_away(tmp_path: Path
         assert b"".join(r.data for r in full.records) == bytes(3000000)  # type: ignore[attr-defined]
     finally:
         service.shutdown()
+
+
+class Timed(Collect):
+    """Keeps every record with the time.monotonic() it arrived, and wakes a waiter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[float] = []
+        self.arrived = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.arrived:
+            self.arrivals.append(time.monotonic())
+            super().emit(record)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int) -> list[float]:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.arrivals) >= count, timeout=30)
+            return self.arrivals[:count]
+
+
+@pytest.mark.timeout(60)
+def test_a_handler_that_asks_for_an_interval_gets_no_more_batches(svc: WorkerService) -> None:
+    writer = python_cmd(
+        "import itertools, sys, time\n"
+        "for i in itertools.count():\n"
+        "    sys.stdout.write(f'line {i}\\n'); sys.stdout.flush(); time.sleep(0.001)\n"
+    )
+    w = svc.start(writer)
+    throttled = Timed()
+    w.add_handler(throttled, tail_bytes=64 << 10, interval=0.3)
+    arrivals = throttled.wait_for(5)
+    # A lower bound only: a busy machine makes the gaps longer, never shorter.
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.3 * 0.9, gaps
+    feed = w.binding.feed if w.binding is not None else None
+    assert feed is not None
+    eager = Timed()
+    w.add_handler(eager)  # asks for nothing: the job's batches follow it
+    assert feed._emit_interval() == EMIT_INTERVAL
+    w.remove_handler(eager)
+    assert feed._emit_interval() == 0.3
+    w.stop(timeout=5)
+    w.remove_handler(throttled)
+    lines = b"".join(r.data for r in throttled.records)  # type: ignore[attr-defined]
+    assert w.output().endswith(lines[-100:]), "the end of the output was not kept"
 
 
 # -- asyncio -------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ class OutputFeed:
         self._running = False
         self._ended = False
         self._handlers: dict[logging.Handler, int | None] = {}
+        # Handlers that asked for batches at most every so many seconds (add_handler).
+        self._intervals: dict[logging.Handler, float] = {}
+        self._last_emit = 0.0  # time.monotonic() of the last batch
         self._emitting = False  # records are being emitted from _emit_offset on
         self._emit_offset = 0
         self._decoder = terminal.incremental_decoder()
@@ -195,7 +198,11 @@ class OutputFeed:
 
     # -- handlers --------------------------------------------------------------------------
     def add_handler(
-        self, handler: logging.Handler, backlog_bytes: int = 0, tail_bytes: int | None = None
+        self,
+        handler: logging.Handler,
+        backlog_bytes: int = 0,
+        tail_bytes: int | None = None,
+        interval: float | None = None,
     ) -> None:
         """Attach ``handler`` to the job's logger and feed it output from now on.
 
@@ -206,6 +213,10 @@ class OutputFeed:
             if backlog_bytes > 0:
                 self._replay(handler, max(0, end - backlog_bytes), end)
             self._handlers[handler] = tail_bytes
+            if interval is None:
+                self._intervals.pop(handler, None)
+            else:
+                self._intervals[handler] = interval
             self._source.logger.addHandler(handler)
             if self._running and not self._emitting:
                 self._start_emitting(end)
@@ -214,6 +225,7 @@ class OutputFeed:
         """Detach a handler added with :meth:`add_handler`."""
         with self._lock:
             self._handlers.pop(handler, None)
+            self._intervals.pop(handler, None)
             self._source.logger.removeHandler(handler)
             self.listeners_changed()
 
@@ -232,6 +244,16 @@ class OutputFeed:
 
     def _listening(self) -> bool:
         return bool(self._handlers) or bool(self._shared_handlers())
+
+    def _emit_interval(self) -> float:
+        """Seconds between two batches while output keeps coming (lock held).
+
+        What the most eager handler asks for: EMIT_INTERVAL as soon as one asked for
+        nothing (the service's shared handlers never do).
+        """
+        if self._shared_handlers() or len(self._intervals) < len(self._handlers):
+            return EMIT_INTERVAL
+        return max(EMIT_INTERVAL, min(self._intervals.values(), default=EMIT_INTERVAL))
 
     def _tail_bytes(self) -> int | None:
         """How much of the output's end the handlers need; None if one wants it all."""
@@ -317,7 +339,11 @@ class OutputFeed:
         wanted = (self._reader_waiting or handlers_waiting) and self._running
         if wanted and self._file_watch is None:
             try:
-                self._file_watch = self._watcher.watch_file(str(self._log_path), self._on_written)
+                # One-shot: _on_written ends the watch anyway, and a one-shot watch costs a
+                # writer at full speed one event, not one per write() until we read them.
+                self._file_watch = self._watcher.watch_file(
+                    str(self._log_path), self._on_written, once=True
+                )
             except FileNotFoundError:
                 return False
         elif not wanted and self._file_watch is not None:
@@ -339,7 +365,12 @@ class OutputFeed:
             # a record per block would cost the kernel more than the writer's own work.
             if self._emitting and not self._emit_scheduled:
                 self._emit_scheduled = True
-                self._watcher.call_later(EMIT_INTERVAL, self._emit_batch)
+                # EMIT_INTERVAL after the first write since the last batch; while writes
+                # keep coming, no sooner than the handlers' interval after that batch.
+                delay = max(
+                    EMIT_INTERVAL, self._last_emit + self._emit_interval() - time.monotonic()
+                )
+                self._watcher.call_later(delay, self._emit_batch)
             self._update_file_watch()
 
     def _wake_readers(self) -> None:
@@ -354,6 +385,7 @@ class OutputFeed:
     def _emit_batch(self) -> None:
         with self._lock:
             self._emit_scheduled = False
+            self._last_emit = time.monotonic()
             self._update_file_watch()  # watch again first, then read: no write slips by
             self._emit_pending(final=False)
 

@@ -26,6 +26,11 @@ _log = logging.getLogger("jobmagic")
 _WATCH_MASK = (
     inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE | inotify_simple.flags.ATTRIB
 )
+#: ``IN_MASK_CREATE`` (Linux 4.18; inotify_simple has no name for it): add a watch only
+#: where this inotify descriptor has none on the file yet, else fail with EEXIST.
+_MASK_CREATE = 0x10000000
+_ONESHOT = inotify_simple.flags.ONESHOT
+_OVERFLOW_WD = -1  # the watch descriptor of IN_Q_OVERFLOW
 #: The longest single sleep (seconds): epoll takes at most ~24.8 days in milliseconds, and
 #: a deadline further away (a timeout of a month, or of ``inf``) is simply slept towards.
 _MAX_SLEEP = 86400.0
@@ -65,11 +70,12 @@ class ReadableWatch:
 class FileWatch:
     """A callback on one file's writes, from :meth:`Watcher.watch_file`."""
 
-    __slots__ = ("callback", "wd")
+    __slots__ = ("callback", "once", "wd")
 
-    def __init__(self, wd: int, callback: Callback) -> None:
+    def __init__(self, wd: int, callback: Callback, once: bool = False) -> None:
         self.wd = wd
         self.callback = callback
+        self.once = once  # called back at most once, then forgotten
 
 
 class Watcher:
@@ -90,6 +96,9 @@ class Watcher:
         self._lock = threading.Lock()
         self._readable: dict[int, Callback] = {}
         self._files: dict[int, list[FileWatch]] = {}
+        # The watch descriptors whose kernel watch is IN_ONESHOT: the kernel drops them
+        # after their first event, so their whole entry in _files goes with it.
+        self._oneshot: set[int] = set()
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._closed = False
@@ -119,24 +128,47 @@ class Watcher:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(fd)
 
-    def watch_file(self, path: str, callback: Callback) -> FileWatch:
-        """Call ``callback`` after writes to ``path`` until ``unwatch_file``."""
+    def watch_file(self, path: str, callback: Callback, *, once: bool = False) -> FileWatch:
+        """Call ``callback`` after writes to ``path`` until ``unwatch_file``.
+
+        ``once``: call it at most once, after the first write from now on; the watch then
+        ends by itself (``unwatch_file`` is still allowed). Where no other watch of this
+        watcher is on the file, the kernel then reports only that first write
+        (``IN_ONESHOT``): a file written at full speed costs one event per arming, not
+        one per ``write()`` queued until this thread reads them.
+        """
         with self._lock:
-            wd = self._inotify.add_watch(path, _WATCH_MASK)
-            watch = FileWatch(wd, callback)
+            wd = -1
+            if once:
+                try:
+                    wd = self._inotify.add_watch(path, _WATCH_MASK | _ONESHOT | _MASK_CREATE)
+                except FileExistsError:
+                    pass  # watched already: that watch is shared, made persistent below
+                else:
+                    self._oneshot.add(wd)
+            if wd < 0:
+                # Persistent (or shared with other watches on the same file: an inode has
+                # one mask per inotify descriptor, and the others may want every event).
+                wd = self._inotify.add_watch(path, _WATCH_MASK)
+                self._oneshot.discard(wd)
+            watch = FileWatch(wd, callback, once)
             self._files.setdefault(wd, []).append(watch)
         return watch
 
     def unwatch_file(self, watch: FileWatch) -> None:
         """Stop calling a file watch's callback; the last one removes the inotify watch."""
         with self._lock:
-            watches = self._files.get(watch.wd, [])
-            if watch in watches:
-                watches.remove(watch)
-            if not watches and self._files.pop(watch.wd, None) is not None:
-                # The file may be gone, and the kernel then dropped the watch already.
-                with contextlib.suppress(OSError):
-                    self._inotify.rm_watch(watch.wd)
+            self._unwatch_locked(watch)
+
+    def _unwatch_locked(self, watch: FileWatch) -> None:
+        watches = self._files.get(watch.wd, [])
+        if watch in watches:
+            watches.remove(watch)
+        if not watches and self._files.pop(watch.wd, None) is not None:
+            self._oneshot.discard(watch.wd)
+            # The file may be gone, and the kernel then dropped the watch already.
+            with contextlib.suppress(OSError):
+                self._inotify.rm_watch(watch.wd)
 
     def call_later(self, delay: float, callback: Callback) -> Timer:
         """Call ``callback`` after ``delay`` seconds (monotonic clock)."""
@@ -238,9 +270,25 @@ class Watcher:
 
     def _dispatch_file_events(self) -> None:
         wds = {event.wd for event in self._inotify.read(timeout=0)}
+        overflowed = _OVERFLOW_WD in wds
+        if overflowed:
+            # The queue overflowed and events were lost: any file may have been written.
+            with self._lock:
+                wds = set(self._files)
         for wd in wds:
             with self._lock:
                 watches = list(self._files.get(wd, ()))
+                if wd in self._oneshot:
+                    # The kernel dropped this watch with its one event: forget it whole.
+                    self._oneshot.discard(wd)
+                    self._files.pop(wd, None)
+                    if overflowed:  # it may not have fired: end it here
+                        with contextlib.suppress(OSError):
+                            self._inotify.rm_watch(wd)
+                else:  # shared with persistent watches: only the one-shot ones end
+                    for watch in watches:
+                        if watch.once:
+                            self._unwatch_locked(watch)
             for watch in watches:
                 _run_callback(watch.callback)
 

@@ -390,7 +390,11 @@ class Worker:
         return self._bound().feed.stream(offset, chunk_size)
 
     def add_handler(
-        self, handler: logging.Handler, backlog_bytes: int = 0, tail_bytes: int | None = None
+        self,
+        handler: logging.Handler,
+        backlog_bytes: int = 0,
+        tail_bytes: int | None = None,
+        interval: float | None = None,
     ) -> None:
         """Attach a logging handler to this job's logger and feed it the job's output.
 
@@ -411,8 +415,14 @@ class Worker:
             everything). While every handler says so, output that outruns them is skipped
             up to the last ``tail_bytes``; the first record after a skip has
             ``record.skipped_bytes``.
+        interval:
+            While output keeps coming, the handler needs a batch at most every
+            ``interval`` seconds (None: every 50 ms); a write after at least
+            ``interval`` seconds without a batch still reaches it within 50 ms. A job's
+            batches follow its most eager handler. For a handler that shows the output
+            at most so often (a throttled widget): batches it could not show are not read.
         """
-        self._bound().feed.add_handler(handler, backlog_bytes, tail_bytes)
+        self._bound().feed.add_handler(handler, backlog_bytes, tail_bytes, interval)
 
     def remove_handler(self, handler: logging.Handler) -> None:
         """Detach a handler added with :meth:`add_handler`."""

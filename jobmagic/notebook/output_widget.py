@@ -3,7 +3,10 @@ r"""A logging handler that shows a job's output in a widget, throttled.
 ``OutputWidgetHandler`` keeps a bounded terminal view of what it was fed (the last lines,
 with ``\r`` progress bars collapsed to their latest state); an ``OutputFlusher`` (one
 thread and one budget for every handler of the process) replaces the widget's content
-with that tail at most ~10 times a second, only when the view changed. It never sends one
+with that tail at most ~10 times a second, only when the view changed. What arrives
+between two updates is only kept (text the engine skipped past is dropped unread) and
+turned into the view when the update is made: a job that outruns the budget costs a
+record's handling, not a terminal pass over its text, per record. It never sends one
 message per line and never uses ``Output.append_stdout`` (which resends the whole output
 on every call) or ``with out:`` (which sends output to the wrong cell when used from a
 thread).
@@ -35,13 +38,14 @@ _PRE_STYLE = (
 class OutputWidgetHandler(logging.Handler):
     """Show the text of log records in an ``ipywidgets.HTML``, throttled and bounded.
 
-    ``emit()`` only feeds a bounded terminal view and marks it dirty in its
-    ``OutputFlusher``, whose one thread (shared by every handler attached to it) replaces
-    the widget's value with the rendered tail at most every ``min_interval`` seconds and
-    only when the view changed. Larger tails are sent less often, so that this handler
-    sends at most about ``max_bytes_per_second`` bytes per second, and all the handlers of
-    one flusher together at most the flusher's own budget (the busier they are, the less
-    often each is updated). Memory stays bounded whatever is fed.
+    ``emit()`` only keeps the record's text and marks the output dirty in its
+    ``OutputFlusher``, whose one thread (shared by every handler attached to it) builds
+    the bounded terminal view from what was kept and replaces the widget's value with the
+    rendered tail, at most every ``min_interval`` seconds and only when the view changed.
+    Larger tails are sent less often, so that this handler sends at most about
+    ``max_bytes_per_second`` bytes per second, and all the handlers of one flusher
+    together at most the flusher's own budget (the busier they are, the less often each
+    is updated). Memory stays bounded whatever is fed.
 
     Attach it to a job with ``worker.add_handler(handler)``, detach it with
     ``worker.remove_handler(handler)``, and ``close()`` it when done. The flusher's thread
@@ -101,17 +105,23 @@ class OutputWidgetHandler(logging.Handler):
         self.scroll_box = scroll_box
         self.flusher = flusher if flusher is not None else default_flusher()
         self.flush_count = 0  # widget updates made so far (read by tests and benchmarks)
-        # Guards _buffer, _slot, _closed and flush_count: emit() and feed() (engine
-        # threads), the flusher's thread (reading the view to push it), flush() and
-        # close(). Never held while waiting for the flusher, which takes it to push.
-        # (logging's own self.lock only serialises emit() calls.)
+        # Guards _buffer, _pending*, _version, _slot, _closed and flush_count: emit() and
+        # feed() (engine threads), the flusher's thread (reading the view to push it),
+        # text(), flush() and close(). Never held while waiting for the flusher, which
+        # takes it to push. (logging's own self.lock only serialises emit() calls.)
         self._lock = threading.Lock()
         self._buffer = TailBuffer(max_lines=tail_lines, max_line_chars=max_line_chars)
         #: It shows only this many bytes of the output's end, enough for every line it
         #: can show: pass it as ``Worker.add_handler(handler, tail_bytes=...)`` so that
         #: the engine may skip older output that outruns it.
         self.tail_bytes = max(4 * max_chars, tail_lines * max_line_chars)
-        self._initial_version = self._buffer.version  # what a new widget shows: nothing
+        # Text received and not yet fed to _buffer, oldest first; _pending_clear: the
+        # buffer is to be cleared before it is fed. _version counts what was received:
+        # the view is built from it only when it is read (text(), an update).
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._pending_clear = False
+        self._version = 0  # 0: nothing received, what a new widget shows
         self._slot: OutputSlot | None = None  # attached to the flusher at the first change
         self._closed = False
 
@@ -136,6 +146,7 @@ class OutputWidgetHandler(logging.Handler):
     def text(self) -> str:
         """Return the current view as plain text (ANSI codes kept)."""
         with self._lock:
+            self._apply_pending()
             return str(self._buffer.text())
 
     def flush(self) -> None:
@@ -147,7 +158,7 @@ class OutputWidgetHandler(logging.Handler):
         is pushed next anyway.
         """
         with self._lock:
-            slot, version = self._slot, self._buffer.version
+            slot, version = self._slot, self._version
         if slot is not None:
             self.flusher.flush(slot, version, timeout=_FLUSH_WAIT)
 
@@ -166,21 +177,25 @@ class OutputWidgetHandler(logging.Handler):
 
     def _feed(self, text: str, clear: bool = False) -> None:
         with self._lock:
-            if self._closed:
+            if self._closed or not (text or clear):
                 return
-            version = self._buffer.version
             if clear:
-                self._buffer.clear()
+                # What came before can no longer be shown: drop it without reading it.
+                self._pending.clear()
+                self._pending_chars = 0
+                self._pending_clear = True
             if text:
-                self._buffer.feed(text)
-            if self._buffer.version == version:
-                return
+                self._pending.append(text)
+                self._pending_chars += len(text)
+                if self._pending_chars > self.tail_bytes:
+                    self._apply_pending()  # memory stays bounded between two updates
+            self._version += 1
             if self._slot is None:
                 self._slot = self.flusher.attach(
                     self._show_newer,
                     min_interval=self.min_interval,
                     max_bytes_per_second=self.max_bytes_per_second,
-                    shown=self._initial_version,
+                    shown=0,
                 )
             # Under our lock (its lock nests inside ours, never the other way round), so
             # that close() cannot detach in between.
@@ -192,9 +207,10 @@ class OutputWidgetHandler(logging.Handler):
         Returns the version now shown and the bytes sent (0 when nothing was).
         """
         with self._lock:
-            version = self._buffer.version
+            version = self._version
             if version == shown:
                 return version, 0
+            self._apply_pending()
             text = self._buffer.text()
         # Render and send without the lock: emit() never waits for the frontend.
         try:
@@ -205,6 +221,16 @@ class OutputWidgetHandler(logging.Handler):
         with self._lock:
             self.flush_count += 1
         return version, size
+
+    def _apply_pending(self) -> None:
+        """Feed the text received since the view was last built into it (lock held)."""
+        if self._pending_clear:
+            self._buffer.clear()
+            self._pending_clear = False
+        for text in self._pending:
+            self._buffer.feed(text)
+        self._pending.clear()
+        self._pending_chars = 0
 
     def _push(self, text: str) -> int:
         """Render ``text`` into the widget (flusher thread only); return the HTML's size."""

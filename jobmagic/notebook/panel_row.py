@@ -420,7 +420,10 @@ class JobRow:
             # nothing lost or shown twice in between. Under the row's lock so that close()
             # cannot run between attach and record: add_handler never calls into this row.
             self.worker.add_handler(
-                handler, backlog_bytes=_SEED_BYTES, tail_bytes=handler.tail_bytes
+                handler,
+                backlog_bytes=_SEED_BYTES,
+                tail_bytes=handler.tail_bytes,
+                interval=handler.min_interval,  # it updates the widget no more often
             )
             self._handler = handler
         handler.flush()  # the seed is in the widget before the widget is in the row
