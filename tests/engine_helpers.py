@@ -32,6 +32,19 @@ def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
     )
 
 
+def wait_exit(pid: int, timeout: float = 20) -> None:
+    """Block (on a pidfd) until ``pid`` has exited; fail after ``timeout`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"process {pid} did not exit within {timeout} s"
+    finally:
+        os.close(fd)
+
+
 def is_zombie(pid: int) -> bool:
     """True when ``pid`` has exited but its exit status was not collected yet."""
     fields = stat_fields(pid)

@@ -11,14 +11,13 @@ import logging
 import os
 import shlex
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ipywidgets
 import pytest
+from test_panel import wait_widget
 
 from jobmagic import JobState, WorkerService
 from jobmagic.notebook.output_flusher import OutputFlusher
@@ -37,31 +36,9 @@ def record(text: str, skipped_bytes: int = 0) -> logging.LogRecord:
     return rec
 
 
-def wait_widget(
-    widget: Any, predicate: Callable[[], bool], names: str, timeout: float = 10.0
-) -> None:
-    """Wait until ``predicate()`` holds, re-checked whenever the widget's trait changes."""
-    changed = threading.Event()
-
-    def on_change(_change: Any) -> None:
-        changed.set()
-
-    widget.observe(on_change, names=names)
-    try:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting on {widget!r}")
-            changed.wait(remaining)
-            changed.clear()
-    finally:
-        widget.unobserve(on_change, names=names)
-
-
 def wait_value(widget: Any, wanted: str) -> None:
     """Wait until ``wanted`` is in the widget's value."""
-    wait_widget(widget, lambda: wanted in widget.value, "value")
+    wait_widget(widget, lambda: wanted in widget.value, names=["value"])
 
 
 class CountedHandler:
@@ -149,7 +126,7 @@ def test_shown_output_ends_with_the_jobs_last_bytes_after_a_burst(
         for chunk in worker.stream():
             if b"ready\n" in chunk:
                 break
-        wait_widget(panel.rows_box, lambda: worker.id in panel.rows, "children")
+        wait_widget(panel.rows_box, lambda: worker.id in panel.rows, names=["children"])
         row = panel.rows[worker.id or 0]
         handler = row.handler
         assert handler is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import select
 import shlex
 import signal
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import is_zombie
+from engine_helpers import is_zombie, wait_exit
 
 from jobmagic import JobState, WorkerService
 from jobmagic.core.process_identity import process_start_time
@@ -32,19 +31,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
 def alive(pid: int) -> bool:
     """True while ``pid`` is a live process (a zombie has exited)."""
     return process_start_time(pid) is not None and not is_zombie(pid)
-
-
-def wait_exit(pid: int, timeout: float) -> None:
-    """Block (on a pidfd) until ``pid`` has exited; fail after ``timeout`` seconds."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"process {pid} did not exit within {timeout} s"
-    finally:
-        os.close(fd)
 
 
 class Kernel:

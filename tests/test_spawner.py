@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import alive, read_until
+from engine_helpers import alive, read_until, wait_exit
 from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
@@ -48,19 +48,6 @@ def say_go(fifo: Path) -> None:
     """Let a ``waiting_job`` go on (blocks until it opens its end)."""
     with fifo.open("w") as f:
         f.write("go\n")
-
-
-def wait_exit(pid: int, timeout: float = 20) -> None:
-    """Block (on a pidfd) until ``pid`` has exited."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"process {pid} did not exit within {timeout} s"
-    finally:
-        os.close(fd)
 
 
 def spawner_of(service: WorkerService, job_id: int) -> int:
