@@ -172,22 +172,25 @@ class ChangeFeed:
         """
         await self._reconciles.wait()
 
-    async def settled(self) -> None:
-        """Return once the version is up to date for a request made now.
+    async def settled(self, *, version: bool = True) -> None:
+        """Return once the store is up to date for a request made now.
 
         While the feed watches every running job and every kernel that owns jobs (after
         ``start``), a job that ended unrecorded is reconciled when its watch fires: a
-        request then waits only for the watches, the reconcile under way and one look at
-        the store, not for a reconcile of its own (one per request: a sidebar asking
-        twenty times a second read every running job's process twenty times a second).
-        Without the watches, it reconciles.
+        request then waits only for the watches and the reconcile under way, not for a
+        reconcile of its own (one per request: a sidebar asking twenty times a second
+        read every running job's process twenty times a second). Without the watches,
+        it reconciles. ``version``: and ``self.version`` is up to date too (one look at
+        the store, for a request that compares versions); a request that reads the
+        store itself does without.
         """
         if self._exits is None or self._unwatched:
             await self.reconcile()
             return
         await self._process_watches.idle()
         await self._reconciles.idle()
-        await self.refresh()
+        if version:
+            await self.refresh()
 
     def reconcile_soon(self) -> None:
         """Ask for a reconcile from a callback, without waiting for it."""

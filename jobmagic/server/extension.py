@@ -127,7 +127,7 @@ class JobmagicServer(LoggingConfigurable):
 
     async def get(self, job_id: int) -> JobRecord | None:
         """Return the job's record once the feed is settled (an orphan that ended reads so)."""
-        await self.feed.settled()
+        await self.feed.settled(version=False)
         return await self.store_thread.run(self.store.get, job_id)
 
     def close(self) -> None:

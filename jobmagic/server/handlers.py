@@ -200,7 +200,8 @@ class JobListHandler(JobmagicHandler):
                 ) from None
         timeout = self.wait_argument() if wait_for is not None else 0.0
         feed = self.jobmagic.feed
-        await feed.settled()
+        # A list of changes (since=, wait_for=) needs the derived fields' touches: a look.
+        await feed.settled(version=known is not None or query.since is not None)
         same_store = query.store is None or query.store == self.jobmagic.store.generation
         if known is not None and feed.version == known and same_store:
             # No await since the look at the version: any change after it resolves this.
