@@ -82,10 +82,14 @@ def measure_tsp(starts: int, spawns: int) -> dict:
             job = _tsp(env, "true")
             _tsp(env, "-w", job)
         spawn = time.perf_counter() - begin
-        job = _tsp(env, "sh", "-c", TICKER)
-        follower = subprocess.Popen(
-            ["tsp", "-t", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
+        # `tsp -t` of a job that is not running yet ends at once: the ticker waits on the
+        # FIFO, whose opening for writing returns once the job runs (it opened its end).
+        job = _tsp(env, "sh", "-c", f"read go < {fifo}; {TICKER}")
+        with fifo.open("w") as go:
+            follower = subprocess.Popen(
+                ["tsp", "-t", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            go.write("go\n")
         assert follower.stdout is not None
         delays = []
         for line in follower.stdout:
