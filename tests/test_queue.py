@@ -132,6 +132,29 @@ def test_after_starts_on_success_and_never_on_failure(svc: Any) -> None:
     assert never.started_at is None
 
 
+def test_a_job_whose_after_job_succeeded_then_waits_for_a_slot_and_says_so(
+    svc: Any, tmp_path: Path
+) -> None:
+    svc.set_group("one", 1)
+    holder = svc.start(python_cmd("import signal; signal.pause()"), group="one")
+    fifo = tmp_path / "go.fifo"
+    os.mkfifo(fifo)
+    first = svc.start(python_cmd(f"open({str(fifo)!r}).read()"))
+    waiter = svc.start("echo waited", group="one", after=[first.id])
+    assert waiter.queue_reason == f"waiting for job {first.id}"
+
+    fifo.write_text("go")
+    assert first.wait(30) == 0  # the queue pass its end ran is over by then
+
+    assert (waiter.state, waiter.queue_reason) == (
+        JobState.QUEUED,
+        "1st in group one (1/1 running)",
+    )
+    holder.stop(timeout=1)
+    assert waiter.wait(30) == 0
+    assert waiter.output() == b"waited\n"
+
+
 def test_raising_a_limit_starts_the_queued_jobs(svc: Any) -> None:
     svc.set_group("tight", 1)
     jobs = [svc.start(python_cmd("import signal; signal.pause()"), group="tight") for _ in range(3)]
@@ -149,6 +172,7 @@ def test_stopping_a_queued_job_frees_its_place(svc: Any) -> None:
     kept = svc.start("echo kept", group="one")
     dropped.stop()
     assert dropped.state is JobState.STOPPED
+    assert svc.scheduler.queued == 1  # only `kept` waits here now
     assert kept.queue_reason == "1st in group one (1/1 running)"
     assert kept.wait(30) == 0
     assert runner.state is JobState.SUCCEEDED

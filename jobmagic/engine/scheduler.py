@@ -16,11 +16,12 @@ that does adopts and launches it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from jobmagic.backends.base import Execution, Executor
@@ -97,11 +98,16 @@ class Scheduler:
         self._adopt = adopt
         self._orphans_watched: dict[int, Execution] = {}  # guarded by _lock
         self._epoch = -1  # the store's queue epoch at the last pass
-        # Guards _queued and _orphans_watched; passes hold _pass so that two never overlap
-        # (a job that ends during a pass, e.g. one that cannot start, runs a nested one).
+        # Guards the four fields below and _orphans_watched; passes hold _pass so that two never
+        # overlap (a job that ends during a pass, e.g. one that cannot start, runs a nested
+        # one). What a pass does costs the jobs decided, not all the jobs queued: ten
+        # thousand queued jobs must not slow each slot's handoff.
         self._lock = threading.Lock()
         self._pass = threading.RLock()
         self._queued: dict[int, Admittable] = {}
+        self._pooled: set[int] = set()  # the queued jobs that want GPUs or pool units
+        self._told: set[int] = set()  # the queued jobs last told a reason (not None)
+        self._in_group: collections.Counter[str] = collections.Counter()  # queued, by group
 
     @property
     def queued(self) -> int:
@@ -118,12 +124,30 @@ class Scheduler:
             return
         with self._lock:
             self._queued[job.job_id] = job
+            self._in_group[spec.group] += 1
+            if spec.gpus or spec.resources:
+                self._pooled.add(job.job_id)
         # A plain job in a full group can only wait: joining the queue costs no pass
         # over it (a sweep of thousands enqueues at a flat cost per job).
         if not plain or self._queue.has_room(spec.group):
             self.run()
         else:
             self._watch_orphan_holders({spec.group})  # a dead kernel's job may hold the slot
+
+    def withdraw(self, job_ids: Collection[int]) -> None:
+        """These jobs have ended: those that ended queued (stopped, removed) are forgotten."""
+        with self._lock:
+            for job_id in job_ids:
+                self._forget_locked(job_id)
+
+    def _forget_locked(self, job_id: int) -> None:
+        job = self._queued.pop(job_id, None)
+        if job is not None:
+            self._pooled.discard(job_id)
+            self._told.discard(job_id)
+            self._in_group[job.spec.group] -= 1
+            if not self._in_group[job.spec.group]:
+                del self._in_group[job.spec.group]
 
     def store_changed(self) -> None:
         """The store changed (watcher thread): run a pass if something may have freed up.
@@ -144,41 +168,48 @@ class Scheduler:
         """
         with self._pass:
             with self._lock:
-                for job_id in [
-                    i for i, job in self._queued.items() if job.state is not JobState.QUEUED
-                ]:
-                    del self._queued[job_id]  # stopped while it waited
                 mine = dict(self._queued)
+                queued_in = dict(self._in_group)
+                pooled = bool(self._pooled)
             self._epoch = self._queue.epoch()  # before the pass: a later change wakes us again
             if not mine and not self._queue.has_ownerless():
                 return
             gpu_pool, capacity = self._pools()
-            pooled = any(job.spec.gpus or job.spec.resources for job in mine.values())
             if pooled:
                 # An orphan that held a device may have ended unseen: record it first.
                 with contextlib.suppress(StoreError):
                     self._reconcile()
             admission = self._queue.admit(mine, gpu_pool, capacity)
+            decided = {*admission.admitted, *admission.never, *admission.waiting}
             with self._lock:
                 for job_id in [*admission.admitted, *admission.never]:
-                    self._queued.pop(job_id, None)
+                    self._forget_locked(job_id)
+                # Undecided: a slot of its full group, or its group is paused (worked out
+                # when shown). Only those told a reason before need to hear of it.
+                untold = self._told - decided
+                self._told -= untold
+                self._told |= {i for i in admission.waiting if i in mine}
+                # A full group's jobs may not even have been read (see JobQueue.admit):
+                # every job of ours that nothing was decided for waits for a slot of its
+                # group. Such a group has more of our jobs than were decided in it.
+                decided_in = collections.Counter(mine[i].spec.group for i in decided if i in mine)
             for job_id in admission.adopted:
                 adopted = self._adopt(job_id)
                 if adopted is not None:
                     mine[job_id] = adopted
-            self._apply(admission, mine)
-            # A full group's jobs may not even have been read (see JobQueue.admit): every
-            # job of ours that nothing was decided for waits for a slot of its group.
-            decided = {*admission.admitted, *admission.never, *admission.waiting}
-            full_groups = {job.spec.group for i, job in mine.items() if i not in decided}
+            self._apply(admission, mine, untold)
+            full_groups = {g for g, n in queued_in.items() if n > decided_in[g]}
             if (pooled and admission.waiting) or full_groups:
                 self._watch_orphan_holders(full_groups)
 
     @staticmethod
-    def _apply(admission: Admission, mine: Mapping[int, Admittable]) -> None:
+    def _apply(
+        admission: Admission, mine: Mapping[int, Admittable], untold: Collection[int]
+    ) -> None:
         """Launch what was admitted, end what never starts, tell the rest why they wait.
 
         Only for this kernel's jobs: a pass also decides for jobs that are nobody's.
+        ``untold``: jobs told a reason before that nothing was decided for this time.
         """
         for job_id in admission.admitted:
             devices = admission.devices.get(job_id)
@@ -190,10 +221,9 @@ class Scheduler:
         for job_id, reason in admission.waiting.items():
             if job_id in mine:
                 mine[job_id].wait_in_queue(reason)
-        decided = {*admission.admitted, *admission.never, *admission.waiting}
-        for job_id in mine.keys() - decided:
-            # A slot of its full group, or its group is paused: worked out when shown.
-            mine[job_id].wait_in_queue(None)
+        for job_id in untold:
+            if job_id in mine:
+                mine[job_id].wait_in_queue(None)
 
     def _watch_orphan_holders(self, groups: set[str]) -> None:
         """Run a pass when an orphan that holds devices, units or a slot we wait for ends."""

@@ -402,6 +402,7 @@ class WorkerService(Adoption, QueueOperations, Removal, Stopping):
         Nothing once the service shuts down: no job starts any more, and a shutdown that
         stops ten thousand queued jobs must not run a queue pass (or a prune) for each.
         """
+        self.scheduler.withdraw(job_ids)  # those that ended queued: stopped, removed
         if self.closed:
             return
         if self.scheduler.queued:

@@ -119,7 +119,8 @@ class JobQueue:
                 running=running,
                 limits=limits,
                 states=states,
-                mine={*mine, *ownerless},
+                # Not a copy of ``mine`` at each pass (it may hold thousands of jobs).
+                mine={*mine, *ownerless} if ownerless else mine,
                 pools=pools,
             )
             owner = this_process_owner()
@@ -264,6 +265,17 @@ def _nobodys(row: tuple[Any, ...], alive: Callable[[int | None, int | None], boo
 _SELECT_WAITING_FOR_JOBS = _SELECT_QUEUED.replace(
     "group_name = ?", "group_name = ? AND after_ids != '[]'"
 )
+#: The groups that have queued jobs, in one index step each (not one per queued job): the
+#: least group name, then the least one after it, and so on.
+_SELECT_QUEUED_GROUPS = (
+    "WITH RECURSIVE g(name) AS ("
+    " SELECT (SELECT min(group_name) FROM jobs INDEXED BY jobs_queue_order"
+    "  WHERE state = 'queued')"
+    " UNION ALL"
+    " SELECT (SELECT min(group_name) FROM jobs INDEXED BY jobs_queue_order"
+    "  WHERE state = 'queued' AND group_name > g.name) FROM g WHERE g.name IS NOT NULL"
+    ") SELECT name FROM g WHERE name IS NOT NULL"
+)
 #: Rows of a group with room read at a time.
 _CHUNK = 64
 
@@ -283,9 +295,7 @@ def _candidates(
     plain jobs of live kernels (each of those surely takes a slot: nothing after them can
     start now). A group without a limit holds only jobs that wait for something else: all are read.
     """
-    groups = [
-        g for (g,) in db.execute("SELECT DISTINCT group_name FROM jobs WHERE state = 'queued'")
-    ]
+    groups = [g for (g,) in db.execute(_SELECT_QUEUED_GROUPS)]
     rows: list[tuple[Any, ...]] = []
     for group in groups:
         if group in paused:

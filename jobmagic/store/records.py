@@ -156,6 +156,15 @@ MIGRATIONS: list[str] = [
             VALUES (OLD.id, (SELECT CAST(value AS INTEGER) FROM store_info WHERE key = 'rev'));
     END;
     """,
+    # 10: the queue in its order, queued jobs only: a pass reads the first few jobs of a
+    # group (and the list of groups with queued jobs) without sorting all of them, and a
+    # full group's jobs that wait for other jobs without reading the rest.
+    """
+    CREATE INDEX jobs_queue_order ON jobs(group_name, priority DESC, id)
+        WHERE state = 'queued';
+    CREATE INDEX jobs_queued_after ON jobs(group_name, priority DESC, id)
+        WHERE state = 'queued' AND after_ids != '[]';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
