@@ -19,7 +19,12 @@ from jobmagic.engine.worker import Worker
 
 
 def read_until(worker: Worker, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
-    """Stream the job's output until ``pattern`` matches it; fail if the job ends first."""
+    """Stream the job's output until ``pattern`` matches it; fail if the job ends first.
+
+    What it matches may span chunks: an unbuffered ``print("ready")`` (jobs run with
+    PYTHONUNBUFFERED=1) writes "ready" and its newline apart, and a reader between the two
+    writes gets them as two chunks.
+    """
     seen = b""
     with contextlib.closing(worker.stream()) as chunks:
         for chunk in chunks:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from engine_helpers import read_until
 from helpers import python_cmd
 
 if TYPE_CHECKING:
@@ -86,10 +88,9 @@ def test_a_running_job_sends_its_log_as_it_was_when_asked(
     worker = service.start(
         python_cmd(f"print('before', flush=True); open({str(fifo)!r}).read(); print('after')")
     )
-    # The handshake: the job has written its first line and now blocks on the FIFO.
-    for chunk in worker.stream():
-        if b"before\n" in chunk:
-            break
+    # The handshake: the job has written its first line and now blocks on the FIFO. (The
+    # line may come in two chunks: an unbuffered print writes its end apart.)
+    read_until(worker, re.compile(rb"before\n"))
 
     status, headers, body = download(lab_server, worker.id)
 

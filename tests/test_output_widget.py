@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import ipywidgets
 import pytest
+from engine_helpers import read_until
 from test_panel import wait_widget
 
 from jobmagic import JobState, WorkerService
@@ -123,9 +125,7 @@ def test_shown_output_ends_with_the_jobs_last_bytes_after_a_burst(
     panel = JobPanel(service, tail_lines=25)
     try:
         panel.show_output(worker.id or 0)
-        for chunk in worker.stream():
-            if b"ready\n" in chunk:
-                break
+        read_until(worker, re.compile(rb"ready\n"))
         wait_widget(panel.rows_box, lambda: worker.id in panel.rows, names=["children"])
         row = panel.rows[worker.id or 0]
         handler = row.handler

@@ -31,10 +31,6 @@ EMIT_CHUNK = 4 << 20
 READER_WAKE_INTERVAL = 0.002
 
 
-#: Seconds a waiting reader trusts its wake-up before it looks at the log's size itself.
-LOST_WAKEUP_CHECK = 1.0
-
-
 class LoggerSource(Protocol):
     """What has the logger a job's records go to (its Worker)."""
 
@@ -197,13 +193,7 @@ class OutputFeed:
             if self._changed is None:
                 self._changed = threading.Condition(self._lock)
             while self._generation == generation:
-                if not self._changed.wait(LOST_WAKEUP_CHECK):
-                    # A guard, not the way output arrives: CI saw a reader wait forever
-                    # at the end of a log that had grown (twice, in fresh clones), its
-                    # wake-up lost somewhere not yet found. Look at the file once a second.
-                    status = os.fstat(fd)
-                    if status.st_size > position or status.st_nlink == 0:
-                        return True
+                self._changed.wait()
             return True
 
     # -- handlers --------------------------------------------------------------------------
