@@ -413,6 +413,47 @@ def test_a_kernels_death_is_pushed_and_has_a_revision(
         init.stdout.close()
 
 
+def test_a_job_that_ends_after_its_kernel_died_is_pushed_finished_unasked(
+    server: Server, events: EventStream, tmp_path: Path
+) -> None:
+    cue, go = tmp_path / "die", tmp_path / "go"
+    os.mkfifo(cue)
+    os.mkfifo(go)
+    command = f"read line < {go}; exit 3 # {tmp_path.name}"
+    init = subprocess.Popen(
+        [sys.executable, "-c", _INIT, _KERNEL_DYING_ON_CUE, str(server.home), command, str(cue)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert init.stdout is not None
+    try:
+        ours = lambda e: next((j for j in e["jobs"] if j["command"] == command), None)  # noqa: E731
+        running = events.until(lambda e: (j := ours(e)) and j["state"] == "running")
+        job_id = ours(running[-1])["id"]  # type: ignore[index]
+        with cue.open("w"):  # the kernel dies now; its job runs on
+            pass
+        assert int(init.stdout.readline().split()[0]) == job_id
+        events.until(lambda e: (j := job_of(e, job_id)) and j["orphaned"] is True)
+
+        # The job ends by itself, and nobody asks the server anything: its watch of the
+        # orphan (made when the kernel died) sees the end, and the reconcile records it.
+        go.write_text("go\n")
+        ended = events.until(lambda e: (j := job_of(e, job_id)) and j["state"] != "running")
+
+        assert job_of(ended[-1], job_id)["state"] == "failed"  # type: ignore[index]
+        assert job_of(ended[-1], job_id)["exit_code"] == 3  # type: ignore[index]
+    finally:
+        with contextlib.suppress(OSError):  # whichever FIFO is still waited on
+            os.close(os.open(cue, os.O_WRONLY | os.O_NONBLOCK))
+        with (
+            contextlib.suppress(OSError),
+            open(os.open(go, os.O_WRONLY | os.O_NONBLOCK), "w") as end,
+        ):
+            end.write("go\n")
+        init.wait(30)
+        init.stdout.close()
+
+
 def test_a_queued_jobs_new_place_has_a_revision(
     server: Server, service: WorkerService, tmp_path: Path
 ) -> None:

@@ -15,8 +15,9 @@ reads the store after a change woke it sees that change.
 Some changes write nothing to a job's row: a kernel dies (its jobs become orphaned), a
 queued job's place in its group moves. Each look works those out again and touches the
 jobs whose JSON changed (``derived.py``), so that they, too, have a revision. The feed
-watches the owners of unfinished jobs through pidfds, and the running jobs' executions
-through their backends, and looks again (reconciling first) when one ends. Nothing runs
+watches the owners of unfinished jobs through pidfds, and the executions of running jobs
+whose owner is gone through their backends (a live owner records its jobs' ends itself),
+and looks again (reconciling first) when one ends. Nothing runs
 while nothing changes: no timers, no polling.
 """
 
@@ -262,24 +263,29 @@ class ChangeFeed:
 
     # -- ends that write nothing the server sees ---------------------------------------------
     async def _watch_processes(self) -> None:
-        """Watch every running job and every kernel that owns unfinished jobs; drop the rest."""
+        """Watch every kernel that owns unfinished jobs, and the running jobs of none.
+
+        A live kernel records its jobs' ends itself, and its death is watched: only a job
+        whose kernel is gone needs its own watch (nobody else will see it end). Those
+        are found at the pass its kernel's death asks for.
+        """
         if self._exits is None or self._reactor is None:
             return
-        records, owners = await self.store_thread.run(_running_and_owners, self.store)
-        running = {r.id: r for r in records}
+        orphans, owners = await self.store_thread.run(_orphans_and_owners, self.store)
+        orphaned = {r.id: r for r in orphans}
         # A job that ended since that read is attached to and found gone: reconciled.
         for owner in [o for o in self._owner_watches if o not in owners]:
             self._owner_watches.pop(owner)()
-        for job_id in [i for i in self._executions if i not in running]:
+        for job_id in [i for i in self._executions if i not in orphaned]:
             self._executions.pop(job_id).close()
-        self._unwatched &= running.keys()
+        self._unwatched &= orphaned.keys()
         gone = False
-        for record in running.values():
+        for record in orphaned.values():
             if record.id not in self._executions:
                 gone |= self._watch_execution(record, self._reactor)
         # A kernel of queued jobs too: its death orphans them and moves others' places.
-        for owner in owners:
-            if owner not in self._owner_watches and same_process(*owner):
+        for owner, alive in owners.items():
+            if alive and owner not in self._owner_watches:
                 gone |= self._watch_owner(owner, self._exits)
         if gone:
             self._reconciles.soon()  # gone already: its record may need finishing
@@ -333,21 +339,28 @@ class ChangeFeed:
     def _owner_gone_callback(self, owner: Owner) -> Callable[[], None]:
         def gone() -> None:
             self._owner_watches.pop(owner, None)
-            # Its jobs are orphaned now: the look after the reconcile touches them.
+            # Its jobs are orphaned now: the look after the reconcile touches them, and
+            # those still running are watched from now on.
             self._reconciles.soon()
+            self._process_watches.soon()
 
         return gone
 
 
-def _running_and_owners(store: JobStore) -> tuple[list[JobRecord], set[Owner]]:
-    """The running (and paused) jobs, and the owners of every unfinished job.
+def _orphans_and_owners(store: JobStore) -> tuple[list[JobRecord], dict[Owner, bool]]:
+    """The running (and paused) jobs whose owner is gone, and which owners are alive.
 
-    On the store thread. The queued jobs are many at times (10,000 in a full group): of
-    those only their few distinct owners are read.
+    The owners are those of every unfinished job. On the store thread. Of the other jobs
+    only their owners are read: the running jobs of live kernels are many at times, and
+    the queued ones more (10,000 in a full group).
     """
-    records = store.list(states=[JobState.RUNNING, JobState.PAUSED])
-    owners: set[Owner] = {(r.owner_pid, r.owner_start) for r in records}
-    owners.update(
-        store.read("SELECT DISTINCT owner_pid, owner_start FROM jobs WHERE state = 'queued'")
+    rows = store.read(
+        "SELECT DISTINCT owner_pid, owner_start FROM jobs"
+        " WHERE state IN ('queued', 'running', 'paused')"
     )
-    return records, owners
+    owners: dict[Owner, bool] = {(pid, start): same_process(pid, start) for pid, start in rows}
+    if all(owners.values()):
+        return [], owners
+    running = store.list(states=[JobState.RUNNING, JobState.PAUSED])
+    # An owner that came with a commit after the read above is alive: it just wrote.
+    return [r for r in running if not owners.get((r.owner_pid, r.owner_start), True)], owners

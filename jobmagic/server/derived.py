@@ -12,7 +12,6 @@ answer changed (``revisions.touch``): every change of a job's JSON then has a re
 from __future__ import annotations
 
 from jobmagic.core.process_identity import same_process
-from jobmagic.core.state import JobState
 from jobmagic.store import revisions
 from jobmagic.store.job_queue import JobQueue
 from jobmagic.store.job_store import JobStore
@@ -24,9 +23,13 @@ Owner = tuple[int | None, int | None]
 #: What the fields depend on: the store's revision and data_version, whose kernels live.
 Inputs = tuple[int, int, dict[Owner, bool]]
 
-_UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
 _OWNERS = (
     "SELECT DISTINCT owner_pid, owner_start FROM jobs"
+    " WHERE state IN ('queued', 'running', 'paused')"
+)
+#: What the fields are worked out from, of each unfinished job (not its whole record).
+_UNFINISHED_ROWS = (
+    "SELECT id, state, group_name, queue_reason, owner_pid, owner_start FROM jobs"
     " WHERE state IN ('queued', 'running', 'paused')"
 )
 
@@ -58,18 +61,19 @@ class DerivedFields:
         inputs = (revisions.current(store), store.data_version(), owners)
         if inputs == self._inputs:
             return []
-        records = store.list(states=_UNFINISHED)
-        reasons = JobQueue(store).reasons(records)
+        rows = store.read(_UNFINISHED_ROWS)
+        queued = [(i, group, reason) for i, state, group, reason, _, _ in rows if state == "queued"]
+        reasons = JobQueue(store).reasons_of(queued)
         now: dict[int, Derived] = {}
-        for record in records:
-            alive = owners.get((record.owner_pid, record.owner_start))
+        for job_id, _, _, reason, pid, start in rows:
+            alive = owners.get((pid, start))
             if alive is None:  # an owner that came with a commit after the read above
-                alive = same_process(record.owner_pid, record.owner_start)
-            now[record.id] = (not alive, reasons.get(record.id) or record.queue_reason)
+                alive = same_process(pid, start)
+            now[job_id] = (not alive, reasons.get(job_id) or reason)
         known = self._known
         if known is None:
             # What the row alone would say: not orphaned, the stored reason.
-            plain = {r.id: (False, r.queue_reason) for r in records}
+            plain = {row[0]: (False, row[3]) for row in rows}
             changed = [job_id for job_id, fields in now.items() if fields != plain[job_id]]
         else:
             # A job new since the last look has a new revision already.

@@ -188,12 +188,17 @@ class JobQueue:
         "group G is paused"; else the stored reason ("waiting for job 7"), else the job's
         place in its full group, worked out from one read of the queue.
         """
-        queued = [r for r in records if r.state is JobState.QUEUED]
+        return self.reasons_of(
+            [(r.id, r.group_name, r.queue_reason) for r in records if r.state is JobState.QUEUED]
+        )
+
+    def reasons_of(self, queued: Collection[tuple[int, str, str | None]]) -> dict[int, str]:
+        """``reasons`` of queued jobs given as (id, group, stored reason): no whole records."""
         if not queued:
             return {}
         paused = {n for (n,) in self.store.read("SELECT name FROM groups WHERE paused != 0")}
-        shown = {r.id: f"group {r.group_name} is paused" for r in queued if r.group_name in paused}
-        shown.update({r.id: r.queue_reason for r in queued if r.queue_reason and r.id not in shown})
+        shown = {i: f"group {group} is paused" for i, group, _ in queued if group in paused}
+        shown.update({i: reason for i, _, reason in queued if reason and i not in shown})
         if len(shown) == len(queued):
             return shown
         alive = owner_liveness(same_process)
@@ -216,9 +221,9 @@ class JobQueue:
             running,
             limits,
         )
-        for record in queued:
-            if record.id not in shown and record.id in places:
-                shown[record.id] = places[record.id]
+        for job_id, _, _ in queued:
+            if job_id not in shown and job_id in places:
+                shown[job_id] = places[job_id]
         return shown
 
     def orphan_holders(
