@@ -21,7 +21,9 @@ endpoint (``jobmagic/server/routes.py``). The clients are threads of this proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
+import http.cookies
 import os
 import queue
 import re
@@ -97,15 +99,30 @@ class Server:
     port: int
     token: str
     process: subprocess.Popen[bytes]
+    #: The cookies the server set, sent back as a browser does (JupyterLab sends its
+    #: token and the login cookie): a token-only request has the server sign a new login
+    #: cookie each time, work that no page's request costs it.
+    cookies: http.cookies.SimpleCookie = dataclasses.field(
+        default_factory=http.cookies.SimpleCookie
+    )
+    _cookie_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
     def get(self, conn: http.client.HTTPConnection, path: str) -> tuple[int, dict, bytes]:
         """One GET on a keep-alive connection: status, headers, body."""
-        conn.request("GET", path, headers={"Authorization": f"token {self.token}"})
+        headers = {"Authorization": f"token {self.token}"}
+        with self._cookie_lock:  # the clients are threads
+            cookie = "; ".join(f"{name}={m.value}" for name, m in self.cookies.items())
+        if cookie:
+            headers["Cookie"] = cookie
+        conn.request("GET", path, headers=headers)
         reply = conn.getresponse()
         body = reply.read()
+        for header in reply.headers.get_all("Set-Cookie") or ():
+            with self._cookie_lock:
+                self.cookies.load(header)
         return reply.status, dict(reply.getheaders()), body
 
 
