@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import test_server_api
@@ -370,6 +370,27 @@ _KERNEL_DYING_ON_CUE = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def kernel_dying_on_cue(server: Server, command: str, cue: Path) -> Iterator[IO[str]]:
+    """Run ``_KERNEL_DYING_ON_CUE`` under test_server_api's init (a subreaper that reaps
+    the orphaned job's processes); yields init's output (the job's id, once the kernel
+    has exited). Opening the FIFO ``cue`` for writing kills the kernel."""
+    init = subprocess.Popen(
+        [sys.executable, "-c", _INIT, _KERNEL_DYING_ON_CUE, str(server.home), command, str(cue)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert init.stdout is not None
+    try:
+        yield init.stdout
+    finally:
+        if init.poll() is None:  # the kernel may still wait for its cue
+            with contextlib.suppress(OSError):
+                os.close(os.open(cue, os.O_WRONLY | os.O_NONBLOCK))
+        init.wait(30)
+        init.stdout.close()
+
+
 def test_a_kernels_death_is_pushed_and_has_a_revision(
     server: Server, events: EventStream, tmp_path: Path
 ) -> None:
@@ -377,40 +398,29 @@ def test_a_kernels_death_is_pushed_and_has_a_revision(
     os.mkfifo(cue)
     command = f"sleep 300 # {tmp_path.name}"
     before = get_json(server, API)["version"]
-    # Under test_server_api's init (a subreaper that reaps the orphaned job's processes).
-    init = subprocess.Popen(
-        [sys.executable, "-c", _INIT, _KERNEL_DYING_ON_CUE, str(server.home), command, str(cue)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert init.stdout is not None
     job_id = None
-    try:
-        ours = lambda e: next((j for j in e["jobs"] if j["command"] == command), None)  # noqa: E731
-        running = events.until(lambda e: (j := ours(e)) and j["state"] == "running")
-        job_id = ours(running[-1])["id"]  # type: ignore[index]
-        assert ours(running[-1])["orphaned"] is False  # type: ignore[index]
-        with cue.open("w"):  # the kernel dies now (nothing writes the job's row)
-            pass
-        assert int(init.stdout.readline().split()[0]) == job_id  # once the kernel has exited
+    with kernel_dying_on_cue(server, command, cue) as init:
+        try:
+            ours = lambda e: next((j for j in e["jobs"] if j["command"] == command), None)  # noqa: E731
+            running = events.until(lambda e: (j := ours(e)) and j["state"] == "running")
+            job_id = ours(running[-1])["id"]  # type: ignore[index]
+            assert ours(running[-1])["orphaned"] is False  # type: ignore[index]
+            with cue.open("w"):  # the kernel dies now (nothing writes the job's row)
+                pass
+            assert int(init.readline().split()[0]) == job_id  # once the kernel has exited
 
-        orphaned = events.until(lambda e: (j := job_of(e, job_id)) and j["orphaned"] is True)
+            orphaned = events.until(lambda e: (j := job_of(e, job_id)) and j["orphaned"] is True)
 
-        assert job_of(orphaned[-1], job_id)["state"] == "running"  # type: ignore[index]
-        changes = get_json(server, f"{API}?since={running[-1]['version']}")
-        assert job_in(changes, job_id)["orphaned"] is True
-        assert changes["version"] > before
-        assert request(server, "POST", f"{API}/{job_id}/stop").status == 202
-        stopped = events.until(lambda e: (j := job_of(e, job_id)) and j["state"] == "stopped")
-        assert stopped[-1]["version"] > orphaned[-1]["version"]
-    finally:
-        if init.poll() is None:  # the kernel may still wait for its cue
-            with contextlib.suppress(OSError):
-                os.close(os.open(cue, os.O_WRONLY | os.O_NONBLOCK))
-        if job_id is not None and job_in(get_json(server, API), job_id)["state"] == "running":
-            request(server, "POST", f"{API}/{job_id}/stop")
-        init.wait(30)
-        init.stdout.close()
+            assert job_of(orphaned[-1], job_id)["state"] == "running"  # type: ignore[index]
+            changes = get_json(server, f"{API}?since={running[-1]['version']}")
+            assert job_in(changes, job_id)["orphaned"] is True
+            assert changes["version"] > before
+            assert request(server, "POST", f"{API}/{job_id}/stop").status == 202
+            stopped = events.until(lambda e: (j := job_of(e, job_id)) and j["state"] == "stopped")
+            assert stopped[-1]["version"] > orphaned[-1]["version"]
+        finally:
+            if job_id is not None and job_in(get_json(server, API), job_id)["state"] == "running":
+                request(server, "POST", f"{API}/{job_id}/stop")
 
 
 def test_a_job_that_ends_after_its_kernel_died_is_pushed_finished_unasked(
@@ -420,38 +430,26 @@ def test_a_job_that_ends_after_its_kernel_died_is_pushed_finished_unasked(
     os.mkfifo(cue)
     os.mkfifo(go)
     command = f"read line < {go}; exit 3 # {tmp_path.name}"
-    init = subprocess.Popen(
-        [sys.executable, "-c", _INIT, _KERNEL_DYING_ON_CUE, str(server.home), command, str(cue)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert init.stdout is not None
-    try:
-        ours = lambda e: next((j for j in e["jobs"] if j["command"] == command), None)  # noqa: E731
-        running = events.until(lambda e: (j := ours(e)) and j["state"] == "running")
-        job_id = ours(running[-1])["id"]  # type: ignore[index]
-        with cue.open("w"):  # the kernel dies now; its job runs on
-            pass
-        assert int(init.stdout.readline().split()[0]) == job_id
-        events.until(lambda e: (j := job_of(e, job_id)) and j["orphaned"] is True)
+    with kernel_dying_on_cue(server, command, cue) as init:
+        try:
+            ours = lambda e: next((j for j in e["jobs"] if j["command"] == command), None)  # noqa: E731
+            running = events.until(lambda e: (j := ours(e)) and j["state"] == "running")
+            job_id = ours(running[-1])["id"]  # type: ignore[index]
+            with cue.open("w"):  # the kernel dies now; its job runs on
+                pass
+            assert int(init.readline().split()[0]) == job_id
+            events.until(lambda e: (j := job_of(e, job_id)) and j["orphaned"] is True)
 
-        # The job ends by itself, and nobody asks the server anything: its watch of the
-        # orphan (made when the kernel died) sees the end, and the reconcile records it.
-        go.write_text("go\n")
-        ended = events.until(lambda e: (j := job_of(e, job_id)) and j["state"] != "running")
+            # The job ends by itself, and nobody asks the server anything: its watch of
+            # the orphan (made once the kernel died) sees the end; the reconcile records it.
+            go.write_text("go\n")
+            ended = events.until(lambda e: (j := job_of(e, job_id)) and j["state"] != "running")
 
-        assert job_of(ended[-1], job_id)["state"] == "failed"  # type: ignore[index]
-        assert job_of(ended[-1], job_id)["exit_code"] == 3  # type: ignore[index]
-    finally:
-        with contextlib.suppress(OSError):  # whichever FIFO is still waited on
-            os.close(os.open(cue, os.O_WRONLY | os.O_NONBLOCK))
-        with (
-            contextlib.suppress(OSError),
-            open(os.open(go, os.O_WRONLY | os.O_NONBLOCK), "w") as end,
-        ):
-            end.write("go\n")
-        init.wait(30)
-        init.stdout.close()
+            assert job_of(ended[-1], job_id)["state"] == "failed"  # type: ignore[index]
+            assert job_of(ended[-1], job_id)["exit_code"] == 3  # type: ignore[index]
+        finally:
+            with contextlib.suppress(OSError):  # the job may still wait for its line
+                os.close(os.open(go, os.O_WRONLY | os.O_NONBLOCK))
 
 
 def test_a_queued_jobs_new_place_has_a_revision(
