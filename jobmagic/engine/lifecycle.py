@@ -391,6 +391,9 @@ class JobLifecycle:
         ended_at = time.time()
 
         def settle(stopped_by: str | None) -> End:
+            # On the end writer's thread when the watcher's saw the end: the watcher goes
+            # on to the next job's end meanwhile. Still before anyone hears of this one.
+            _release(execution, self.job_id)
             state, error = final_state(
                 outcome.exit_code, stopped_here or stopped_by, self.spec.timeout
             )
@@ -401,9 +404,10 @@ class JobLifecycle:
             return (state, outcome.exit_code, error, ended_at, outcome.usage)
 
         with self._lock:
-            if self._ending:
-                return
-            self._ending = True
+            ending, self._ending = self._ending, True
+        if ending:
+            _release(execution, self.job_id)
+            return
         self._ends.settle(self.job_id, settle, self._recorded, ask_store=stopped_here is None)
 
     def _finish(
@@ -504,3 +508,11 @@ class JobLifecycle:
         """Forget a callback given to :meth:`add_done_callback`."""
         with self._lock, contextlib.suppress(ValueError):
             self._done_callbacks.remove(callback)
+
+
+def _release(execution: Execution, job_id: int) -> None:
+    """Free what the ended job held; a failure is logged (its end is recorded anyway)."""
+    try:
+        execution.release()
+    except OSError as exc:
+        _log.warning("jobmagic could not free what job %s held: %s", job_id, exc)

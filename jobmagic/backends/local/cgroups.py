@@ -145,8 +145,11 @@ class JobCgroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def kill(self) -> None:
-        """SIGKILL every process of the job, including those it forks meanwhile."""
+    def kill(self) -> bool:
+        """SIGKILL every process of the job, including those it forks meanwhile.
+
+        Returns False when the job had no process left (nothing to wait for).
+        """
         if self.version == V2:
             try:
                 with open(os.path.join(self.dirs[0], "cgroup.kill"), "w", encoding="ascii") as f:
@@ -154,14 +157,14 @@ class JobCgroup:
             except OSError:
                 pass  # before Linux 5.14: one by one, below
             else:
-                return
+                return True  # (who was there is not known)
         # A killed process forks no more; a child forked before its parent's SIGKILL
         # shows up in the next reading. So: until a reading shows nobody new.
         killed: set[int] = set()
         while True:
             fresh = [pid for pid in self.members() if pid not in killed]
             if not fresh:
-                return
+                return bool(killed)
             for pid in fresh:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)

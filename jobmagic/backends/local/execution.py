@@ -283,10 +283,9 @@ class LocalExecution:
         else:
             kill_leftovers(self._pid, self._start, self._pid)
         if self._cgroup is not None:
-            if not emptied:
-                self._cgroup.kill()
-                if self._watch_members():
-                    return  # _member_exited comes back here once they are gone
+            # Killed ones take a moment to go; none found: nobody to wait for.
+            if not emptied and self._cgroup.kill() and self._watch_members():
+                return  # _member_exited comes back here once they are gone
         elif self._terminated:
             self._signal_escaped(signal.SIGKILL)  # a stop: what left the group goes too
         with self._lock:
@@ -296,11 +295,11 @@ class LocalExecution:
             callback()
 
     def outcome(self) -> Outcome:
-        """How the job ended: its leader's status, how it failed; its cgroup is removed.
+        """How the job ended: its leader's status, how it failed.
 
-        A failure is explained where it can be (exits 126 and 127, a limit that was
-        reached, a status nobody could know); what the job used is read before its
-        cgroup goes.
+        ``release`` removes its cgroup afterwards. A failure is explained where it can be
+        (exits 126 and 127, a limit that was reached, a status nobody could know); what
+        the job used is read from its cgroup.
         """
         end = self._leader.reap()
         self.close()
@@ -311,7 +310,6 @@ class LocalExecution:
             with self._lock:
                 stopped = self._terminated  # it ends STOPPED: no failure to explain
             reason = None if stopped else limit_failure(self._cgroup, exit_code)
-            self._cgroup.remove()
         if reason is None and self._log_path is not None:
             reason = diagnose(exit_code, self._log_path)
         if exit_code is None:
@@ -326,6 +324,11 @@ class LocalExecution:
                 "processes can escape a job"
             )
         return Outcome(exit_code, reason=reason, usage=usage, note=note)
+
+    def release(self) -> None:
+        """Remove the ended job's cgroup (empty by then: ``on_exit`` waits for that)."""
+        if self._cgroup is not None:
+            self._cgroup.remove()
 
     def usage(self) -> Usage | None:
         """What the job uses now (no CPU rate); None once it has ended."""

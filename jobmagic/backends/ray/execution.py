@@ -205,6 +205,9 @@ class RayExecution:
         self.close()
         return outcome
 
+    def release(self) -> None:
+        """Nothing: a Ray job holds nothing on this machine."""
+
     def close(self) -> None:
         """Stop following the job (it goes on running on the cluster)."""
         self._follower.cancel()
