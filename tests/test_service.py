@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import alive, flush_watcher, group_members, read_until
+from engine_helpers import alive, flush_watcher, group_members, read_until, wait_exit
 from helpers import python_cmd, wait_until
 
 import jobmagic.backends.local.wrapper
@@ -429,7 +429,24 @@ def test_ends_seen_together_are_written_in_one_transaction(
 
     monkeypatch.setattr(svc.store, "finish_many", counted)
     workers = [svc.start("sleep 60") for _ in range(50)]
-    svc.stop_all(timeout=5)
+    # The writer is kept busy while the jobs end (as a slow store would keep it), so the
+    # ends pile up for it: how fast this machine is then cannot split them.
+    held, release = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        held.set()
+        release.wait(30)
+
+    assert svc._ends.call(busy)
+    assert held.wait(30)
+    stopper = threading.Thread(target=svc.stop_all, kwargs={"timeout": 5})
+    stopper.start()
+    for w in workers:
+        wait_exit(w.pid or 0)
+    flush_watcher(svc)  # (it has read the ends the spawner sent by then)
+    release.set()
+    stopper.join(60)
+    assert not stopper.is_alive()
     assert sorted(i for batch in batches for i in batch) == sorted(w.id for w in workers)
     assert len(batches) < len(workers) / 2, f"{len(batches)} transactions for 50 ends"
     records = [svc.store.get(w.id or 0) for w in workers]
