@@ -120,7 +120,11 @@ describe('EventBusSocket', () => {
     ]);
   });
 
-  it('backs off while it cannot connect, up to its longest interval', async () => {
+  it('backs off while it cannot connect, up to its longest interval', async t => {
+    // Lumino's back-off draws each wait at random between the interval and three
+    // times the last one: at the top of that range here, so that the waits grow as
+    // they may (10, 30, 60 ms) on every run, not only on lucky ones.
+    t.mock.method(Math, 'random', () => 0.999999);
     const socket = socketOf(10, 60);
     socket.start();
     const at: number[] = [];
