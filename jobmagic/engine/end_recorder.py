@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 
 from jobmagic.errors import StoreError
-from jobmagic.store.job_store import End, JobStore
+from jobmagic.store.job_ends import End
+from jobmagic.store.job_store import JobStore
 
 from .watcher import Watcher
 

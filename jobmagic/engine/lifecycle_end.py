@@ -21,7 +21,7 @@ from jobmagic.core.limits import Usage
 from jobmagic.core.spec import JobSpec
 from jobmagic.core.state import JobState, check_transition, final_state
 from jobmagic.errors import JobmagicError
-from jobmagic.store.job_store import End
+from jobmagic.store.job_ends import End
 
 from .end_recorder import EndRecorder
 from .output_feed import OutputFeed

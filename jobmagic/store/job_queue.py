@@ -16,7 +16,8 @@ from typing import Any
 from jobmagic.core.process_identity import same_process
 from jobmagic.core.state import JobState
 
-from .job_store import JobStore, bump_queue_epoch
+from .job_ends import bump_queue_epoch
+from .job_store import JobStore
 from .queue import Admission, Pools, Queued, group_places, owner_liveness, plan
 from .records import JobRecord, this_process_owner
 

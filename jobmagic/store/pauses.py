@@ -16,7 +16,8 @@ from typing import Protocol
 from jobmagic.core.state import JobState
 from jobmagic.errors import JobmagicError, StoreError
 
-from .job_store import JobStore, bump_queue_epoch
+from .job_ends import bump_queue_epoch
+from .job_store import JobStore
 from .records import JobRecord
 
 
