@@ -40,7 +40,7 @@ from jobmagic.store.reconcile import reconcile
 from jobmagic.store.records import JobRecord
 
 from .coalesced import CoalescedPass
-from .derived import DerivedFields, Owner
+from .derived import UNFINISHED_OWNERS, DerivedFields, Owner
 from .file_events import FileEvents
 from .process_exits import ProcessExits
 from .reactor import LoopReactor
@@ -354,10 +354,7 @@ def _orphans_and_owners(store: JobStore) -> tuple[list[JobRecord], dict[Owner, b
     only their owners are read: the running jobs of live kernels are many at times, and
     the queued ones more (10,000 in a full group).
     """
-    rows = store.read(
-        "SELECT DISTINCT owner_pid, owner_start FROM jobs"
-        " WHERE state IN ('queued', 'running', 'paused')"
-    )
+    rows = store.read(UNFINISHED_OWNERS)
     owners: dict[Owner, bool] = {(pid, start): same_process(pid, start) for pid, start in rows}
     if all(owners.values()):
         return [], owners

@@ -23,7 +23,8 @@ Owner = tuple[int | None, int | None]
 #: What the fields depend on: the store's revision and data_version, whose kernels live.
 Inputs = tuple[int, int, dict[Owner, bool]]
 
-_OWNERS = (
+#: The owners of every unfinished job (the change feed's watch pass reads them too).
+UNFINISHED_OWNERS = (
     "SELECT DISTINCT owner_pid, owner_start FROM jobs"
     " WHERE state IN ('queued', 'running', 'paused')"
 )
@@ -57,7 +58,7 @@ class DerivedFields:
         touched then, since they may have become so while no server watched (a client
         holding an earlier revision would not know).
         """
-        owners = {owner: same_process(*owner) for owner in store.read(_OWNERS)}
+        owners = {owner: same_process(*owner) for owner in store.read(UNFINISHED_OWNERS)}
         inputs = (revisions.current(store), store.data_version(), owners)
         if inputs == self._inputs:
             return []
