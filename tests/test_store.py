@@ -18,7 +18,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,39 @@ def test_retention_keeps_the_newest_finished_jobs_and_every_running_one(tmp_path
         assert [w.id for w in svc.list()] == kept
         assert running.state is JobState.RUNNING
     finally:
+        svc.shutdown()
+
+
+def test_a_waiter_hears_of_the_end_while_old_jobs_are_still_being_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pruning deletes files and rows of other jobs: whoever waits for this job's end must
+    # not wait for that too (a store at its limit prunes after every end).
+    svc = WorkerService(logger=quiet_logger(), keep_finished=1)
+    pruning, go_on = threading.Event(), threading.Event()
+    prune_after = svc._prune_after
+
+    def held_prune(job_ids: Sequence[int]) -> None:
+        pruning.set()
+        assert go_on.wait(20), "the test never let the prune go on"
+        prune_after(job_ids)
+
+    try:
+        first = svc.start("echo first")
+        assert first.wait(10) == 0
+        flush_writer(svc)
+        monkeypatch.setattr(svc, "_prune_after", held_prune)
+        second = svc.start("echo second")
+        assert second.wait(10) == 0, "the waiter waited for the prune"
+        assert second.state is JobState.SUCCEEDED
+        assert pruning.wait(10)
+        assert svc.store.get(first.id or 0) is not None  # not pruned yet: the prune is held
+        go_on.set()
+        flush_writer(svc)
+        assert [r.id for r in svc.store.list()] == [second.id]
+        assert not first.log_path.exists()
+    finally:
+        go_on.set()
         svc.shutdown()
 
 

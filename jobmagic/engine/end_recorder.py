@@ -49,8 +49,13 @@ class EndRecorder:
     store, watcher:
         The service's.
     after:
-        Runs on the writer thread after each batch of ends is written, with the ids of
-        its jobs (the service prunes and runs its queue there); None: nothing.
+        Runs on the writer thread after each batch of ends is written, before its jobs
+        go on, with their ids (the service runs its queue there: a freed slot's next job
+        starts before the watcher thread contends for the interpreter); None: nothing.
+    tidy:
+        Runs on the writer thread once the batch's jobs were handed back to go on, with
+        their ids (the service prunes there: whoever waits for an end never waits for the
+        oldest jobs' files to be deleted); None: nothing.
 
     Its writer thread runs from the start (a service has this one and its watcher,
     however many jobs it runs); ``close`` writes what is left and ends it.
@@ -61,10 +66,12 @@ class EndRecorder:
         store: JobStore,
         watcher: Watcher,
         after: Callable[[list[int]], None] | None = None,
+        tidy: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._store = store
         self._watcher = watcher
         self._after = after
+        self._tidy = tidy
         # Guards the fields below; `_wake` tells the writer there is work or it must end.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -169,6 +176,8 @@ class EndRecorder:
             _run_task(functools.partial(self._after, list(pending)))
         if not self._watcher.call_soon(go_on):
             go_on()  # the watcher has closed: here, or never
+        if self._tidy is not None:
+            _run_task(functools.partial(self._tidy, list(pending)))
 
     def _write_now(self, entries: dict[int, tuple[Settle, bool, Then]]) -> None:
         ends, failure = self._write(entries)

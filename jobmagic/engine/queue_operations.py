@@ -194,7 +194,7 @@ class QueueOperations:
         Not when the change was this process's own (its connection's ``data_version``
         did not move): a thousand job ends of its own would cost a thousand queue and
         pause reads. What its own ends free is looked at once per round instead
-        (``_after_ends``).
+        (``_tidy_after_ends``).
         """
         try:
             version = self.store.data_version()

@@ -93,7 +93,9 @@ class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
         self.watcher = Watcher()
         # The watcher never uses the store: ends, prunes, queue passes after them and what
         # other processes' writes call for run on the end recorder's writer thread.
-        self._ends = EndRecorder(self.store, self.watcher, after=self._after_ends)
+        self._ends = EndRecorder(
+            self.store, self.watcher, after=self._after_ends, tidy=self._tidy_after_ends
+        )
         self._store_change_due = False  # a look at the store is handed to the writer
         #: The GPU pool's devices; None: ``JOBMAGIC_GPUS``, else ``nvidia-smi -L``.
         self.gpus: list[str] | None = None
@@ -246,12 +248,15 @@ class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
         if threading.current_thread() in (self.watcher.thread, self._ends.thread):
             return
         self._after_ends([job_id])
+        self._tidy_after_ends([job_id])
 
     def _after_ends(self, job_ids: Sequence[int]) -> None:
         """These jobs' ends were recorded (the writer thread, or the thread that did it).
 
-        Nothing once the service shuts down: no job starts any more, and a shutdown that
-        stops ten thousand queued jobs must not run a queue pass (or a prune) for each.
+        Their jobs go on (their waiters wake) after this, and are tidied after that
+        (``_tidy_after_ends``). Nothing once the service shuts down: no job starts any
+        more, and a shutdown that stops ten thousand queued jobs must not run a queue
+        pass (or a prune) for each.
         """
         self.scheduler.withdraw(job_ids)  # those that ended queued: stopped, removed
         if self.closed:
@@ -264,6 +269,10 @@ class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
                 _log.warning("jobmagic could not run the job queue: %s", exc)
         if self.store.unsaved:
             self._retry_later()
+
+    def _tidy_after_ends(self, job_ids: Sequence[int]) -> None:
+        """What follows these ends once their jobs went on (the writer thread): pruning."""
+        if self.closed or self.store.unsaved:
             return
         # The store-change watch skips this process's own writes (see _on_store_change):
         # what these ends freed may let a job start that is not this kernel's (an
