@@ -20,10 +20,10 @@ from jobmagic.core.limits import Limits, Usage
 from jobmagic.core.spec import JobOptions, JobSpec
 from jobmagic.core.state import JobState, run_seconds
 from jobmagic.errors import JobmagicError
-from jobmagic.text import terminal
 
 from .binding import JobBinding, JobFacts, default_service
 from .lifecycle import JobLifecycle
+from .worker_output import WorkerOutput
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def _facts(worker: Worker) -> JobFacts | None:
     return binding.facts if binding is not None else None
 
 
-class Worker:
+class Worker(WorkerOutput):
     r"""One job: a shell command run in the background, its output in a log file.
 
     Create it with :meth:`WorkerService.start`, or build it and hand it to
@@ -359,71 +359,3 @@ class Worker:
             binding.foreign.stop(by, timeout, wait)
         elif binding.lifecycle is not None:
             binding.lifecycle.stop(by, timeout, wait)
-
-    # -- its output --------------------------------------------------------------------------
-    def output(self) -> bytes:
-        """Everything the job has written so far, byte for byte."""
-        try:
-            return self.log_path.read_bytes()
-        except FileNotFoundError:
-            return b""
-
-    def tail(self, lines: int = 20) -> str:
-        r"""The last ``lines`` lines as a terminal would show them (``\r`` collapsed)."""
-        try:
-            return terminal.tail_of_log(self.log_path, lines)
-        except FileNotFoundError:
-            return ""
-
-    def stream(self, offset: int = 0, chunk_size: int = 65536) -> Generator[bytes, None, None]:
-        """Yield the log from byte ``offset``, then live output until the job has ended.
-
-        Any number of readers may stream at once; each has its own position. The iterator
-        ends once the job has ended and every byte was delivered.
-
-        Raises
-        ------
-        JobmagicError
-            For another kernel's job that still runs (adopt it first).
-        """
-        self._owned_job()
-        return self._bound().feed.stream(offset, chunk_size)
-
-    def add_handler(
-        self,
-        handler: logging.Handler,
-        backlog_bytes: int = 0,
-        tail_bytes: int | None = None,
-        interval: float | None = None,
-    ) -> None:
-        """Attach a logging handler to this job's logger and feed it the job's output.
-
-        The log is read for handlers only while one is attached this way. Records carry
-        the decoded text (``record.getMessage()``), the raw bytes (``record.data``) and
-        ``record.job_id``; output arrives in batches (every 50 ms, chunks <= 4 MiB).
-
-        Parameters
-        ----------
-        handler:
-            The handler; it receives output written from now on (from the first byte if
-            the job has not started yet).
-        backlog_bytes:
-            Also hand it up to this many bytes of what was written before (starting at a
-            line boundary), with nothing lost or repeated between backlog and live output.
-        tail_bytes:
-            The handler shows only this many bytes of the output's end (None: it wants
-            everything). While every handler says so, output that outruns them is skipped
-            up to the last ``tail_bytes``; the first record after a skip has
-            ``record.skipped_bytes``.
-        interval:
-            While output keeps coming, the handler needs a batch at most every
-            ``interval`` seconds (None: every 50 ms); a write after at least
-            ``interval`` seconds without a batch still reaches it within 50 ms. A job's
-            batches follow its most eager handler. For a handler that shows the output
-            at most so often (a throttled widget): batches it could not show are not read.
-        """
-        self._bound().feed.add_handler(handler, backlog_bytes, tail_bytes, interval)
-
-    def remove_handler(self, handler: logging.Handler) -> None:
-        """Detach a handler added with :meth:`add_handler`."""
-        self._bound().feed.remove_handler(handler)
