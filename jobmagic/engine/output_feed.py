@@ -13,13 +13,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from pathlib import Path
 from typing import Protocol
 
 from jobmagic.core.files import file_size
 from jobmagic.text import terminal
 
+from .shared_handlers import Handlers, SharedHandlers
 from .watcher import FileWatch, Watcher
 
 #: Seconds output may gather before it is handed to the job's logging handlers.
@@ -38,10 +39,6 @@ class LoggerSource(Protocol):
     def logger(self) -> logging.Logger:
         """The job's logger."""
         ...
-
-
-#: A handler and how much of the output's end it shows (None: all of it).
-Handlers = Mapping[logging.Handler, int | None]
 
 
 class OutputFeed:
@@ -388,56 +385,3 @@ class OutputFeed:
             self._last_emit = time.monotonic()
             self._update_file_watch()  # watch again first, then read: no write slips by
             self._emit_pending(final=False)
-
-
-class SharedHandlers:
-    """Handlers fed the output of every job of one service (``WorkerService.add_handler``).
-
-    They sit on the service's logger, which every job logger propagates to; the feeds of
-    running jobs follow this set, so that adding a handler starts feeding it at once.
-
-    Parameters
-    ----------
-    logger:
-        The service's logger.
-    """
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
-        # Guards _handlers and _feeds: handlers come and go from any thread.
-        self._lock = threading.Lock()
-        self._handlers: dict[logging.Handler, int | None] = {}
-        self._feeds: set[OutputFeed] = set()
-
-    def add(self, handler: logging.Handler, tail_bytes: int | None) -> None:
-        """Feed ``handler`` every job's output (``tail_bytes`` as in ``add_handler``)."""
-        with self._lock:
-            self._handlers[handler] = tail_bytes
-            feeds = list(self._feeds)
-        self._logger.addHandler(handler)
-        for feed in feeds:
-            feed.listeners_changed()
-
-    def remove(self, handler: logging.Handler) -> None:
-        """Stop feeding ``handler``."""
-        with self._lock:
-            self._handlers.pop(handler, None)
-            feeds = list(self._feeds)
-        self._logger.removeHandler(handler)
-        for feed in feeds:
-            feed.listeners_changed()
-
-    def handlers(self) -> Handlers:
-        """The handlers now, each with its ``tail_bytes``."""
-        with self._lock:
-            return dict(self._handlers)
-
-    def follow(self, feed: OutputFeed) -> None:
-        """``feed``'s job runs: tell it when the handlers change."""
-        with self._lock:
-            self._feeds.add(feed)
-
-    def unfollow(self, feed: OutputFeed) -> None:
-        """``feed``'s job has ended."""
-        with self._lock:
-            self._feeds.discard(feed)

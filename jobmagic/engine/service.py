@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jobmagic.backends.base import Executor
@@ -24,13 +24,15 @@ from jobmagic.store.pauses import pause_epoch
 from jobmagic.store.reconcile import reconcile
 
 from .adoption import Adoption
+from .after_ends import AfterEnds
 from .binding import JobBinding
 from .end_recorder import EndRecorder
 from .lifecycle import JobLifecycle
-from .output_feed import OutputFeed, SharedHandlers
+from .output_feed import OutputFeed
 from .queue_operations import QueueOperations
 from .removal import Removal
 from .scheduler import Scheduler
+from .shared_handlers import SharedHandlers
 from .starting import Starting
 from .stopping import Stopping
 from .usage import UsageMeter
@@ -46,8 +48,6 @@ SESSION_ENV = "JPY_SESSION_NAME"
 SHUTDOWN_SLACK = 10.0
 #: How many job ids a warning lists before it says "and N more".
 _SHOWN_IDS = 10
-#: The longest wait between retries of job ends that could not be recorded (disk full).
-MAX_RETRY_DELAY = 60.0
 
 #: The logger the default service hands its jobs' output to (as children named by id).
 DEFAULT_LOGGER_NAME = "jobmagic.job"
@@ -57,7 +57,7 @@ logging.getLogger(DEFAULT_LOGGER_NAME).propagate = False
 Listener = Callable[[JobEvent[Worker]], None]
 
 
-class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
+class WorkerService(Starting, AfterEnds, Adoption, QueueOperations, Removal, Stopping):
     """The jobs of this kernel: starts them, finds them, stops them, tells listeners.
 
     Parameters
@@ -239,50 +239,7 @@ class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
     def __iter__(self) -> Iterator[Worker]:
         return iter(self.list())
 
-    # -- stopping and removing -----------------------------------------------------
-    def _after_end(self, job_id: int) -> None:
-        """Job ``job_id`` has ended: run the queue, retry what was not recorded, prune.
-
-        An end the writer thread wrote had that done there, after its batch.
-        """
-        if threading.current_thread() in (self.watcher.thread, self._ends.thread):
-            return
-        self._after_ends([job_id])
-        self._tidy_after_ends([job_id])
-
-    def _after_ends(self, job_ids: Sequence[int]) -> None:
-        """These jobs' ends were recorded (the writer thread, or the thread that did it).
-
-        Their jobs go on (their waiters wake) after this, and are tidied after that
-        (``_tidy_after_ends``). Nothing once the service shuts down: no job starts any
-        more, and a shutdown that stops ten thousand queued jobs must not run a queue
-        pass (or a prune) for each.
-        """
-        self.scheduler.withdraw(job_ids)  # those that ended queued: stopped, removed
-        if self.closed:
-            return
-        if self.scheduler.queued:
-            # Their slots go on at once (other kernels hear of it through the store).
-            try:
-                self.scheduler.run()
-            except StoreError as exc:
-                _log.warning("jobmagic could not run the job queue: %s", exc)
-        if self.store.unsaved:
-            self._retry_later()
-
-    def _tidy_after_ends(self, job_ids: Sequence[int]) -> None:
-        """What follows these ends once their jobs went on (the writer thread): pruning."""
-        if self.closed or self.store.unsaved:
-            return
-        # The store-change watch skips this process's own writes (see _on_store_change):
-        # what these ends freed may let a job start that is not this kernel's (an
-        # ownerless queued one).
-        self.scheduler.store_changed()
-        try:
-            self._prune_after(job_ids)
-        except StoreError as exc:
-            _log.warning("jobmagic could not prune old jobs: %s", exc)
-
+    # -- what other processes write ------------------------------------------------
     def _store_written(self) -> None:
         """The store's change file was touched (watcher thread): look at it on the writer."""
         with self._lock:
@@ -295,29 +252,6 @@ class WorkerService(Starting, Adoption, QueueOperations, Removal, Stopping):
         with self._lock:
             self._store_change_due = False
         self._on_store_change()
-
-    def _retry_later(self) -> None:
-        """Retry writing unrecorded job ends on a timer, backing off up to a minute."""
-        with self._lock:
-            if self._retry_timer is not None or self._closed:
-                return
-            delay = self._retry_delay
-            self._retry_delay = min(MAX_RETRY_DELAY, delay * 2)
-            self._retry_timer = self.watcher.call_later(delay, self._retry_on_writer)
-
-    def _retry_on_writer(self) -> None:
-        """The retry's time has come (watcher thread): the writer's thread retries."""
-        self._ends.call(self._retry_unsaved)
-
-    def _retry_unsaved(self) -> None:
-        with self._lock:
-            self._retry_timer = None
-        if self.store.retry_unsaved():
-            self._retry_later()
-            return
-        with self._lock:
-            self._retry_delay = 1.0
-        _log.info("jobmagic recorded the job ends it could not write before")
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop this kernel's jobs (detached ones keep running) and end the watcher.
