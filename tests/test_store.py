@@ -671,7 +671,7 @@ def test_a_commit_is_visible_when_the_changed_file_says_so(jobmagic_home: Path) 
     writer, reader = JobStore(jobmagic_home), JobStore(jobmagic_home)
     inotify = INotify()
     try:
-        inotify.add_watch(writer.changed_path, flags.ATTRIB)
+        inotify.add_watch(writer.changed_path, flags.CLOSE_WRITE)
         assert mode(writer.changed_path) == 0o600
         for _ in range(20):
             version = reader.data_version()

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import inotify_simple
 
 _log = logging.getLogger("jobmagic")
-# ATTRIB too: the store's change file is touched, not written (see JobStore).
+# CLOSE_WRITE: the store's change file is opened for writing and closed, not written (see
+# JobStore); ATTRIB for what touches a file.
 _WATCH_MASK = (
     inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE | inotify_simple.flags.ATTRIB
 )

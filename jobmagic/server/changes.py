@@ -47,7 +47,8 @@ from .reactor import LoopReactor
 from .store_thread import StoreThread
 
 # Writes to the database land in the WAL; a checkpoint writes the main file; every
-# writer touches the store's "changed" file once its commit is visible (IN_ATTRIB).
+# writer opens and closes the store's "changed" file once its commit is visible
+# (IN_CLOSE_WRITE).
 _DB_EVENTS = (
     flags.MODIFY | flags.CLOSE_WRITE | flags.CREATE | flags.MOVED_TO | flags.DELETE | flags.ATTRIB
 )

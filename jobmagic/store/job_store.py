@@ -133,10 +133,19 @@ class JobStore(JobEnds):
         # Outside the transaction: the commit is visible to every reader by now. A write
         # that changed nothing (a queue pass with nothing to do) wakes nobody.
         if changed:
-            with contextlib.suppress(OSError):
-                os.utime(self.changed_path)
+            self._signal_change()
         if self._unsaved:
             self.retry_unsaved()
+
+    def _signal_change(self) -> None:
+        """Tell inotify watchers that a commit is visible: open the change file and close it.
+
+        Its ``IN_CLOSE_WRITE`` costs no disk write: touching the file (``utime``) dirties
+        its inode, which waits for the file system's journal whenever that is committing
+        (up to a few tenths of a millisecond per write, twice per job).
+        """
+        with contextlib.suppress(OSError):
+            os.close(os.open(self.changed_path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW))
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[JobRecord]:
         with self._lock:

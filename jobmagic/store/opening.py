@@ -26,9 +26,10 @@ BUSY_TIMEOUT = 60.0
 #: Marks the file as jobmagic's ("JOBM"), so a foreign SQLite file is never written to.
 APPLICATION_ID = 0x4A4F424D
 DB_NAME = "jobs.sqlite"
-#: Touched after every commit (IN_ATTRIB for inotify watchers). A commit's last write to
-#: the WAL comes before SQLite publishes it in the shared-memory index, so a watcher woken
-#: by that write may not see the commit yet; this file changes only once it is visible.
+#: Opened for writing and closed after every commit (IN_CLOSE_WRITE for inotify
+#: watchers; nothing is written to it). A commit's last write to the WAL comes before
+#: SQLite publishes it in the shared-memory index, so a watcher woken by that write may
+#: not see the commit yet; this file signals only once it is visible.
 CHANGED_NAME = "jobs.changed"
 
 
