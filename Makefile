@@ -113,7 +113,7 @@ nbval: $(STAMP)
 
 test: lint typecheck jstest pytest nbval
 
-bench: $(STAMP) task-spooler
+bench: $(STAMP) task-spooler chromium
 	$(VPY) benchmarks/run.py $(if $(CHECK),--check,)
 
 # The bench compares jobmagic with task-spooler side by side (benchmarks/case_tsp.py).
