@@ -13,8 +13,9 @@ start. When the last job has ended, the same sampler runs against the server lef
 store, 500 jobs): the baseline of each row.
 
 Rows: event-loop lag p99 under load (goal <= 20 ms) and ``GET jobs`` p99 under load
-(goal <= 50 ms); the issue's "``/api/status``" is jobmagic's jobs list, the only list
-endpoint (``jobmagic/server/routes.py``). The clients are threads of this process
+(goal <= 50 ms); the issue's "``/api/status``" is read as jobmagic's jobs list, the only
+list endpoint (``jobmagic/server/routes.py``), and literally, as jupyter_server's ``GET
+api/status`` (same goal). The clients are threads of this process
 (keep-alive connections), so their times include this process's share of 2 cores.
 """
 
@@ -376,5 +377,6 @@ def run(ctx: Context) -> list[Row]:
             "s",
             percentile(idle["status"], 0.99),
             "idle server",
+            Goal("value", 0.050),  # the issue's words read literally: checked too
         ),
     ]
