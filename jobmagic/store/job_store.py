@@ -140,9 +140,8 @@ class JobStore(JobEnds):
     def _signal_change(self) -> None:
         """Tell inotify watchers that a commit is visible: open the change file and close it.
 
-        Its ``IN_CLOSE_WRITE`` costs no disk write: touching the file (``utime``) dirties
-        its inode, which waits for the file system's journal whenever that is committing
-        (up to a few tenths of a millisecond per write, twice per job).
+        ``IN_CLOSE_WRITE`` costs no disk write; ``utime`` dirties the inode and waits for
+        ext4's journal while it commits (tenths of a millisecond, twice per job).
         """
         with contextlib.suppress(OSError):
             os.close(os.open(self.changed_path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW))
