@@ -31,7 +31,7 @@ from .cgroups import NAME_PREFIX, JobCgroup
 from .execution import LocalExecution, limit_failure
 from .leaders import SPAWNER_KILLED, FollowedLeader, GoneLeader, WrapperChild
 from .procinfo import ProcessGroups, group_remains, group_usage
-from .shell import check_exec_size, job_argv, job_environment, kernel_environment
+from .shell import check_exec_size, direct_start, job_argv, job_environment, kernel_environment
 from .spawner_client import Spawner, SpawnerUnavailable
 from .status_file import (
     await_status,
@@ -214,6 +214,7 @@ class LocalExecutor:
                     cwd=cwd,
                     status_path=status_path,
                     log_fd=log_fd,
+                    direct=direct_start(spec, cgroup, address_space),
                 )
             except SpawnerUnavailable as exc:
                 _log.warning("jobmagic cannot start its spawner (%s): jobs start slower", exc)

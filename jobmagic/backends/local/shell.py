@@ -1,7 +1,8 @@
 """How a local job's command is handed to its shell, and what the shell's last words mean.
 
 Every local job's leader runs ``JOB_SCRIPT`` under ``/bin/sh`` (the spawner starts it;
-the wrapper, where there is no spawner, runs the same script in its subshell). The
+the wrapper, where there is no spawner, runs the same script in its subshell), except a
+plain command the spawner starts itself (``direct_start``, ``spawn_direct.py``). The
 script joins the job's cgroup before anything else, applies a ``ulimit -v``, then runs
 the command the way ``run_mode`` chose: a simple command is exec'd in the script's place
 (the program itself leads the job and its own exit status is recorded), anything else is
@@ -23,8 +24,11 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from jobmagic.core.limits import Limits
 from jobmagic.core.spec import JobSpec
 from jobmagic.text.terminal import decode, read_tail
+
+from .cgroups import V1, JobCgroup
 
 #: The pty relay, run by file path (it imports nothing of jobmagic).
 PTY_RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pty_relay.py")
@@ -203,6 +207,43 @@ def _is_simple_command(command: str) -> bool:
     if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
         return False
     return not any(word and set(word) <= set("();<>|&\n") for word in words)
+
+
+#: A command of words no shell changes: the spawner may start it itself (``spawn_direct``).
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_@%+=:,./ \t-]+")
+
+
+def direct_words(command: str, shell: str, pty: bool) -> list[str] | None:
+    """The program and arguments of a plain ``exec``-mode command; None for any other.
+
+    Only a program the shell would ``exec`` (not one of its own words: ``true`` and
+    ``echo`` stay the shell's builtins) and only words the shell leaves as they are.
+    """
+    if shell != "/bin/sh" or pty or not _PLAIN_COMMAND.fullmatch(command):
+        return None
+    words = command.split()
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0] or words[0].startswith("-"):
+        return None
+    return words
+
+
+def direct_start(
+    spec: JobSpec, cgroup: JobCgroup | None, address_space: int | None
+) -> tuple[list[str], list[str]] | None:
+    """A plain command's words and the cgroup directories the spawner joins for it.
+
+    None (the job script starts it) for any other command, a ``ulimit -v``, a limit
+    (the spawner's thread must never count against one), or a cgroup v2 (a process
+    joins it whole: the spawner does not move itself).
+    """
+    if address_space is not None or spec.limits != Limits():
+        return None
+    if cgroup is not None and cgroup.version != V1:
+        return None
+    words = direct_words(spec.command, spec.shell, spec.pty)
+    if words is None:
+        return None
+    return words, list(cgroup.dirs) if cgroup is not None else []
 
 
 def job_environment(env: Mapping[str, str] | None) -> dict[str, str] | None:

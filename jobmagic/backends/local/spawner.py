@@ -15,8 +15,9 @@ is ``posix_spawn``-ed (a vfork: no copy of this process, and no Python runs in t
 child), in a new session, with the log as its stdout and stderr, stdin on ``/dev/null``
 and the signals Python ignores back to their defaults. Its program is the job script
 (``shell.JOB_SCRIPT`` run by ``/bin/sh``), which joins the job's cgroup and runs the
-command; it is the job's process group leader, and ``posix_spawn`` returns only once it
-runs, so the answer that names its pid comes when a stop can already reach it.
+command, or, for a plain command, the command's program itself (``spawn_direct.py``);
+it is the job's process group leader, and ``posix_spawn`` returns only once it runs, so
+the answer that names its pid comes when a stop can already reach it.
 
 The spawner is the parent of every job's leader and a child subreaper, so that processes
 a job orphans stay in its tree (not init's) while they live; it reaps them all. Just
@@ -41,6 +42,12 @@ import socket
 import struct
 import sys
 from typing import Any
+
+if __package__:
+    from . import spawn_direct
+else:  # run by file path (-I -S): the sibling module, from this file's directory
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import spawn_direct  # type: ignore[import-not-found,no-redef]
 
 #: ``prctl(PR_SET_CHILD_SUBREAPER, 1)``: orphaned descendants are reparented to us.
 PR_SET_CHILD_SUBREAPER = 36
@@ -171,6 +178,9 @@ class Spawner:
         self.unsent = bytearray()
         self.jobs: dict[int, Job] = {}  # leader pid -> job, until it is reaped
         self.environment: dict[str, str] = dict(os.environ)  # the last one the kernel sent
+        # ... and its shell-named variables, for direct starts (made again when it changes)
+        self._plain_source: dict[str, str] | None = None
+        self._plain: dict[str, str] = {}
         self.poller = select.poll()
         self.poller.register(control.fileno(), select.POLLIN)
         self.poller.register(events.fileno(), 0)  # POLLOUT while ends wait to be sent
@@ -276,17 +286,9 @@ class Spawner:
             (log_fd,) = fds
             os.chdir(str(message["cwd"]))
             try:
-                pid = os.posix_spawn(
-                    argv[0],
-                    argv,
-                    env,
-                    file_actions=[
-                        (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                        (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                    ],
-                    setsid=True,
-                    setsigdef=RESTORED_SIGNALS,
-                )
+                pid = self._start_direct(message, log_fd)
+                if pid is None:
+                    pid = _spawn(argv, env, log_fd)
             finally:
                 os.chdir("/")
         except OSError as exc:
@@ -296,6 +298,31 @@ class Spawner:
         job = Job(start_time(pid), status_path)
         self.jobs[pid] = job
         return {"id": request, "pid": pid, "start": job.start}
+
+    def _start_direct(self, message: dict[str, Any], log_fd: int) -> int | None:
+        """Spawn ``message["direct"]`` without the job script, if it can be (``spawn_direct``)."""
+        words = message.get("direct")
+        if not words:
+            return None
+        if self.environment is not self._plain_source:
+            self._plain_source = self.environment
+            self._plain = spawn_direct.shell_environment(self.environment)
+        env = dict(self._plain)
+        env.update(spawn_direct.shell_environment(dict(message.get("set", {}))))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        program = spawn_direct.find_program(str(words[0]), env)
+        if program is None:
+            return None
+        env["PWD"] = spawn_direct.working_directory_variable(env)
+        cgroup_dirs = [str(directory) for directory in message.get("join", ())]
+        if not spawn_direct.join(cgroup_dirs):
+            return None
+        try:
+            return _spawn([str(word) for word in words], env, log_fd, program)
+        except OSError:
+            return None  # the job script tries it, and says why it cannot
+        finally:
+            spawn_direct.leave(cgroup_dirs)
 
     def reap(self) -> None:
         """Reap every child that has exited; record and report the ends of jobs."""
@@ -321,6 +348,18 @@ class Spawner:
                 }
             )
             write_status(job.status_path, status)
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_fd: int, program: str | None = None) -> int:
+    """``posix_spawn`` a job's leader: a new session, the log as stdout and stderr."""
+    return os.posix_spawn(
+        program or argv[0],
+        argv,
+        env,
+        file_actions=[(os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)],
+        setsid=True,
+        setsigdef=RESTORED_SIGNALS,
+    )
 
 
 def become_subreaper() -> None:

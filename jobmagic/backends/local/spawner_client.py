@@ -282,9 +282,12 @@ class Spawner:
         cwd: str,
         status_path: str,
         log_fd: int,
+        direct: tuple[list[str], list[str]] | None = None,
     ) -> tuple[SpawnedLeader, list[Any]]:
         """Start a job: its leader runs ``argv`` in ``cwd`` with ``env`` plus ``extra_env``.
 
+        ``direct`` (a plain command's words, and the v1 cgroup directories it joins) lets
+        the spawner start the program itself instead (``spawn_direct.py``) where it can.
         Returns the leader and the spawner's ``[pid, start time]``.
 
         Raises
@@ -294,7 +297,14 @@ class Spawner:
         OSError
             No spawner can be started.
         """
-        request = {"argv": argv, "cwd": cwd, "status": status_path, "set": extra_env}
+        request: dict[str, Any] = {
+            "argv": argv,
+            "cwd": cwd,
+            "status": status_path,
+            "set": extra_env,
+        }
+        if direct is not None:
+            request["direct"], request["join"] = direct
         with self._lock:
             for attempt in range(2):
                 process = self._running()
