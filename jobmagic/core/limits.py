@@ -180,4 +180,4 @@ class Usage:
         if elapsed <= 0:
             return self
         percent = max(0.0, (self.cpu_seconds - previous[1]) / elapsed * 100)
-        return dataclasses.replace(self, cpu_percent=percent)
+        return Usage(self.memory, self.peak_memory, self.cpu_seconds, percent)

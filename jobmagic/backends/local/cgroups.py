@@ -1,8 +1,9 @@
 """One job's cgroup: its limits, its members, killing all of them, what it used.
 
-The job's process joins the cgroup from the wrapper, before it runs the command (see
-``wrapper.py``): everything the command starts is born inside, whatever it does with
-sessions and process groups, so "every process of the job" is the cgroup's member list.
+The job's leader is in the cgroup before it runs the command (the job script joins it,
+or the spawner spawns it there: ``shell.py``, ``spawn_direct.py``): everything the
+command starts is born inside, whatever it does with sessions and process groups, so
+"every process of the job" is the cgroup's member list.
 The same class works on cgroup v1 (one directory per hierarchy) and v2 (one directory);
 ``cgroup_layout.py`` decides where the directories go. Its ``ref`` goes into the job's
 backend reference, so that another kernel, the server or the command line finds the
@@ -12,7 +13,6 @@ cgroup again after the kernel that made it is gone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import signal
@@ -41,6 +41,7 @@ class JobCgroup:
         self.version = version
         self.dirs = dirs
         self.roles = dict(roles)
+        self._files: tuple[str | None, str | None, str | None] | None = None
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -173,21 +174,44 @@ class JobCgroup:
     # -- what happened -----------------------------------------------------------------
     def usage(self) -> Usage:
         """Memory now and at most, and CPU time so far (no rate: see ``Usage.with_rate``)."""
-        name = "memory.usage_in_bytes" if self.version == V1 else "memory.current"
-        memory = self._read_int("memory", name)
-        return dataclasses.replace(self.totals(), memory=memory)
+        now, peak, _ = self._usage_files()
+        return Usage(_read_number(now), _read_number(peak), self._cpu_seconds())
 
     def totals(self) -> Usage:
         """What the job used in all: peak memory and CPU time (for an ended job)."""
+        _, peak, _ = self._usage_files()
+        return Usage(peak_memory=_read_number(peak), cpu_seconds=self._cpu_seconds())
+
+    def _cpu_seconds(self) -> float | None:
+        path = self._usage_files()[2]
         if self.version == V1:
-            peak = self._read_int("memory", "memory.max_usage_in_bytes")
-            nanoseconds = self._read_int("cpuacct", "cpuacct.usage")
-            cpu = nanoseconds / 1e9 if nanoseconds is not None else None
-        else:
-            peak = self._read_int("memory", "memory.peak")
-            micro = self._read_field(os.path.join(self.dirs[0], "cpu.stat"), "usage_usec")
-            cpu = micro / 1e6 if micro is not None else None
-        return Usage(peak_memory=peak, cpu_seconds=cpu)
+            nanoseconds = _read_number(path)
+            return nanoseconds / 1e9 if nanoseconds is not None else None
+        micro = self._read_field(path, "usage_usec") if path is not None else None
+        return micro / 1e6 if micro is not None else None
+
+    def _usage_files(self) -> tuple[str | None, str | None, str | None]:
+        """The files of memory now, peak memory and CPU time, joined once.
+
+        (A panel of hundreds of jobs reads them every second.)
+        """
+        if self._files is None:
+            if self.version == V1:
+                memory, cpu = self.roles.get("memory"), self.roles.get("cpuacct")
+                now, peak, used = (
+                    "memory.usage_in_bytes",
+                    "memory.max_usage_in_bytes",
+                    "cpuacct.usage",
+                )
+            else:
+                memory = cpu = self.dirs[0]
+                now, peak, used = "memory.current", "memory.peak", "cpu.stat"
+            self._files = (
+                os.path.join(memory, now) if memory else None,
+                os.path.join(memory, peak) if memory else None,
+                os.path.join(cpu, used) if cpu else None,
+            )
+        return self._files
 
     def oom_kills(self) -> int:
         """How many of the job's processes the OOM killer killed for its memory limit."""
@@ -252,6 +276,23 @@ def _is_job_cgroup(path: object) -> bool:
         and os.path.basename(path).startswith(NAME_PREFIX)
         and ".." not in path.split("/")
     )
+
+
+def _read_number(path: str | None) -> int | None:
+    """The whole number a one-value file holds; None for none ("max") or no file."""
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 64).strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int(text) if text.isdigit() else None
 
 
 def _read(path: str) -> str:
