@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, read_until
+from engine_helpers import alive, read_until, wait_exit
 
-from jobmagic import WorkerService
+from jobmagic import JobState, WorkerService
 from jobmagic.backends.local.cgroup_layout import detect
 from jobmagic.backends.local.cgroups import V1, V2, JobCgroup
+from jobmagic.backends.local.leaders import SPAWNER_KILLED
 from jobmagic.backends.local.shell import direct_start, direct_words
 from jobmagic.backends.local.spawner_client import Spawner
 from jobmagic.backends.local.status_file import await_status
@@ -211,3 +212,34 @@ def test_a_plain_commands_processes_are_in_its_cgroup_and_the_spawner_is_not(
     assert job.wait(timeout=20) is not None
     assert not alive(escaped)
     assert not any(os.path.exists(directory) for directory in cgroup.dirs)
+
+
+WAITER = """import os, sys
+print("ready", os.getpid(), flush=True)
+open(sys.argv[1]).read()
+sys.exit(7)
+"""
+
+
+def test_a_directly_started_job_outlives_a_killed_spawner_and_ends_honestly_unknown(
+    svc: WorkerService, tmp_path: Path
+) -> None:
+    script, fifo = tmp_path / "waiter.py", tmp_path / "go"
+    script.write_text(WAITER)
+    os.mkfifo(fifo)
+    command = f"python3 {script} {fifo}"
+    assert direct_words(command, "/bin/sh", False) is not None  # the fast path's kind
+    job = svc.start(command)
+    program = int(read_until(job, re.compile(rb"ready (\d+)\n")).group(1))
+    assert program == job.pid  # the program leads the job: no shell in between
+    record = svc.store.get(job.id)
+    assert record is not None
+    assert record.backend_ref is not None
+    spawner = int(record.backend_ref["spawner"][0])
+    os.kill(spawner, signal.SIGKILL)
+    wait_exit(spawner)
+    assert alive(program)
+    with fifo.open("w") as f:
+        f.write("go\n")
+    assert job.wait(20) is None  # its 7 went to nobody: not made up
+    assert (job.state, job.exit_code, job.error) == (JobState.FAILED, None, SPAWNER_KILLED)
