@@ -61,6 +61,16 @@ def alive(pid: int) -> bool:
     return process_start_time(pid) is not None and not is_zombie(pid)
 
 
+def cgroup_paths(pid: int) -> dict[str, str]:
+    """``/proc/<pid>/cgroup`` as {controller: path} (v2 under "")."""
+    paths = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
 def group_members(pgid: int, exclude: int | None = None) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
     members = []

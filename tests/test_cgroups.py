@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, read_until
+from engine_helpers import alive, cgroup_paths, read_until
 from helpers import python_cmd, wait_until
 
 from jobmagic import JobState, WorkerService
@@ -56,16 +56,6 @@ def cgroup_of(service: WorkerService, job_id: int) -> JobCgroup:
     cgroup = JobCgroup.from_ref(record.backend_ref.get("cgroup"))
     assert cgroup is not None, f"job {job_id} has no cgroup: {record.backend_ref}"
     return cgroup
-
-
-def cgroup_paths(pid: int) -> dict[str, str]:
-    """``/proc/<pid>/cgroup`` as {controller: path} (v2 under "")."""
-    paths = {}
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
 
 
 def escaped_sleeps() -> list[int]:

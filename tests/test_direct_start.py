@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import alive, read_until, wait_exit
+from engine_helpers import alive, cgroup_paths, read_until, wait_exit
 
 from jobmagic import JobState, WorkerService
 from jobmagic.backends.local.cgroup_layout import detect
@@ -174,15 +174,6 @@ def svc(jobmagic_home: Path) -> Iterator[WorkerService]:
     service.shutdown()
 
 
-def cgroups_of(pid: int) -> dict[str, str]:
-    paths = {}
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            paths[controller] = path
-    return paths
-
-
 FORKER = """import os, subprocess, sys
 child = subprocess.Popen(["sleep", "1001"], start_new_session=True)
 print("ready", os.getpid(), child.pid, flush=True)
@@ -207,7 +198,7 @@ def test_a_plain_commands_processes_are_in_its_cgroup_and_the_spawner_is_not(
     assert leader == job.pid
     assert sorted(cgroup.members()) == sorted([leader, escaped])
     spawner = int(record.backend_ref["spawner"][0])
-    assert cgroups_of(spawner) == cgroups_of(os.getpid())  # back where it came from
+    assert cgroup_paths(spawner) == cgroup_paths(os.getpid())  # back where it came from
     job.stop()
     assert job.wait(timeout=20) is not None
     assert not alive(escaped)
